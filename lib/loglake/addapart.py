@@ -1,0 +1,238 @@
+"""AddAPart: S3 object notifications -> Glue partitions, without crawlers or MSCK REPAIR.
+
+One batch of SQS messages is handled as a whole: every key is parsed, the keys the
+config allows are reduced to the distinct set of partitions per table, and only
+partitions this container has not seen are sent to Glue, 100 per call. A message
+is reported as failed (ReportBatchItemFailures) only when it cannot be parsed at
+all or a partition it needs could not be registered: everything else is
+acknowledged, so SQS retries exactly what is worth retrying.
+
+A key that matches no layout is logged and acknowledged: retrying cannot fix it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from loglake import keys, notifications, storage
+from loglake.catalog import PartitionRegistrar
+from loglake.config import Config
+from loglake.sources import SOURCES, Source
+
+log = logging.getLogger("loglake.addapart")
+
+UNKNOWN_BUCKET = "unknown_bucket"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    body: str
+
+
+@dataclass
+class BatchOutcome:
+    messages: int = 0
+    objects: int = 0
+    test_events: int = 0
+    ignored_events: int = 0
+    invalid_messages: int = 0
+    keys: dict[str, int] = field(default_factory=dict)  # ok / skipped / error
+    key_reasons: dict[str, int] = field(default_factory=dict)
+    partitions: int = 0  # distinct partitions the batch needs
+    created: int = 0
+    existed: int = 0  # already in the catalog, or known to this container
+    failed: int = 0
+    glue_calls: int = 0
+    failed_message_ids: list[str] = field(default_factory=list)
+
+    def lambda_response(self) -> dict:
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in self.failed_message_ids]}
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def route(obj: notifications.ObjectRef, config: Config) -> list[Source]:
+    """Sources whose configured bucket and prefix hold this object (empty bucket = any)."""
+    out = []
+    for source in SOURCES.values():
+        sc = config.source(source.name)
+        if (not sc.bucket or sc.bucket == obj.bucket) and obj.key.startswith(sc.prefix):
+            out.append(source)
+    return out
+
+
+def classify(obj: notifications.ObjectRef, config: Config) -> tuple[Source | None, keys.KeyResult]:
+    candidates = route(obj, config)
+    if not candidates:
+        return None, keys.KeyResult(obj.key, keys.SKIPPED, UNKNOWN_BUCKET, obj.bucket)
+    result = None
+    for source in candidates:
+        result = source.classify_key(obj.key, config)
+        if result.status != keys.ERROR:
+            return source, result
+    return candidates[0], result
+
+
+class AddAPart:
+    """Holds the per-container state: one Glue client and the partition cache."""
+
+    def __init__(self, config: Config, glue=None, registrar: PartitionRegistrar | None = None):
+        self.config = config
+        if registrar is None:
+            glue = glue or storage.client("glue", config.aws.endpoint_url, config.aws.region)
+            registrar = PartitionRegistrar(glue, config.catalog.database)
+        self.registrar = registrar
+
+    def process(self, messages: Sequence[Message]) -> BatchOutcome:
+        out = BatchOutcome(messages=len(messages))
+        # (table, partition values) -> location, and which messages need each partition.
+        wanted: dict[str, dict[tuple, str]] = {}
+        needed_by: dict[tuple[str, tuple], set[str]] = {}
+        for msg in messages:
+            env = notifications.parse_body(msg.body)
+            if env.kind == notifications.INVALID:
+                out.invalid_messages += 1
+                out.failed_message_ids.append(msg.id)
+                _log("invalid_message", message_id=msg.id, error=env.error, body=msg.body[:500])
+                continue
+            if env.kind == notifications.TEST_EVENT:
+                out.test_events += 1
+                continue
+            out.ignored_events += env.ignored
+            for obj in env.objects:
+                out.objects += 1
+                source, result = classify(obj, self.config)
+                out.keys[result.status] = out.keys.get(result.status, 0) + 1
+                if not result.ok:
+                    out.key_reasons[result.reason] = out.key_reasons.get(result.reason, 0) + 1
+                    if result.status == keys.ERROR:
+                        _log("bad_key", bucket=obj.bucket, key=obj.key, reason=result.reason, detail=result.detail)
+                    continue
+                table = self.config.table(source.name, "raw")
+                part = result.partition
+                wanted.setdefault(table, {})[part.values] = f"s3://{obj.bucket}/{part.raw_dir}"
+                needed_by.setdefault((table, part.values), set()).add(msg.id)
+        failed_ids: set[str] = set()
+        for table, partitions in sorted(wanted.items()):
+            out.partitions += len(partitions)
+            result = self.registrar.register(table, partitions)
+            out.created += len(result.created)
+            out.existed += len(result.existed)
+            out.failed += len(result.failed)
+            out.glue_calls += result.calls
+            for values, reason in result.failed.items():
+                ids = needed_by[(table, values)]
+                failed_ids |= ids
+                _log("partition_failed", table=table, values=list(values), reason=reason, messages=len(ids))
+        out.failed_message_ids += [m.id for m in messages if m.id in failed_ids]
+        _log("batch", **{k: v for k, v in out.as_dict().items() if k != "failed_message_ids"},
+             failed_messages=len(out.failed_message_ids))
+        return out
+
+
+def _log(event: str, **fields) -> None:
+    """One JSON object per line: CloudWatch Logs Insights can filter and sum these."""
+    log.info(json.dumps({"event": event, **fields}, default=str, sort_keys=True))
+
+
+def handle_lambda_event(event: dict, app: AddAPart) -> dict:
+    """Lambda SQS event -> partial batch response."""
+    messages = [Message(r["messageId"], r.get("body", "")) for r in event.get("Records", [])]
+    return app.process(messages).lambda_response()
+
+
+# --------------------------------------------------------------------------- outside Lambda
+
+
+def drain(
+    app: AddAPart,
+    queue_url: str,
+    *,
+    batch_messages: int = 100,
+    max_messages: int | None = None,
+    wait_seconds: int = 1,
+    sqs=None,
+) -> BatchOutcome:
+    """Poll a queue until it is empty (or ``max_messages``), processing up to
+    ``batch_messages`` per batch; deletes what succeeded, leaves failures for redelivery."""
+    sqs = sqs or storage.client("sqs", app.config.aws.endpoint_url, app.config.aws.region)
+    total = BatchOutcome()
+    seen = 0
+    while max_messages is None or seen < max_messages:
+        batch: list[Message] = []
+        handles: dict[str, str] = {}
+        while len(batch) < batch_messages:
+            resp = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(10, batch_messages - len(batch)),
+                WaitTimeSeconds=wait_seconds,
+            )
+            got = resp.get("Messages", [])
+            if not got:
+                break
+            for m in got:
+                batch.append(Message(m["MessageId"], m["Body"]))
+                handles[m["MessageId"]] = m["ReceiptHandle"]
+        if not batch:
+            break
+        seen += len(batch)
+        outcome = app.process(batch)
+        _merge(total, outcome)
+        done = [i for i in handles if i not in set(outcome.failed_message_ids)]
+        for i in range(0, len(done), 10):
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": handles[mid]} for n, mid in enumerate(done[i : i + 10])],
+            )
+        if outcome.failed_message_ids:
+            # Failed messages come back after their visibility timeout; don't spin on them.
+            break
+    return total
+
+
+def _merge(total: BatchOutcome, part: BatchOutcome) -> None:
+    for name, value in part.as_dict().items():
+        current = getattr(total, name)
+        if isinstance(value, int):
+            setattr(total, name, current + value)
+        elif isinstance(value, list):
+            current.extend(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                current[k] = current.get(k, 0) + v
+
+
+def backfill(app: AddAPart, source: Source, bucket: str, prefix: str, chunk: int = 10_000) -> BatchOutcome:
+    """Register the partitions of objects already in a bucket (before AddAPart existed)."""
+    total = BatchOutcome()
+    refs: list[notifications.ObjectRef] = []
+    started = time.time()
+
+    def flush() -> None:
+        body = json.dumps(
+            {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Backfill",
+                          "s3": {"bucket": {"name": r.bucket}, "object": {"key": _encode(r.key)}}} for r in refs]}
+        )
+        _merge(total, app.process([Message(f"backfill-{total.objects}", body)]))
+        log.info("backfill: %d objects so far, %d partitions created (%.0fs)",
+                 total.objects, total.created, time.time() - started)
+        refs.clear()
+
+    for obj in storage.list_objects(f"s3://{bucket}/{prefix}"):
+        refs.append(notifications.ObjectRef(bucket, obj.key))
+        if len(refs) >= chunk:
+            flush()
+    if refs:
+        flush()
+    return total
+
+
+def _encode(key: str) -> str:
+    from urllib.parse import quote_plus
+
+    return quote_plus(key, safe="/")

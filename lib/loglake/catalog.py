@@ -1,0 +1,251 @@
+"""Glue Data Catalog: tables loglake owns, and partition registration without crawlers.
+
+Partitions are registered with BatchCreatePartition (at most 100 per call). An
+``AlreadyExistsException`` entry is a success: registration is idempotent, so
+re-delivered SQS messages and reruns cost nothing but a call. Throttling and
+transient errors are retried with exponential backoff, up to a bound; what still
+fails is reported per partition so the caller can fail exactly the SQS messages
+that fed it.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from loglake.schema import TableSchema
+
+BATCH_LIMIT = 100  # BatchCreatePartition accepts at most 100 PartitionInputs
+RETRYABLE = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "InternalServiceException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "OperationTimeoutException",
+        "ConcurrentModificationException",
+    }
+)
+
+JSON_TEXT_FORMAT = {
+    "InputFormat": "com.amazon.emr.cloudtrail.CloudTrailInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hive.hcatalog.data.JsonSerDe"},
+}
+ORC_FORMAT = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.orc.OrcSerde"},
+}
+
+PartitionValues = tuple[str, ...]
+
+
+@dataclass
+class RegisterResult:
+    created: set[PartitionValues] = field(default_factory=set)
+    existed: set[PartitionValues] = field(default_factory=set)  # in the catalog or the cache
+    failed: dict[PartitionValues, str] = field(default_factory=dict)
+    calls: int = 0
+    retries: int = 0
+
+    def merge(self, other: "RegisterResult") -> None:
+        self.created |= other.created
+        self.existed |= other.existed
+        self.failed.update(other.failed)
+        self.calls += other.calls
+        self.retries += other.retries
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "ClientError")
+    return type(exc).__name__
+
+
+def _retryable(exc: Exception) -> bool:
+    # Connection errors, read timeouts etc. (BotoCoreError) are transient by nature.
+    return isinstance(exc, BotoCoreError) or _error_code(exc) in RETRYABLE
+
+
+class PartitionRegistrar:
+    """Registers partitions of tables in one database; keeps a per-container cache.
+
+    In Lambda, one instance lives for the container's lifetime, so partitions seen
+    by earlier invocations cost no Glue call at all.
+    """
+
+    def __init__(
+        self,
+        glue,
+        database: str,
+        *,
+        max_attempts: int = 6,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.glue = glue
+        self.database = database
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self.known: set[tuple[str, PartitionValues]] = set()
+        self._descriptors: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ table info
+
+    def storage_descriptor(self, table: str) -> dict:
+        if table not in self._descriptors:
+            resp = self._call(lambda: self.glue.get_table(DatabaseName=self.database, Name=table))
+            sd = resp["Table"]["StorageDescriptor"]
+            self._descriptors[table] = sd
+        return self._descriptors[table]
+
+    def _call(self, fn: Callable[[], dict]) -> dict:
+        for attempt in range(self.max_attempts):
+            try:
+                return fn()
+            except (ClientError, BotoCoreError) as exc:
+                if not _retryable(exc) or attempt == self.max_attempts - 1:
+                    raise
+                self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> None:
+        delay = min(self.max_delay, self.base_delay * (2**attempt))
+        self.sleep(delay * (0.5 + random.random() / 2))
+
+    # ------------------------------------------------------------------ registration
+
+    def register(self, table: str, partitions: Mapping[PartitionValues, str]) -> RegisterResult:
+        """Register ``{values: location}``; returns what was created, existed or failed."""
+        result = RegisterResult()
+        todo = {}
+        for values, location in partitions.items():
+            if (table, values) in self.known:
+                result.existed.add(values)
+            else:
+                todo[values] = location
+        if not todo:
+            return result
+        try:
+            sd = self.storage_descriptor(table)
+        except (ClientError, BotoCoreError) as exc:
+            reason = f"GetTable {self.database}.{table}: {_error_code(exc)}"
+            result.failed.update({v: reason for v in todo})
+            return result
+        items = sorted(todo.items())
+        for i in range(0, len(items), BATCH_LIMIT):
+            result.merge(self._register_chunk(table, sd, dict(items[i : i + BATCH_LIMIT])))
+        return result
+
+    def _register_chunk(self, table: str, sd: dict, chunk: dict[PartitionValues, str]) -> RegisterResult:
+        result = RegisterResult()
+        pending = dict(chunk)
+        for attempt in range(self.max_attempts):
+            inputs = [_partition_input(sd, values, loc) for values, loc in sorted(pending.items())]
+            result.calls += 1
+            try:
+                resp = self.glue.batch_create_partition(
+                    DatabaseName=self.database, TableName=table, PartitionInputList=inputs
+                )
+            except (ClientError, BotoCoreError) as exc:
+                code = _error_code(exc)
+                if _retryable(exc) and attempt < self.max_attempts - 1:
+                    result.retries += 1
+                    self._backoff(attempt)
+                    continue
+                result.failed.update({v: f"BatchCreatePartition: {code}" for v in pending})
+                return result
+            errors = {tuple(e["PartitionValues"]): e.get("ErrorDetail", {}) for e in resp.get("Errors", [])}
+            retry = {}
+            for values in pending:
+                detail = errors.get(values)
+                if detail is None:
+                    result.created.add(values)
+                elif detail.get("ErrorCode") == "AlreadyExistsException":
+                    result.existed.add(values)
+                elif detail.get("ErrorCode") in RETRYABLE and attempt < self.max_attempts - 1:
+                    retry[values] = pending[values]
+                else:
+                    result.failed[values] = f"{detail.get('ErrorCode')}: {detail.get('ErrorMessage', '')}"[:300]
+            for values in result.created | result.existed:
+                self.known.add((table, values))
+            if not retry:
+                return result
+            result.retries += 1
+            pending = retry
+            self._backoff(attempt)
+        return result  # pragma: no cover - the loop returns
+
+
+def _partition_input(sd: dict, values: PartitionValues, location: str) -> dict:
+    psd = copy.deepcopy(sd)
+    psd["Location"] = location
+    return {"Values": list(values), "StorageDescriptor": psd}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def ensure_database(glue, database: str) -> None:
+    try:
+        glue.create_database(DatabaseInput={"Name": database, "Description": "loglake raw and readready tables"})
+    except ClientError as exc:
+        if _error_code(exc) != "AlreadyExistsException":
+            raise
+
+
+def table_input(name: str, schema: TableSchema, location: str, fmt: str, description: str = "") -> dict:
+    formats = {"cloudtrail_json": (JSON_TEXT_FORMAT, {"classification": "cloudtrail"}),
+               "orc": (ORC_FORMAT, {"classification": "orc", "orc.compress": "ZLIB"})}
+    storage, params = formats[fmt]
+    return {
+        "Name": name,
+        "Description": description,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"EXTERNAL": "TRUE", **params},
+        "PartitionKeys": schema.glue_partition_keys(),
+        "StorageDescriptor": {
+            "Columns": schema.glue_columns(),
+            "Location": location.rstrip("/") + "/",
+            **copy.deepcopy(storage),
+        },
+    }
+
+
+def ensure_table(glue, database: str, tinput: dict) -> str:
+    """Create the table, or update it to this definition. Returns 'created' or 'updated'."""
+    try:
+        glue.create_table(DatabaseName=database, TableInput=tinput)
+        return "created"
+    except ClientError as exc:
+        if _error_code(exc) != "AlreadyExistsException":
+            raise
+    glue.update_table(DatabaseName=database, TableInput=tinput)
+    return "updated"
+
+
+def table_location(glue, database: str, table: str) -> str:
+    return glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]["Location"]
+
+
+def list_partitions(glue, database: str, table: str, expression: str | None = None) -> Iterable[dict]:
+    paginator = glue.get_paginator("get_partitions")
+    kwargs = {"DatabaseName": database, "TableName": table}
+    if expression:
+        kwargs["Expression"] = expression
+    for page in paginator.paginate(**kwargs):
+        yield from page.get("Partitions", [])
+
+
+def hive_partition_path(names: Iterable[str], values: Iterable[str]) -> str:
+    return "/".join(f"{n}={v}" for n, v in zip(names, values)) + "/"

@@ -1,0 +1,191 @@
+"""The ``loglake`` command: a thin shell over library calls.
+
+JSON results go to stdout, logs to stderr, so ``loglake run ... > summary.json``
+works. Exit codes: 0 done, 1 the run failed, 2 bad arguments or config.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from loglake import __version__, logs, storage
+from loglake.config import ConfigError, dump_config, load_config
+
+log = logging.getLogger("loglake.cli")
+
+EPILOG = """\
+config: --config FILE (or s3:// URI), else $LOGLAKE_CONFIG, plus LOGLAKE__SECTION__KEY
+environment overrides (see README, "Configuration").
+"""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config file or s3:// URI (default: $LOGLAKE_CONFIG)")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection (bounded runs; default: every date found)")
+    g.add_argument("--date", metavar="YYYY-MM-DD[,...]", help="only these delivery dates")
+    g.add_argument("--from-date", metavar="YYYY-MM-DD", help="first delivery date, inclusive")
+    g.add_argument("--to-date", metavar="YYYY-MM-DD", help="last delivery date, inclusive")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loglake",
+        description="Turn raw AWS CloudTrail logs into read-ready ORC tables.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"loglake {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="convert raw logs in a folder or s3:// prefix to readready ORC, no AWS needed",
+        description=(
+            "Find raw files below --raw (recursively) by the source's key layout, convert "
+            "them on local Spark, and write readready ORC/ZLIB below --out/<table>/, "
+            "partitioned like raw. Rerunning a selection replaces its partitions. "
+            "Prints a JSON summary (files_read, records_read, written, filtered, "
+            "filtered_by_rule, skipped_keys, problems, ...)."
+        ),
+    )
+    run.add_argument("source", choices=["cloudtrail"], help="which log source")
+    run.add_argument("--raw", required=True, metavar="DIR_OR_URI", help="folder, file:// or s3:// prefix")
+    run.add_argument("--out", required=True, metavar="DIR_OR_URI", help="lake root; tables go below it")
+    _add_selection(run)
+    run.add_argument("--summary-json", metavar="FILE", help="also write the summary here")
+    run.add_argument(
+        "--catalog", action="store_true",
+        help="register the written partitions in the config's Glue database (creates the table if missing)",
+    )
+    _add_config(run)
+
+    ap = sub.add_parser("addapart", help="register raw partitions in Glue from S3 notifications")
+    apsub = ap.add_subparsers(dest="action", metavar="ACTION", required=True)
+    drain = apsub.add_parser(
+        "drain",
+        help="poll an SQS queue of S3 notifications until empty and register partitions",
+        description="Runs the AddAPart Lambda's code outside Lambda: for local use and backlogs. "
+        "Prints a JSON outcome (messages, objects, partitions, created, existed, failed, glue_calls, ...).",
+    )
+    drain.add_argument("--queue", required=True, metavar="URL", help="SQS queue URL")
+    drain.add_argument("--batch-messages", type=int, default=100, help="messages per batch (default 100)")
+    drain.add_argument("--max-messages", type=int, help="stop after this many messages")
+    _add_config(drain)
+    backfill = apsub.add_parser(
+        "backfill",
+        help="list existing objects and register their partitions",
+        description="For data that landed before AddAPart was wired up. Prints a JSON outcome.",
+    )
+    backfill.add_argument("--source", required=True, choices=["cloudtrail"])
+    backfill.add_argument("--bucket", help="bucket to list (default: the source's configured bucket)")
+    backfill.add_argument("--prefix", default=None, help="key prefix to list (default: the source's prefix)")
+    _add_config(backfill)
+
+    cfg = sub.add_parser("config", help="show or check the effective configuration")
+    cfgsub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = cfgsub.add_parser("show", help="print the effective config (file + environment) as YAML")
+    _add_config(show)
+    check = cfgsub.add_parser("check", help="validate the config; exit 2 naming the wrong key")
+    _add_config(check)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on bundled samples against a local moto server",
+        description="Starts a moto server on 127.0.0.1, uploads sample CloudTrail logs, drains "
+        "S3 notifications through AddAPart, runs the Glue job script locally and prints what "
+        "an analyst would see. `make demo` runs this.",
+    )
+    demo.add_argument("--samples", metavar="DIR", help="folder of shared samples (default: ../shared/data/external)")
+    demo.add_argument("--workdir", metavar="DIR", default=".demo", help="where the demo writes (default .demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(verbose=args.verbose, quiet=args.quiet)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"loglake: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # selection and argument errors
+        print(f"loglake: {exc}", file=sys.stderr)
+        return 2
+
+
+def _emit(result: dict) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from loglake import demo
+
+        return demo.main(samples=args.samples, workdir=args.workdir)
+    config = load_config(getattr(args, "config", None))
+    storage.configure(config.aws.endpoint_url, config.aws.region)
+    if args.command == "config":
+        if args.action == "show":
+            print(dump_config(config), end="")
+        else:
+            print("config ok", file=sys.stderr)
+        return 0
+    if args.command == "run":
+        return _run(args, config)
+    if args.command == "addapart":
+        from loglake import addapart
+        from loglake.sources import get_source
+
+        app = addapart.AddAPart(config)
+        if args.action == "drain":
+            outcome = addapart.drain(
+                app, args.queue, batch_messages=args.batch_messages, max_messages=args.max_messages
+            )
+        else:
+            source = get_source(args.source)
+            sc = config.source(source.name)
+            bucket = args.bucket or sc.bucket
+            if not bucket:
+                raise ConfigError(f"config: sources.{source.name}.bucket is empty and no --bucket was given")
+            outcome = addapart.backfill(app, source, bucket, sc.prefix if args.prefix is None else args.prefix)
+        _emit(outcome.as_dict())
+        return 1 if outcome.failed_message_ids else 0
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _run(args: argparse.Namespace, config) -> int:
+    from loglake import catalog, convert, runtime
+    from loglake.sources import get_source
+
+    source = get_source(args.source)
+    selection = convert.Selection.parse(args.date, args.from_date, args.to_date)
+    plan = convert.plan_from_listing(source, args.raw, config, selection)
+    glue = None
+    if args.catalog:
+        glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
+        catalog.ensure_database(glue, config.catalog.database)
+        table = config.table(source.name, "readready")
+        catalog.ensure_table(
+            glue, config.catalog.database,
+            catalog.table_input(table, source.schema, storage.join(args.out, table), "orc"),
+        )
+    spark = runtime.start("loglake-run", mode="local").spark
+    summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue, raw=args.raw)
+    for line in convert.summarize_for_humans(summary):
+        log.info(line)
+    _emit(summary)
+    if args.summary_json:
+        storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""One central config, read by the Lambda, every job and the CLI.
+
+A YAML file (local path or s3:// URI) plus environment overrides, loaded once into
+a frozen, validated dataclass. A wrong config fails at load time with a message
+that names the offending key, because a typo in a filter list must never silently
+widen or empty a data lake.
+
+Environment overrides use the key path in upper case, joined by double
+underscores and prefixed with ``LOGLAKE__``::
+
+    LOGLAKE__SOURCES__CLOUDTRAIL__BUCKET=my-trail-bucket
+    LOGLAKE__FILTERS__ACCOUNTS__DENY=111111111111,222222222222
+    LOGLAKE__AWS__ENDPOINT_URL=http://127.0.0.1:5000
+
+List values in the environment are comma separated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PREFIX = "LOGLAKE__"
+CONFIG_ENV = "LOGLAKE_CONFIG"
+
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+# Region *shape*, not a fixed list: real regions (us-gov-east-1, ap-southeast-3) and the
+# anonymised ones found in published samples (me-northwest-3r) all fit it.
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}[a-z]?$")
+
+
+class ConfigError(ValueError):
+    """The config is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Allow/deny list. An empty allow list allows everything; deny always wins."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def allows(self, value: str | None) -> bool:
+        if value in self.deny:
+            return False
+        return not self.allow or value in self.allow
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    bucket: str = ""
+    prefix: str = ""
+    # CloudTrail only: Insights events land under CloudTrail-Insight/ and are skipped
+    # unless asked for, since they are not API calls and have another record shape.
+    include_insights: bool = False
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    cloudtrail: SourceConfig = field(default_factory=SourceConfig)
+    cloudwatch: SourceConfig = field(default_factory=SourceConfig)
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    cloudtrail_raw: str = "from_cloudtrail_raw"
+    cloudtrail_readready: str = "from_cloudtrail_readready"
+    cloudwatch_raw: str = "from_cloudwatch_raw"
+    cloudwatch_readready: str = "from_cloudwatch_readready"
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    database: str = "loglake"
+    tables: TablesConfig = field(default_factory=TablesConfig)
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    accounts: ListFilter = field(default_factory=ListFilter)
+    regions: ListFilter = field(default_factory=ListFilter)
+    event_sources: ListFilter = field(default_factory=ListFilter)
+    event_names: ListFilter = field(default_factory=ListFilter)
+    # Regular expressions matched (re.search) against the decoded object key.
+    key_deny_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadreadyConfig:
+    # Where readready tables are written: s3://bucket/prefix on AWS, file:///path locally.
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    region: str = "us-east-1"
+    # Only for local endpoints (moto); None lets boto3 resolve it (AWS_ENDPOINT_URL works too).
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
+    aws: AwsConfig = field(default_factory=AwsConfig)
+
+    def source(self, name: str) -> SourceConfig:
+        return getattr(self.sources, name)
+
+    def table(self, source: str, stage: str) -> str:
+        """Catalog table name, e.g. table('cloudtrail', 'raw')."""
+        return getattr(self.catalog.tables, f"{source}_{stage}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load and validate: defaults <- file <- environment <- explicit overrides.
+
+    ``path`` may be a local file or an s3:// URI; when None, $LOGLAKE_CONFIG is used if set.
+    ``overrides`` is a nested dict, as in the file (the CLI uses it for flags).
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path:
+        data = _read_yaml(path)
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            dotted = key[len(ENV_PREFIX):].lower().split("__")
+            _set_path(data, dotted, _env_value(value))
+    if overrides:
+        _merge(data, overrides)
+    config = _build(Config, data, "")
+    _validate(config)
+    return config
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    config = _build(Config, dict(data), "")
+    _validate(config)
+    return config
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    from loglake import storage  # local import: storage imports boto3 lazily too
+
+    try:
+        text = storage.read_bytes(path).decode("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _env_value(raw: str) -> Any:
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config: {'.'.join(path)} overrides a non-mapping value")
+    node[path[-1]] = value
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {path or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"config: unknown key {where}{unknown[0]} (known here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is tuple:  # tuple[str, ...]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if value is None:
+            value = []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config: {path} must be a list of strings")
+        out = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                raise ConfigError(f"config: {path} must be a list of strings, got {item!r}")
+            # Account ids written unquoted in YAML arrive as ints; keep leading zeros honest.
+            out.append(str(item))
+        return tuple(out)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        if value is None:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {path} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ConfigError(f"config: {path} must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"config: {path} has an unsupported type")  # pragma: no cover
+
+
+def _validate(config: Config) -> None:
+    f = config.filters
+    for side in ("allow", "deny"):
+        for acct in getattr(f.accounts, side):
+            if not ACCOUNT_RE.match(acct):
+                raise ConfigError(
+                    f"config: filters.accounts.{side} has {acct!r}, not a 12-digit account id"
+                    " (quote ids with leading zeros in YAML)"
+                )
+        for region in getattr(f.regions, side):
+            if not REGION_RE.match(region):
+                raise ConfigError(f"config: filters.regions.{side} has {region!r}, not a region")
+    for i, pattern in enumerate(f.key_deny_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"config: filters.key_deny_patterns[{i}] is not a regex: {exc}")
+    for name in ("cloudtrail", "cloudwatch"):
+        src = config.source(name)
+        if src.prefix.startswith("/"):
+            raise ConfigError(f"config: sources.{name}.prefix must not start with '/'")
+        if "/" in src.bucket or src.bucket.startswith("s3:"):
+            raise ConfigError(f"config: sources.{name}.bucket must be a bare bucket name")
+    loc = config.readready.location
+    if loc and not (loc.startswith(("s3://", "file://", "/"))):
+        raise ConfigError(
+            f"config: readready.location must be s3://..., file://... or an absolute path, got {loc!r}"
+        )
+    for name in dataclasses.fields(TablesConfig):
+        if not re.match(r"^[a-z_][a-z0-9_]*$", getattr(config.catalog.tables, name.name)):
+            raise ConfigError(
+                f"config: catalog.tables.{name.name} must be a lower-case Glue table name"
+            )
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,54 @@
+"""Glue job entry points: parse standard Glue arguments, then run the generic converter.
+
+Scripts in ``glue_jobs/`` are three lines that call :func:`main`. The same script
+runs on AWS Glue (GlueContext/Job, s3:// output) and locally (SparkSession, the
+config's readready location, e.g. file://), through :mod:`loglake.runtime`.
+
+Arguments: ``--JOB_NAME``, ``--config`` (path or s3:// URI), and one bounded
+selection: ``--date D[,D...]``, ``--from-date``/``--to-date``, or
+``--partitions-since TIMESTAMP`` (raw partitions registered since then). Optional:
+``--summary-json URI``, ``--runtime auto|glue|local``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from loglake import convert, logs, runtime, storage
+from loglake.config import load_config
+from loglake.sources import get_source
+
+log = logging.getLogger("loglake.jobs")
+
+
+def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logs.setup()
+    args = runtime.resolve_job_args(sys.argv if argv is None else argv)
+    config = load_config(args["config"])
+    storage.configure(config.aws.endpoint_url, config.aws.region)
+    selection = convert.Selection.parse(
+        args.get("date"), args.get("from_date"), args.get("to_date"), args.get("partitions_since")
+    )
+    if selection.everything:
+        raise convert.SelectionError(
+            "a Glue run must be bounded: give --date, --from-date/--to-date or --partitions-since"
+        )
+    if not config.readready.location:
+        raise convert.SelectionError("config: readready.location is empty; the job has nowhere to write")
+    source = get_source(source_name)
+    glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
+    plan = convert.plan_from_catalog(glue, source, config, selection)
+    rt = runtime.start(args["JOB_NAME"], args)
+    summary = convert.convert(
+        rt.spark, source, config, plan, config.readready.location,
+        selection=selection, glue=glue,
+        raw=f"catalog:{config.catalog.database}.{config.table(source.name, 'raw')}",
+    )
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.get("summary_json"):
+        storage.write_bytes(args["summary_json"], text.encode())
+    rt.commit()
+    return summary

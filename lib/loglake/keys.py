@@ -1,0 +1,163 @@
+"""S3 key layouts: decide what a raw object key is, and which partition it feeds.
+
+Pure functions, no I/O. A key that cannot be used is a *result* (skipped with a
+reason, or an error with a reason), never an exception: AddAPart and the jobs
+handle thousands of keys per batch, and one odd key must not cost the others.
+
+CloudTrail partition values are ``(org, account, region, dt)``:
+
+* ``org``: the organization id (``o-...``) for organization trails, ``none`` for
+  account trails. Hive and Athena handle empty partition values badly, and
+  ``none`` cannot collide with a real id, which always starts with ``o-``.
+* ``dt``: the delivery date of the file, ``YYYY-MM-DD``, taken from the key.
+
+Raw and readready tables use the same partition columns and values.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from loglake.config import ACCOUNT_RE, REGION_RE, Config
+
+NO_ORG = "none"
+
+# Outcomes. Skips are expected and counted; errors are keys that look like data but are wrong.
+OK = "ok"
+SKIPPED = "skipped"
+ERROR = "error"
+
+# Skip reasons (stable names: they appear in summaries and logs).
+FOLDER_MARKER = "folder_marker"
+DIGEST = "digest"
+INSIGHT = "insight"
+CONFIG_WRITABILITY_CHECK = "config_writability_check"
+OTHER_SERVICE = "other_service"
+DENIED_KEY_PATTERN = "denied_key_pattern"
+DENIED_ACCOUNT = "denied_account"
+DENIED_REGION = "denied_region"
+# Error reasons.
+NO_LAYOUT_MATCH = "no_layout_match"
+BAD_ACCOUNT = "bad_account"
+BAD_REGION = "bad_region"
+BAD_DATE = "bad_date"
+NOT_JSON_GZ = "not_json_gz"
+
+_CLOUDTRAIL_RE = re.compile(
+    r"^(?P<prefix>(?:.*/)?)AWSLogs/"
+    r"(?:(?P<org>o-[a-z0-9]{10,32})/)?"
+    r"(?P<account>[^/]+)/"
+    r"(?P<service>[^/]+)/"
+    r"(?P<region>[^/]+)/"
+    r"(?P<y>[^/]+)/(?P<m>[^/]+)/(?P<d>[^/]+)/"
+    r"(?P<name>[^/]+)$"
+)
+_AWSLOGS_SERVICE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?[^/]+/(?P<service>[^/]+)/")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One raw partition: its values, in the table's partition-key order, and where it lives."""
+
+    values: tuple[str, ...]
+    raw_dir: str  # key prefix of the raw partition directory, ending in '/'
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    key: str
+    status: str
+    reason: str = ""
+    detail: str = ""
+    partition: Partition | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def _skip(key: str, reason: str, detail: str = "") -> KeyResult:
+    return KeyResult(key, SKIPPED, reason, detail)
+
+
+def _error(key: str, reason: str, detail: str) -> KeyResult:
+    return KeyResult(key, ERROR, reason, detail)
+
+
+def parse_cloudtrail_key(key: str, include_insights: bool = False) -> KeyResult:
+    """Parse an (already URL-decoded) CloudTrail object key; validates every value."""
+    if key.endswith("/"):
+        return _skip(key, FOLDER_MARKER)
+    name = key.rsplit("/", 1)[-1]
+    if name == "ConfigWritabilityCheckFile":
+        return _skip(key, CONFIG_WRITABILITY_CHECK)
+    m = _CLOUDTRAIL_RE.match(key)
+    if not m:
+        svc = _AWSLOGS_SERVICE_RE.match(key)
+        if svc and not svc.group("service").startswith("CloudTrail"):
+            return _skip(key, OTHER_SERVICE, svc.group("service"))
+        return _error(
+            key,
+            NO_LAYOUT_MATCH,
+            "expected [prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/FILE",
+        )
+    service = m.group("service")
+    if service == "CloudTrail-Digest":
+        return _skip(key, DIGEST)
+    if service == "CloudTrail-Insight" and not include_insights:
+        return _skip(key, INSIGHT)
+    if service not in ("CloudTrail", "CloudTrail-Insight"):
+        return _skip(key, OTHER_SERVICE, service)
+    account = m.group("account")
+    if not ACCOUNT_RE.match(account):
+        return _error(key, BAD_ACCOUNT, f"account {account!r} is not 12 digits")
+    region = m.group("region")
+    if not REGION_RE.match(region):
+        return _error(key, BAD_REGION, f"region {region!r} does not look like a region")
+    y, mo, d = m.group("y"), m.group("m"), m.group("d")
+    day = _calendar_date(y, mo, d)
+    if day is None:
+        return _error(key, BAD_DATE, f"{y}/{mo}/{d} is not a calendar date")
+    if not name.endswith(".json.gz"):
+        return _error(key, NOT_JSON_GZ, f"file name {name!r} does not end in .json.gz")
+    org = m.group("org") or NO_ORG
+    org_part = f"{m.group('org')}/" if m.group("org") else ""
+    # Insight files sit beside CloudTrail/; the partition is the CloudTrail directory.
+    raw_dir = f"{m.group('prefix')}AWSLogs/{org_part}{account}/CloudTrail/{region}/{y}/{mo}/{d}/"
+    return KeyResult(key, OK, partition=Partition((org, account, region, day.isoformat()), raw_dir))
+
+
+def _calendar_date(y: str, m: str, d: str) -> dt.date | None:
+    if not (len(y) == 4 and len(m) == 2 and len(d) == 2 and (y + m + d).isdigit()):
+        return None
+    try:
+        return dt.date(int(y), int(m), int(d))
+    except ValueError:
+        return None
+
+
+def classify_cloudtrail_key(key: str, config: Config) -> KeyResult:
+    """Layout parse plus the config's key-level rules (deny patterns, accounts, regions)."""
+    for pattern in config.filters.key_deny_patterns:
+        if re.search(pattern, key):
+            return _skip(key, DENIED_KEY_PATTERN, pattern)
+    result = parse_cloudtrail_key(key, config.sources.cloudtrail.include_insights)
+    if not result.ok:
+        return result
+    _org, account, region, _day = result.partition.values
+    if not config.filters.accounts.allows(account):
+        return _skip(key, DENIED_ACCOUNT, account)
+    if not config.filters.regions.allows(region):
+        return _skip(key, DENIED_REGION, region)
+    return result
+
+
+def count_reasons(results: Iterable[KeyResult]) -> dict[str, int]:
+    """Counts of non-ok results by reason, for summaries."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if not r.ok:
+            counts[r.reason] = counts.get(r.reason, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,114 @@
+"""Where a job runs: local Spark or AWS Glue, behind one small adapter.
+
+The same job script runs in both places. On Glue, ``GlueContext`` and ``Job`` come
+from the Glue JVM; locally (``awsglue-dev`` has only the Python side) building a
+GlueContext fails, and the adapter falls back to a plain local SparkSession. Jobs
+only see ``Runtime.spark`` and ``Runtime.commit()``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+log = logging.getLogger("loglake.runtime")
+
+# Session settings every loglake job relies on, locally and on Glue.
+SPARK_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.orc.compression.codec": "zlib",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+# Glue job arguments loglake understands besides the required ones.
+OPTIONAL_ARGS = ("date", "from-date", "to-date", "partitions-since", "summary-json", "runtime")
+REQUIRED_ARGS = ("JOB_NAME", "config")
+
+
+@dataclass
+class Runtime:
+    spark: Any
+    glue_context: Any = None
+    job: Any = None
+
+    @property
+    def is_glue(self) -> bool:
+        return self.glue_context is not None
+
+    def commit(self) -> None:
+        """Glue's job.commit() (bookmarks, run state); nothing to do locally."""
+        if self.job is not None:
+            self.job.commit()
+
+
+def resolve_job_args(argv: Sequence[str]) -> dict[str, str]:
+    """Glue-style ``--name value`` arguments through awsglue's getResolvedOptions.
+
+    getResolvedOptions treats every named option as required, so optional ones are
+    asked for only when present: the standard Glue idiom. Keys come back with '-'
+    turned into '_' (``--from-date`` -> ``from_date``).
+    """
+    from awsglue.utils import getResolvedOptions
+
+    argv = list(argv)
+    present = [opt for opt in OPTIONAL_ARGS if f"--{opt}" in argv]
+    return getResolvedOptions(argv, list(REQUIRED_ARGS) + present)
+
+
+def local_spark(app_name: str = "loglake", master: str | None = None):
+    """One local SparkSession per process (getOrCreate), configured for loglake."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master or os.environ.get("LOGLAKE_SPARK_MASTER", "local[*]"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", os.environ.get("LOGLAKE_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.shuffle.partitions", os.environ.get("LOGLAKE_SHUFFLE_PARTITIONS", "8"))
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+    )
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("LOGLAKE_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def _glue(job_name: str, args: dict[str, str]) -> Runtime:
+    from awsglue.context import GlueContext
+    from awsglue.job import Job
+    from pyspark.context import SparkContext
+
+    glue_context = GlueContext(SparkContext.getOrCreate())
+    spark = glue_context.spark_session
+    for key, value in SPARK_CONF.items():
+        spark.conf.set(key, value)
+    job = Job(glue_context)
+    job.init(job_name, args)
+    return Runtime(spark, glue_context, job)
+
+
+def start(job_name: str = "loglake", args: dict[str, str] | None = None, mode: str = "auto") -> Runtime:
+    """A Runtime for this process.
+
+    ``mode`` is auto, glue or local. Auto means Glue when Glue launched the script,
+    which it signals by passing ``--JOB_RUN_ID``; deciding from the arguments, not by
+    trying to build a GlueContext, keeps a local run from starting a throwaway JVM.
+    """
+    args = args or {}
+    mode = os.environ.get("LOGLAKE_RUNTIME") or args.get("runtime") or mode
+    if mode not in ("auto", "glue", "local"):
+        raise ValueError(f"runtime must be auto, glue or local, not {mode!r}")
+    if mode == "glue" or (mode == "auto" and args.get("JOB_RUN_ID")):
+        try:
+            return _glue(job_name, args)
+        except Exception as exc:
+            raise RuntimeError(f"Glue runtime requested but the Glue JVM is not available: {exc}") from exc
+    return Runtime(local_spark(job_name))

@@ -1,0 +1,166 @@
+"""Table schemas: the single declaration that Spark, Arrow, Glue and the DDL derive from.
+
+Readready tables are flat: every column is a scalar (string, timestamp, boolean,
+bigint). Free-form CloudTrail objects (requestParameters, ...) are JSON strings,
+because their shape differs per API and a struct column would make the schema
+change whenever AWS adds a field. Column names and types are a public contract:
+add columns at the end, never rename or retype one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Hive/Glue type name: string, timestamp, boolean, bigint
+    doc: str = ""
+
+
+def _c(name: str, type_: str = "string", doc: str = "") -> Column:
+    return Column(name, type_, doc)
+
+
+CLOUDTRAIL_PARTITION_KEYS: tuple[Column, ...] = (
+    _c("org", doc="organization id (o-...) of an organization trail, 'none' for an account trail"),
+    _c("account", doc="account id from the object key (the account the trail delivered for)"),
+    _c("region", doc="region from the object key"),
+    _c("dt", doc="delivery date from the object key, YYYY-MM-DD"),
+)
+
+CLOUDTRAIL_READREADY: tuple[Column, ...] = (
+    _c("eventversion"),
+    _c("eventtime", "timestamp", "eventTime, UTC"),
+    _c("eventsource"),
+    _c("eventname"),
+    _c("awsregion"),
+    _c("sourceipaddress", doc="as delivered; not validated as an IP (services put names here)"),
+    _c("useragent"),
+    _c("errorcode"),
+    _c("errormessage"),
+    _c("requestid"),
+    _c("eventid"),
+    _c("eventtype"),
+    _c("eventcategory"),
+    _c("apiversion"),
+    _c("managementevent", "boolean"),
+    _c("readonly", "boolean"),
+    _c("recipientaccountid"),
+    _c("sharedeventid"),
+    _c("vpcendpointid"),
+    _c("vpcendpointaccountid"),
+    _c("sessioncredentialfromconsole"),
+    _c("useridentity_type"),
+    _c("useridentity_arn"),
+    _c("useridentity_accountid"),
+    _c("useridentity_principalid"),
+    _c("useridentity_accesskeyid"),
+    _c("useridentity_username"),
+    _c("useridentity_invokedby"),
+    _c("useridentity_identityprovider"),
+    _c("useridentity_sessioncontext_sessionissuer_type"),
+    _c("useridentity_sessioncontext_sessionissuer_principalid"),
+    _c("useridentity_sessioncontext_sessionissuer_arn"),
+    _c("useridentity_sessioncontext_sessionissuer_accountid"),
+    _c("useridentity_sessioncontext_sessionissuer_username"),
+    _c("useridentity_sessioncontext_attributes_mfaauthenticated", "boolean"),
+    _c("useridentity_sessioncontext_attributes_creationdate", "timestamp"),
+    _c("useridentity_sessioncontext_sourceidentity"),
+    _c("useridentity_sessioncontext_ec2roledelivery"),
+    _c("useridentity_onbehalfof_userid"),
+    _c("useridentity_onbehalfof_identitystorearn"),
+    _c("useridentity_extra", doc="JSON of any other userIdentity content"),
+    _c("requestparameters", doc="JSON"),
+    _c("responseelements", doc="JSON"),
+    _c("additionaleventdata", doc="JSON"),
+    _c("resources", doc="JSON array"),
+    _c("tlsdetails", doc="JSON"),
+    _c("serviceeventdetails", doc="JSON"),
+    _c("sessionid", doc="Session Manager session id (StartSession/ResumeSession/TerminateSession)"),
+    _c("additional_fields", doc="JSON of top-level fields this schema does not name"),
+    _c("source_file", doc="raw object the record came from"),
+)
+
+_ARROW = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "boolean": pa.bool_(),
+    "bigint": pa.int64(),
+}
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    columns: tuple[Column, ...]
+    partition_keys: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def partition_names(self) -> list[str]:
+        return [c.name for c in self.partition_keys]
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        return self.columns + self.partition_keys
+
+    def arrow(self, with_partitions: bool = True) -> pa.Schema:
+        cols = self.all_columns if with_partitions else self.columns
+        return pa.schema([pa.field(c.name, _ARROW[c.type]) for c in cols])
+
+    def spark_ddl(self, with_partitions: bool = True) -> str:
+        """A Spark DDL schema string, e.g. for mapInArrow or spark.read.schema()."""
+        cols = self.all_columns if with_partitions else self.columns
+        return ", ".join(f"`{c.name}` {c.type}" for c in cols)
+
+    def glue_columns(self) -> list[dict]:
+        return [{"Name": c.name, "Type": c.type, "Comment": c.doc[:255]} for c in self.columns]
+
+    def glue_partition_keys(self) -> list[dict]:
+        return [{"Name": c.name, "Type": c.type, "Comment": c.doc[:255]} for c in self.partition_keys]
+
+
+CLOUDTRAIL = TableSchema(CLOUDTRAIL_READREADY, CLOUDTRAIL_PARTITION_KEYS)
+
+# The raw CloudTrail table, read by Athena through the CloudTrail SerDe. Nested types
+# stay nested here: that is the raw shape analysts should not have to query.
+CLOUDTRAIL_RAW_COLUMNS: tuple[Column, ...] = (
+    _c("eventversion"),
+    _c(
+        "useridentity",
+        "struct<type:string,principalid:string,arn:string,accountid:string,invokedby:string,"
+        "accesskeyid:string,username:string,sessioncontext:struct<attributes:struct<"
+        "mfaauthenticated:string,creationdate:string>,sessionissuer:struct<type:string,"
+        "principalid:string,arn:string,accountid:string,username:string>,"
+        "sourceidentity:string,ec2roledelivery:string>>",
+    ),
+    _c("eventtime"),
+    _c("eventsource"),
+    _c("eventname"),
+    _c("awsregion"),
+    _c("sourceipaddress"),
+    _c("useragent"),
+    _c("errorcode"),
+    _c("errormessage"),
+    _c("requestparameters"),
+    _c("responseelements"),
+    _c("additionaleventdata"),
+    _c("requestid"),
+    _c("eventid"),
+    _c("resources", "array<struct<arn:string,accountid:string,type:string>>"),
+    _c("eventtype"),
+    _c("apiversion"),
+    _c("readonly"),
+    _c("recipientaccountid"),
+    _c("serviceeventdetails"),
+    _c("sharedeventid"),
+    _c("vpcendpointid"),
+    _c("eventcategory"),
+    _c("tlsdetails", "struct<tlsversion:string,ciphersuite:string,clientprovidedhostheader:string>"),
+)
+CLOUDTRAIL_RAW = TableSchema(CLOUDTRAIL_RAW_COLUMNS, CLOUDTRAIL_PARTITION_KEYS)

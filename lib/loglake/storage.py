@@ -1,0 +1,143 @@
+"""Object storage behind one interface: s3:// URIs through boto3, everything else local.
+
+The jobs never assume where data lives: raw objects are read here (inside Spark
+executors, since local Spark has no s3:// filesystem), and output locations are
+handed to Spark as URIs that it can write (file:// locally, s3:// on Glue).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    key: str  # the object key for s3://, the absolute path for local files
+    size: int
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def local_path(uri: str) -> str:
+    if uri.startswith("file://"):
+        return urlparse(uri).path
+    return os.path.abspath(uri)
+
+
+def spark_uri(uri: str) -> str:
+    """A location Spark can write: s3:// as is (Glue), local paths as file:// URIs."""
+    if is_s3(uri):
+        return uri
+    return "file://" + local_path(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def client(service: str, endpoint_url: str | None = None, region: str | None = None):
+    """A boto3 client, one per process and service (clients are thread-safe, sessions are not)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=endpoint_url or None,
+        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=32),
+    )
+
+
+_endpoint: dict[str, str | None] = {"url": None, "region": None}
+
+
+def configure(endpoint_url: str | None, region: str | None) -> None:
+    """Set the endpoint used for s3:// URIs in this process (moto locally; None on AWS)."""
+    _endpoint["url"], _endpoint["region"] = endpoint_url, region
+
+
+def _s3():
+    return client("s3", _endpoint["url"], _endpoint["region"])
+
+
+def list_objects(uri: str) -> Iterator[ObjectInfo]:
+    """Every object below a prefix or directory, recursively, in key order."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri)
+        paginator = _s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Key"], obj["Size"])
+        return
+    root = local_path(uri)
+    if os.path.isfile(root):
+        yield ObjectInfo("file://" + root, root, os.path.getsize(root))
+        return
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such directory: {root}")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            yield ObjectInfo("file://" + path, path, os.path.getsize(path))
+
+
+def read_bytes(uri: str) -> bytes:
+    """Whole object. Raises FileNotFoundError for a missing local file or S3 key."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3 = _s3()
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(f"no such object: {uri}") from exc
+    with open(local_path(uri), "rb") as fh:
+        return fh.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    path = local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def delete_tree(uri: str) -> int:
+    """Remove everything below a prefix/directory; returns how many objects went."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri)
+        prefix = prefix.rstrip("/") + "/"
+        keys = [o.key for o in list_objects(f"s3://{bucket}/{prefix}")]
+        for i in range(0, len(keys), 1000):
+            _s3().delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+            )
+        return len(keys)
+    path = local_path(uri)
+    if not os.path.exists(path):
+        return 0
+    count = sum(len(files) for _, _, files in os.walk(path))
+    shutil.rmtree(path)
+    return count

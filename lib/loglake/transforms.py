@@ -1,0 +1,276 @@
+"""Pure record transforms: raw bytes -> records -> flat rows. No I/O, no Spark.
+
+Everything here works on plain Python values so it can be tested on the real
+samples without AWS or a JVM; the Spark job only moves these rows around.
+Problems are returned as values (a reason code plus detail), so one bad file or
+record never stops its neighbours.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from loglake.config import FiltersConfig
+
+# Problem reason codes (stable names: summaries and, later, the quarantine table use them).
+NOT_GZIP = "not_gzip"
+TRUNCATED_GZIP = "truncated_gzip"
+EMPTY_OBJECT = "empty_object"
+INVALID_UTF8 = "invalid_utf8"
+MALFORMED_JSON = "malformed_json"
+NO_RECORDS = "no_records"
+RECORD_NOT_OBJECT = "record_not_object"
+MISSING_EVENT_ID = "missing_event_id"
+MISSING_EVENT_TIME = "missing_event_time"
+BAD_EVENT_TIME = "bad_event_time"
+
+SSM_SESSION_EVENTS = frozenset({"StartSession", "ResumeSession", "TerminateSession"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    detail: str
+    index: int | None = None  # record index in the file, where known
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def gunzip(data: bytes) -> tuple[bytes, Problem | None]:
+    """Decompress every gzip member; on a broken stream keep what decompressed before it."""
+    if not data:
+        return b"", Problem(EMPTY_OBJECT, "object has 0 bytes")
+    if data[:2] != b"\x1f\x8b":
+        return b"", Problem(NOT_GZIP, f"starts with {data[:4]!r}, not the gzip magic 1f8b")
+    out = bytearray()
+    rest = data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out += d.decompress(rest)
+        except zlib.error as exc:
+            return bytes(out), Problem(TRUNCATED_GZIP, f"corrupt gzip data after {len(out)} bytes: {exc}")
+        if not d.eof:
+            return bytes(out), Problem(TRUNCATED_GZIP, f"gzip stream ends early after {len(out)} bytes")
+        rest = d.unused_data
+        if rest and rest[:2] != b"\x1f\x8b":
+            if rest.strip(b"\x00"):  # zero padding after the last member is harmless
+                return bytes(out), Problem(TRUNCATED_GZIP, "trailing bytes after the last gzip member")
+            break
+    return bytes(out), None
+
+
+def decode_cloudtrail(data: bytes) -> tuple[list[Any], Problem | None]:
+    """A CloudTrail object (gzip JSON ``{"Records": [...]}``) -> its records, or a problem."""
+    raw, problem = gunzip(data)
+    if problem:  # a truncated CloudTrail document cannot be parsed as one JSON value
+        return [], problem
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
+        return [], Problem(reason, str(exc)[:300])
+    if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
+        keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
+        return [], Problem(NO_RECORDS, f"JSON has no Records array (found {keys})")
+    return doc["Records"], None
+
+
+# --------------------------------------------------------------------------- flattening
+
+# CloudTrail top-level field -> readready column, for fields copied as scalars.
+_SCALARS = {
+    "eventVersion": "eventversion",
+    "eventSource": "eventsource",
+    "eventName": "eventname",
+    "awsRegion": "awsregion",
+    "sourceIPAddress": "sourceipaddress",
+    "userAgent": "useragent",
+    "errorCode": "errorcode",
+    "errorMessage": "errormessage",
+    "requestID": "requestid",
+    "eventID": "eventid",
+    "eventType": "eventtype",
+    "eventCategory": "eventcategory",
+    "apiVersion": "apiversion",
+    "recipientAccountId": "recipientaccountid",
+    "sharedEventID": "sharedeventid",
+    "vpcEndpointId": "vpcendpointid",
+    "vpcEndpointAccountId": "vpcendpointaccountid",
+    "sessionCredentialFromConsole": "sessioncredentialfromconsole",
+}
+_BOOLEANS = {"managementEvent": "managementevent", "readOnly": "readonly"}
+_JSON = {
+    "requestParameters": "requestparameters",
+    "responseElements": "responseelements",
+    "additionalEventData": "additionaleventdata",
+    "resources": "resources",
+    "tlsDetails": "tlsdetails",
+    "serviceEventDetails": "serviceeventdetails",
+}
+_HANDLED = set(_SCALARS) | set(_BOOLEANS) | set(_JSON) | {"eventTime", "userIdentity"}
+
+_IDENTITY_SCALARS = {
+    "type": "useridentity_type",
+    "arn": "useridentity_arn",
+    "accountId": "useridentity_accountid",
+    "principalId": "useridentity_principalid",
+    "accessKeyId": "useridentity_accesskeyid",
+    "userName": "useridentity_username",
+    "invokedBy": "useridentity_invokedby",
+    "identityProvider": "useridentity_identityprovider",
+}
+_ISSUER = {
+    "type": "useridentity_sessioncontext_sessionissuer_type",
+    "principalId": "useridentity_sessioncontext_sessionissuer_principalid",
+    "arn": "useridentity_sessioncontext_sessionissuer_arn",
+    "accountId": "useridentity_sessioncontext_sessionissuer_accountid",
+    "userName": "useridentity_sessioncontext_sessionissuer_username",
+}
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """CloudTrail ISO-8601 time -> aware UTC datetime; None when absent or unparseable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return _json(value)
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()
+
+
+def check_cloudtrail_record(record: Any, index: int) -> Problem | None:
+    """The minimum a record needs to be published: an object with an id and a time."""
+    if not isinstance(record, dict):
+        return Problem(RECORD_NOT_OBJECT, f"record is {type(record).__name__}", index)
+    if not record.get("eventID"):
+        return Problem(MISSING_EVENT_ID, "record has no eventID", index)
+    if "eventTime" not in record or record["eventTime"] in (None, ""):
+        return Problem(MISSING_EVENT_TIME, "record has no eventTime", index)
+    if parse_time(record["eventTime"]) is None:
+        return Problem(BAD_EVENT_TIME, f"eventTime {record['eventTime']!r} is not ISO-8601", index)
+    return None
+
+
+def session_id(record: dict) -> str | None:
+    """The Session Manager session a CloudTrail event is about, else None.
+
+    StartSession/ResumeSession return it in responseElements.sessionId. A failed
+    TerminateSession/ResumeSession (AccessDenied) has no response, so fall back to
+    requestParameters.sessionId: who tried to end or resume which session matters too.
+    """
+    if record.get("eventSource") != "ssm.amazonaws.com":
+        return None
+    if record.get("eventName") not in SSM_SESSION_EVENTS:
+        return None
+    for part in ("responseElements", "requestParameters"):
+        section = record.get(part)
+        if isinstance(section, dict) and isinstance(section.get("sessionId"), str):
+            return section["sessionId"]
+    return None
+
+
+def flatten_cloudtrail(record: dict) -> dict[str, Any]:
+    """One CloudTrail record -> one flat readready row (readready column names).
+
+    Unknown top-level fields go to ``additional_fields`` and unknown identity fields
+    to ``useridentity_extra`` as JSON, so a new AWS field never breaks the job and
+    never silently disappears.
+    """
+    row: dict[str, Any] = {col: _text(record.get(src)) for src, col in _SCALARS.items()}
+    for src, col in _BOOLEANS.items():
+        row[col] = _bool(record.get(src))
+    for src, col in _JSON.items():
+        row[col] = _json(record.get(src))
+    row["eventtime"] = parse_time(record.get("eventTime"))
+    row.update(_flatten_identity(record.get("userIdentity")))
+    row["sessionid"] = session_id(record)
+    extra = {k: v for k, v in record.items() if k not in _HANDLED}
+    row["additional_fields"] = _json(extra) if extra else None
+    return row
+
+
+def _flatten_identity(identity: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if not isinstance(identity, dict):
+        identity = {} if identity is None else {"value": identity}
+    rest = dict(identity)
+    for src, col in _IDENTITY_SCALARS.items():
+        row[col] = _text(rest.pop(src, None))
+    context = rest.pop("sessionContext", None)
+    context = dict(context) if isinstance(context, dict) else ({} if context is None else {"value": context})
+    issuer = context.pop("sessionIssuer", None)
+    issuer = dict(issuer) if isinstance(issuer, dict) else {}
+    for src, col in _ISSUER.items():
+        row[col] = _text(issuer.pop(src, None))
+    attributes = context.pop("attributes", None)
+    attributes = dict(attributes) if isinstance(attributes, dict) else {}
+    row["useridentity_sessioncontext_attributes_mfaauthenticated"] = _bool(
+        attributes.pop("mfaAuthenticated", None)
+    )
+    row["useridentity_sessioncontext_attributes_creationdate"] = parse_time(
+        attributes.pop("creationDate", None)
+    )
+    row["useridentity_sessioncontext_sourceidentity"] = _text(context.pop("sourceIdentity", None))
+    row["useridentity_sessioncontext_ec2roledelivery"] = _text(context.pop("ec2RoleDelivery", None))
+    on_behalf = rest.pop("onBehalfOf", None)
+    on_behalf = dict(on_behalf) if isinstance(on_behalf, dict) else {}
+    row["useridentity_onbehalfof_userid"] = _text(on_behalf.pop("userId", None))
+    row["useridentity_onbehalfof_identitystorearn"] = _text(on_behalf.pop("identityStoreArn", None))
+    # Whatever is left, nested where it was, so nothing in userIdentity is lost.
+    if issuer:
+        context["sessionIssuer"] = issuer
+    if attributes:
+        context["attributes"] = attributes
+    if context:
+        rest["sessionContext"] = context
+    if on_behalf:
+        rest["onBehalfOf"] = on_behalf
+    row["useridentity_extra"] = _json(rest) if rest else None
+    return row
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def cloudtrail_filter_rule(row: dict[str, Any], filters: FiltersConfig) -> str | None:
+    """The config rule that drops this row, or None to keep it."""
+    if not filters.event_sources.allows(row.get("eventsource")):
+        return "event_sources"
+    if not filters.event_names.allows(row.get("eventname")):
+        return "event_names"
+    return None

@@ -1,0 +1,42 @@
+"""Packaging for loglake.
+
+Runtime pins are exact so a fresh install is reproducible; `constraints.txt`
+pins the whole dependency tree the Makefile installs with.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="loglake",
+    version="0.1.0",
+    description="Turn raw AWS CloudTrail and CloudWatch Logs into a read-ready ORC data lake",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"loglake": ["defaults.yaml"]},
+    install_requires=[
+        "boto3==1.44.5",
+        "botocore==1.44.5",
+        "pyarrow==26.0.1",
+        # Spark 3.5.x is what AWS Glue 5.0 runs; do not move to 4.x.
+        "pyspark==3.5.7",
+        "great-expectations==1.24.1",
+        # awsglue's Python side, for getResolvedOptions; the JVM parts exist only on Glue.
+        "awsglue-dev==2021.12.30",
+        # pandas 3 warns under PySpark 3.5.
+        "pandas==2.3.3",
+        "numpy==2.4.6",
+        "PyYAML==6.0.3",
+        "orjson==3.13.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest==9.2.0",
+            "moto[server]==5.2.5",
+            "ruff==0.17.6",
+        ],
+    },
+    entry_points={"console_scripts": ["loglake=loglake.cli:main"]},
+)
