@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.11,<3.12",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"loglake": ["defaults.yaml"]},
+    package_data={"loglake": ["log4j2.properties"]},
     install_requires=[
         "boto3==1.44.5",
         "botocore==1.44.5",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from loglake import keys, notifications, storage
 from loglake.catalog import PartitionRegistrar
@@ -84,7 +84,8 @@ class AddAPart:
     def __init__(self, config: Config, glue=None, registrar: PartitionRegistrar | None = None):
         self.config = config
         if registrar is None:
-            glue = glue or storage.client("glue", config.aws.endpoint_url, config.aws.region)
+            # The registrar retries with its own bounded backoff; botocore must not retry too.
+            glue = glue or storage.client("glue", config.aws.endpoint_url, config.aws.region, max_attempts=1)
             registrar = PartitionRegistrar(glue, config.catalog.database)
         self.registrar = registrar
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,7 +55,7 @@ class RegisterResult:
     calls: int = 0
     retries: int = 0
 
-    def merge(self, other: "RegisterResult") -> None:
+    def merge(self, other: RegisterResult) -> None:
         self.created |= other.created
         self.existed |= other.existed
         self.failed.update(other.failed)
@@ -248,4 +248,4 @@ def list_partitions(glue, database: str, table: str, expression: str | None = No
 
 
 def hive_partition_path(names: Iterable[str], values: Iterable[str]) -> str:
-    return "/".join(f"{n}={v}" for n, v in zip(names, values)) + "/"
+    return "/".join(f"{n}={v}" for n, v in zip(names, values, strict=True)) + "/"

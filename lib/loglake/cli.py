@@ -9,7 +9,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from loglake import __version__, logs, storage
 from loglake.config import ConfigError, dump_config, load_config

@@ -20,8 +20,9 @@ import dataclasses
 import os
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -267,7 +268,7 @@ def _validate(config: Config) -> None:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(f"config: filters.key_deny_patterns[{i}] is not a regex: {exc}")
+            raise ConfigError(f"config: filters.key_deny_patterns[{i}] is not a regex: {exc}") from None
     for name in ("cloudtrail", "cloudwatch"):
         src = config.source(name)
         if src.prefix.startswith("/"):

@@ -25,8 +25,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -71,7 +72,7 @@ class Selection:
         from_date: str | None = None,
         to_date: str | None = None,
         partitions_since: str | None = None,
-    ) -> "Selection":
+    ) -> Selection:
         given = [bool(date), bool(from_date or to_date), bool(partitions_since)]
         if sum(given) > 1:
             raise SelectionError("use one of --date, --from-date/--to-date, --partitions-since")
@@ -91,7 +92,7 @@ class Selection:
                     f"--partitions-since must be an ISO timestamp, got {partitions_since!r}"
                 ) from None
             if since.tzinfo is None:
-                since = since.replace(tzinfo=dt.timezone.utc)
+                since = since.replace(tzinfo=dt.UTC)
             return cls(partitions_since=since)
         return cls()
 
@@ -209,7 +210,7 @@ def _spark_output_ddl(source: Source) -> str:
 def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Config) -> pa.RecordBatch:
     """Read and convert one raw object into event rows plus one counts row."""
     names = source.schema.partition_names
-    partition = dict(zip(names, values))
+    partition = dict(zip(names, values, strict=True))
     try:
         data = storage.read_bytes(uri)
     except FileNotFoundError as exc:
@@ -291,7 +292,7 @@ def convert(
 ) -> dict[str, Any]:
     """Convert the planned files and publish them under ``out_root``; returns the run summary."""
     started = time.time()
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     table = config.table(source.name, "readready")
     out_table = storage.join(out_root, table)
     names = source.schema.partition_names
@@ -314,7 +315,7 @@ def convert(
     registered = None
     if glue is not None and published:
         registrar = catalog.PartitionRegistrar(glue, config.catalog.database)
-        locations = {v: storage.join(out_table, catalog.hive_partition_path(names, v)) for v in published}
+        locations = {v: storage.join(out_table, catalog.hive_partition_path(names, v)) + "/" for v in published}
         reg = registrar.register(table, locations)
         if reg.failed:
             raise RuntimeError(f"could not register readready partitions: {sorted(reg.failed.items())[:3]}")
@@ -397,8 +398,8 @@ def _summary(
         "selection": selection.describe(),
         "raw": raw,
         "output": out_table,
-        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
-        "finished_at": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(),
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
+        "finished_at": dt.datetime.fromtimestamp(finished, dt.UTC).isoformat(),
         "duration_s": round(finished - started, 3),
         "files_read": len(file_stats),
         "records_read": sum(s["records_read"] for s in file_stats),

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from loglake import convert, logs, runtime, storage
 from loglake.config import load_config

@@ -6,6 +6,18 @@ import os
 import sys
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup(verbose: bool = False, quiet: bool = False) -> None:
     """Human-readable logs on stderr; stdout stays free for JSON results."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
@@ -13,7 +25,7 @@ def setup(verbose: bool = False, quiet: bool = False) -> None:
     root = logging.getLogger("loglake")
     root.setLevel(level)
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
     root.propagate = False

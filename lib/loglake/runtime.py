@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 log = logging.getLogger("loglake.runtime")
 
@@ -21,6 +22,8 @@ SPARK_CONF = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.orc.compression.codec": "zlib",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Partition values are strings: inference would turn account 017622104382 into a number.
+    "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
 }
 
 # Glue job arguments loglake understands besides the required ones.
@@ -62,6 +65,8 @@ def local_spark(app_name: str = "loglake", master: str | None = None):
     """One local SparkSession per process (getOrCreate), configured for loglake."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log4j = os.path.join(os.path.dirname(__file__), "log4j2.properties")
     from pyspark.sql import SparkSession
 
     builder = (
@@ -73,6 +78,7 @@ def local_spark(app_name: str = "loglake", master: str | None = None):
         .config("spark.sql.shuffle.partitions", os.environ.get("LOGLAKE_SHUFFLE_PARTITIONS", "8"))
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
     )
     for key, value in SPARK_CONF.items():
         builder = builder.config(key, value)

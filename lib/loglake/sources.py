@@ -5,8 +5,9 @@ declaration alone; adding a source means adding one entry here, not a new job.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from loglake import keys, transforms
 from loglake.config import Config, FiltersConfig

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urlparse
 
 
@@ -50,9 +50,13 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def client(service: str, endpoint_url: str | None = None, region: str | None = None):
-    """A boto3 client, one per process and service (clients are thread-safe, sessions are not)."""
+@functools.lru_cache(maxsize=16)
+def client(service: str, endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 8):
+    """A boto3 client, one per process and settings (clients are thread-safe, sessions are not).
+
+    ``max_attempts`` is botocore's own retry budget; callers that retry with their own
+    bounded loop (the partition registrar) pass 1 so retries do not multiply.
+    """
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -60,7 +64,7 @@ def client(service: str, endpoint_url: str | None = None, region: str | None = N
         service,
         endpoint_url=endpoint_url or None,
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=32),
+        config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=32),
     )
 
 

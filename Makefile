@@ -1,0 +1,37 @@
+# loglake: `make demo` and `make test` are all a fresh machine needs (Python 3.11, Java 17).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | cksum | cut -d' ' -f1)
+SCALE ?= small
+
+.PHONY: demo test lint clean lock java install bench
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "java not found: loglake needs Java 17 for Spark (Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless)"; exit 1; }
+
+$(STAMP): setup.py constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "loglake needs Python 3.11 (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: java $(STAMP)
+	$(BIN)/loglake demo
+
+test: java $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib addapart glue_jobs tests
+
+lock: $(STAMP)
+	(echo "# Exact versions of the whole dependency tree, used by 'make' (pip install -c)."; \
+	 echo "# Regenerate with: make lock"; \
+	 $(BIN)/pip freeze --exclude-editable | grep -v '^loglake') > constraints.txt
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache build dist lib/*.egg-info spark-warehouse metastore_db derby.log
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

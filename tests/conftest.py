@@ -1,0 +1,76 @@
+"""Shared fixtures: one Spark session and one moto server for the whole test run."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loglake import localaws, storage
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "external"
+CT = SAMPLES / "cloudtrail"
+STRATUS_GZ = CT / "stratus-red-team" / "stratus_detonation_logs_all.records.json.gz"
+ELASTIC_GZ = CT / "elastic-integrations" / "elastic_cloudtrail_test_logs_all.records.json.gz"
+
+
+def pytest_configure(config):
+    if not CT.is_dir():
+        raise pytest.UsageError(f"shared samples not found at {SAMPLES}")
+    # Before any Spark starts: its Python workers inherit the environment of that moment,
+    # and they read s3:// objects from the moto server with these credentials.
+    os.environ.update(localaws.FAKE_CREDENTIALS)
+
+
+def records_of(path: Path) -> list[dict]:
+    """Records of a real sample, read independently of loglake's own decoder."""
+    with gzip.open(path) as fh:
+        return json.load(fh)["Records"]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from loglake.runtime import local_spark
+
+    os.environ.setdefault("LOGLAKE_SPARK_MASTER", "local[2]")
+    session = local_spark("loglake-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    server = localaws.MotoServer(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server):
+    """A clean moto server for one test, with clients pointed at it."""
+    moto_server.reset()
+    storage.configure(moto_server.endpoint, "us-east-1")
+
+    class Clients:
+        endpoint = moto_server.endpoint
+        s3 = storage.client("s3", moto_server.endpoint, "us-east-1")
+        sqs = storage.client("sqs", moto_server.endpoint, "us-east-1")
+        glue = storage.client("glue", moto_server.endpoint, "us-east-1")
+
+    yield Clients
+    storage.configure(None, None)
+
+
+def place(raw_root: Path, key: str, source: Path | bytes) -> Path:
+    """Put a sample (file or bytes) at ``raw_root/key``."""
+    dest = raw_root / key
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, bytes):
+        dest.write_bytes(source)
+    else:
+        shutil.copyfile(source, dest)
+    return dest

@@ -1,0 +1,335 @@
+"""AddAPart against a real moto server: notifications in, Glue partitions out.
+
+Faults (throttling, outages, per-entry errors) are injected at botocore's transport
+hook for chosen requests; every other request reaches the moto server for real.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from urllib.parse import quote_plus
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config as BotoConfig
+
+from loglake import addapart, catalog
+from loglake.addapart import AddAPart, Message
+from loglake.catalog import PartitionRegistrar
+from loglake.config import config_from_dict
+from loglake.sources import CLOUDTRAIL_SOURCE
+
+BUCKET = "trail-bucket"
+
+
+def make_config(**filters):
+    return config_from_dict(
+        {"sources": {"cloudtrail": {"bucket": BUCKET}}, "catalog": {"database": "lake"}, "filters": filters}
+    )
+
+
+def setup_catalog(glue, config):
+    catalog.ensure_database(glue, config.catalog.database)
+    catalog.ensure_table(
+        glue,
+        config.catalog.database,
+        catalog.table_input(
+            config.table("cloudtrail", "raw"),
+            CLOUDTRAIL_SOURCE.raw_schema,
+            f"s3://{BUCKET}/AWSLogs/",
+            "cloudtrail_json",
+        ),
+    )
+
+
+def fresh_glue(endpoint):
+    """A client of its own, so fault hooks never leak into other tests; no botocore retries."""
+    return boto3.client(
+        "glue", endpoint_url=endpoint, region_name="us-east-1", config=BotoConfig(retries={"max_attempts": 1})
+    )
+
+
+def registrar(glue, config):
+    return PartitionRegistrar(glue, config.catalog.database, base_delay=0.001, max_delay=0.01)
+
+
+def ct_key(account="123456789012", region="us-east-1", day=dt.date(2024, 8, 1), org="o-abcdefghij", name="f"):
+    org_part = f"{org}/" if org else ""
+    return (
+        f"AWSLogs/{org_part}{account}/CloudTrail/{region}/{day:%Y/%m/%d}/"
+        f"{account}_CloudTrail_{region}_{day:%Y%m%d}T0000Z_{name}.json.gz"
+    )
+
+
+def s3_body(keys, bucket=BUCKET):
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "us-east-1",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(k, safe="/"), "size": 1}},
+                }
+                for k in keys
+            ]
+        }
+    )
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+class GlueFaults:
+    """Answers chosen requests of one Glue operation before they reach the server.
+
+    ``rule(body, n)`` sees the request body and the call number; it returns None to let
+    the request through, or ``(status, payload)`` to answer with that JSON instead.
+    """
+
+    def __init__(self, glue, rule, operation="BatchCreatePartition"):
+        self.rule = rule
+        self.calls = 0
+        self.injected = 0
+        glue.meta.events.register(f"before-send.glue.{operation}", self._before_send)
+
+    def _before_send(self, request, **_):
+        self.calls += 1
+        verdict = self.rule(request.body.decode() if request.body else "", self.calls)
+        if verdict is None:
+            return None
+        self.injected += 1
+        status, payload = verdict
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        if "__type" in payload:
+            headers["x-amzn-ErrorType"] = payload["__type"]
+        return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
+
+
+def throttle(status=400):
+    return status, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+
+
+def partitions_in(glue, config):
+    return {
+        tuple(p["Values"]): p["StorageDescriptor"]["Location"]
+        for p in catalog.list_partitions(glue, config.catalog.database, config.table("cloudtrail", "raw"))
+    }
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_s3_notifications_through_sqs_register_partitions(aws):
+    """Real wiring: put objects, moto sends S3 notifications to SQS, drain registers them."""
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    aws.s3.create_bucket(Bucket=BUCKET)
+    queue = aws.sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws.s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    # A prefix with a space and a colon: S3 notifications URL-encode keys.
+    prefix = "trail logs/x:y/"
+    good = [prefix + ct_key(name="a"), prefix + ct_key(name="b"), prefix + ct_key(region="me-northwest-3r", name="c")]
+    junk = [
+        prefix + "AWSLogs/o-abcdefghij/123456789012/CloudTrail-Digest/us-east-1/2024/08/01/d.json.gz",
+        "random/junk.bin",
+    ]
+    for key in good + junk:
+        aws.s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(b'{"Records":[]}'))
+
+    outcome = addapart.drain(AddAPart(config, glue=aws.glue), queue, sqs=aws.sqs)
+
+    assert outcome.test_events == 1  # sent when the notification was configured
+    assert outcome.objects == 5
+    assert outcome.key_reasons == {"digest": 1, "no_layout_match": 1}
+    assert outcome.created == 2 and outcome.failed == 0
+    assert partitions_in(aws.glue, config) == {
+        ("o-abcdefghij", "123456789012", "us-east-1", "2024-08-01"):
+            f"s3://{BUCKET}/{prefix}AWSLogs/o-abcdefghij/123456789012/CloudTrail/us-east-1/2024/08/01/",
+        ("o-abcdefghij", "123456789012", "me-northwest-3r", "2024-08-01"):
+            f"s3://{BUCKET}/{prefix}AWSLogs/o-abcdefghij/123456789012/CloudTrail/me-northwest-3r/2024/08/01/",
+    }
+    left = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert left["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_partition_storage_descriptor_comes_from_the_table(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    AddAPart(config, glue=aws.glue).process([Message("m1", s3_body([ct_key(org=None)]))])
+    part = aws.glue.get_partition(
+        DatabaseName="lake", TableName="from_cloudtrail_raw",
+        PartitionValues=["none", "123456789012", "us-east-1", "2024-08-01"],
+    )["Partition"]
+    table = aws.glue.get_table(DatabaseName="lake", Name="from_cloudtrail_raw")["Table"]
+    assert part["StorageDescriptor"]["InputFormat"] == table["StorageDescriptor"]["InputFormat"]
+    assert part["StorageDescriptor"]["SerdeInfo"] == table["StorageDescriptor"]["SerdeInfo"]
+    assert part["StorageDescriptor"]["Location"] == (
+        f"s3://{BUCKET}/AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/01/"
+    )
+
+
+def test_every_envelope_and_test_events(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    k1, k2, k3 = (ct_key(day=dt.date(2024, 8, d)) for d in (1, 2, 3))
+    sns = json.dumps({"Type": "Notification", "Message": s3_body([k2])})
+    eventbridge = json.dumps(
+        {"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+         "detail": {"bucket": {"name": BUCKET}, "object": {"key": k3}}}
+    )
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET})
+    outcome = AddAPart(config, glue=aws.glue).process(
+        [Message("a", s3_body([k1])), Message("b", sns), Message("c", eventbridge), Message("d", test_event)]
+    )
+    assert outcome.created == 3 and outcome.test_events == 1
+    assert outcome.lambda_response() == {"batchItemFailures": []}
+    assert {v[3] for v in partitions_in(aws.glue, config)} == {"2024-08-01", "2024-08-02", "2024-08-03"}
+
+
+def test_lambda_handler_module_is_thin_and_works(aws, monkeypatch):
+    """addapart/handler.py, imported as Lambda would, against the moto server."""
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("LOGLAKE__CATALOG__DATABASE", "lake")
+    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    path = Path(__file__).resolve().parents[1] / "addapart" / "handler.py"
+    spec = importlib.util.spec_from_file_location("addapart_handler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    event = {"Records": [{"messageId": "m1", "body": s3_body([ct_key()])}, {"messageId": "m2", "body": "{not json"}]}
+    assert module.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert len(partitions_in(aws.glue, config)) == 1
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_250_new_partitions_take_3_calls_and_known_ones_take_none(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(250)]
+    # 250 partitions spread over 25 messages, each key delivered twice (SQS is at-least-once).
+    messages = [Message(f"m{i}", s3_body([ct_key(day=d) for d in days[i * 10 : i * 10 + 10]] * 2)) for i in range(25)]
+    app = AddAPart(config, glue=aws.glue)
+
+    first = app.process(messages)
+    assert (first.partitions, first.created, first.glue_calls) == (250, 250, 3)
+    second = app.process(messages)
+    assert (second.created, second.existed, second.glue_calls) == (0, 250, 0)
+    # A new container has an empty cache: AlreadyExists entries count as success.
+    third = AddAPart(config, glue=aws.glue).process(messages)
+    assert (third.created, third.existed, third.failed, third.glue_calls) == (0, 250, 0, 3)
+    assert len(partitions_in(aws.glue, config)) == 250
+
+
+def test_denied_accounts_and_regions_are_not_registered(aws):
+    config = make_config(accounts={"deny": ["222222222222"]}, regions={"allow": ["us-east-1"]})
+    setup_catalog(aws.glue, config)
+    keys = [ct_key(), ct_key(account="222222222222"), ct_key(region="eu-west-1")]
+    out = AddAPart(config, glue=aws.glue).process([Message("m", s3_body(keys))])
+    assert out.key_reasons == {"denied_account": 1, "denied_region": 1}
+    assert list(partitions_in(aws.glue, config)) == [("o-abcdefghij", "123456789012", "us-east-1", "2024-08-01")]
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_throttling_is_retried_with_backoff(aws):
+    config = make_config()
+    glue = fresh_glue(aws.endpoint)
+    setup_catalog(glue, config)
+    faults = GlueFaults(glue, lambda body, n: throttle() if n <= 3 else None)
+    app = AddAPart(config, registrar=registrar(glue, config))
+    out = app.process([Message("m", s3_body([ct_key(day=dt.date(2024, 8, d)) for d in (1, 2)]))])
+    assert faults.injected == 3 and faults.calls == 4
+    assert out.created == 2 and out.failed_message_ids == []
+    assert len(partitions_in(aws.glue, config)) == 2
+
+
+def test_per_entry_transient_errors_are_retried(aws):
+    config = make_config()
+    glue = fresh_glue(aws.endpoint)
+    setup_catalog(glue, config)
+
+    def first_call_reports_entry_errors(body, n):
+        if n > 1:
+            return None
+        entries = json.loads(body)["PartitionInputList"]
+        return 200, {"Errors": [{"PartitionValues": e["Values"],
+                                 "ErrorDetail": {"ErrorCode": "InternalServiceException", "ErrorMessage": "x"}}
+                                for e in entries]}
+
+    faults = GlueFaults(glue, first_call_reports_entry_errors)
+    out = AddAPart(config, registrar=registrar(glue, config)).process([Message("m", s3_body([ct_key()]))])
+    assert faults.calls == 2 and out.created == 1 and out.failed == 0
+
+
+def test_partial_batch_failure_returns_only_the_failed_messages(aws):
+    """Partitions of account 222... keep failing; only messages that need them are retried."""
+    config = make_config()
+    glue = fresh_glue(aws.endpoint)
+    setup_catalog(glue, config)
+    GlueFaults(glue, lambda body, n: throttle() if "222222222222" in body else None)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(100)]
+    messages = [Message(f"ok{i}", s3_body([ct_key(day=d) for d in days[i * 20 : i * 20 + 20]])) for i in range(5)]
+    messages += [
+        Message("bad1", s3_body([ct_key(account="222222222222")])),
+        Message("mixed", s3_body([ct_key(day=days[0]), ct_key(account="222222222222", day=days[1])])),
+    ]
+    out = AddAPart(config, registrar=registrar(glue, config)).process(messages)
+    assert out.lambda_response() == {"batchItemFailures": [{"itemIdentifier": "bad1"}, {"itemIdentifier": "mixed"}]}
+    assert out.created == 100 and out.failed == 2
+    assert {v[1] for v in partitions_in(aws.glue, config)} == {"123456789012"}
+
+
+def test_glue_outage_fails_every_message_and_drain_keeps_them(aws):
+    config = make_config()
+    glue = fresh_glue(aws.endpoint)
+    setup_catalog(glue, config)
+    aws.s3.create_bucket(Bucket=BUCKET)
+    queue = aws.sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for i in range(3):
+        aws.sqs.send_message(QueueUrl=queue, MessageBody=s3_body([ct_key(day=dt.date(2024, 8, i + 1))]))
+    GlueFaults(glue, lambda body, n: (500, {"__type": "InternalServiceException", "message": "down"}))
+    out = addapart.drain(AddAPart(config, registrar=registrar(glue, config)), queue, sqs=aws.sqs, wait_seconds=0)
+    assert len(out.failed_message_ids) == 3 and out.created == 0
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "3"  # not deleted: SQS redelivers
+
+
+def test_poison_message_is_reported_alone(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    out = AddAPart(config, glue=aws.glue).process(
+        [Message("good", s3_body([ct_key()])), Message("poison", "\x00garbage"), Message("array", "[1,2]")]
+    )
+    assert out.lambda_response() == {"batchItemFailures": [{"itemIdentifier": "poison"}, {"itemIdentifier": "array"}]}
+    assert out.invalid_messages == 2 and out.created == 1
+
+
+def test_backfill_registers_existing_objects(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    aws.s3.create_bucket(Bucket=BUCKET)
+    for d in (1, 2):
+        for name in ("a", "b"):
+            aws.s3.put_object(Bucket=BUCKET, Key=ct_key(day=dt.date(2024, 8, d), name=name), Body=b"x")
+    aws.s3.put_object(Bucket=BUCKET, Key="AWSLogs/123456789012/CloudTrail/ConfigWritabilityCheckFile", Body=b"")
+    out = addapart.backfill(AddAPart(config, glue=aws.glue), CLOUDTRAIL_SOURCE, BUCKET, "AWSLogs/")
+    assert (out.objects, out.created, out.glue_calls) == (5, 2, 1)
+    assert out.key_reasons == {"config_writability_check": 1}

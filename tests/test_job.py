@@ -1,0 +1,229 @@
+"""The CloudTrail readready job on the real shared samples, locally and the Glue way."""
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pyarrow.orc as orc
+import pytest
+import yaml
+
+from conftest import ELASTIC_GZ, REPO, STRATUS_GZ, place, records_of
+from loglake import addapart, catalog, cli, jobs
+from loglake.schema import CLOUDTRAIL
+from loglake.sources import CLOUDTRAIL_SOURCE
+
+STRATUS_KEY = (
+    "AWSLogs/o-abcdefghij/017622104382/CloudTrail/us-east-1/2024/08/01/"
+    "017622104382_CloudTrail_us-east-1_20240801T1200Z_a.json.gz"
+)
+ELASTIC_KEY = (
+    "AWSLogs/111111111111/CloudTrail/eu-west-1/2024/08/02/111111111111_CloudTrail_eu-west-1_20240802T0000Z_b.json.gz"
+)
+DIGEST_KEY = (
+    "AWSLogs/111111111111/CloudTrail-Digest/eu-west-1/2024/08/02/111111111111_CloudTrail-Digest_eu-west-1_x.json.gz"
+)
+TABLE = "from_cloudtrail_readready"
+
+
+def write_config(path: Path, **sections) -> str:
+    path.write_text(yaml.safe_dump(sections))
+    return str(path)
+
+
+def run_cli(tmp_path, raw, out, *extra, config=None):
+    summary_file = tmp_path / f"summary-{len(list(tmp_path.glob('summary-*')))}.json"
+    argv = ["-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out), "--summary-json", str(summary_file)]
+    if config:
+        argv += ["--config", config]
+    assert cli.main(argv + list(extra)) == 0
+    return json.loads(summary_file.read_text())
+
+
+def orc_files(out: Path) -> list[Path]:
+    return sorted((out / TABLE).rglob("*.orc"))
+
+
+def read_table(out: Path):
+    return pads.dataset(str(out / TABLE), format="orc", partitioning="hive").to_table()
+
+
+@pytest.fixture
+def raw(tmp_path):
+    root = tmp_path / "raw"
+    place(root, STRATUS_KEY, STRATUS_GZ)
+    place(root, ELASTIC_KEY, ELASTIC_GZ)
+    place(root, DIGEST_KEY, gzip.compress(b'{"awsAccountId":"111111111111"}'))
+    place(root, "AWSLogs/README.txt", b"not a log")
+    return root
+
+
+def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys):
+    stratus, elastic = records_of(STRATUS_GZ), records_of(ELASTIC_GZ)
+    config = write_config(tmp_path / "c.yaml", filters={"event_names": {"deny": ["DescribeInstanceInformation"]}})
+    out = tmp_path / "lake"
+
+    summary = run_cli(tmp_path, raw, out, config=config)
+
+    denied = sum(r["eventName"] == "DescribeInstanceInformation" for r in stratus + elastic)
+    assert denied > 0
+    assert summary["files_read"] == 2
+    assert summary["records_read"] == len(stratus) + len(elastic)
+    assert summary["filtered"] == denied
+    assert summary["filtered_by_rule"] == {"event_names": denied}
+    assert summary["written"] == len(stratus) + len(elastic) - denied
+    assert summary["skipped_keys"] == {"digest": 1, "no_layout_match": 1}
+    assert summary["problems"] == {}
+    # The printed summary is the same JSON (stdout is for machines).
+    assert json.loads(capsys.readouterr().out)["written"] == summary["written"]
+
+    table = read_table(out)
+    assert table.num_rows == summary["written"]
+    rows = table.to_pylist()
+    by_partition = collections.Counter((r["org"], r["account"], r["region"], r["dt"]) for r in rows)
+    assert by_partition == {
+        ("o-abcdefghij", "017622104382", "us-east-1", "2024-08-01"):
+            len(stratus) - sum(r["eventName"] == "DescribeInstanceInformation" for r in stratus),
+        ("none", "111111111111", "eu-west-1", "2024-08-02"): len(elastic),
+    }
+    assert {r["eventid"] for r in rows} == {
+        r["eventID"] for r in stratus + elastic if r["eventName"] != "DescribeInstanceInformation"
+    }
+    # StartSession rows carry the sessionid from the sample's responseElements.
+    expected_sessions = {
+        r["eventID"]: r["responseElements"]["sessionId"]
+        for r in stratus
+        if r["eventName"] == "StartSession" and r["responseElements"]
+    }
+    assert len(expected_sessions) == 3
+    got = {r["eventid"]: r["sessionid"] for r in rows if r["eventname"] == "StartSession"}
+    assert {k: got[k] for k in expected_sessions} == expected_sessions
+    assert all(r["sessionid"] is None for r in rows if r["eventsource"] != "ssm.amazonaws.com")
+    assert {r["source_file"].rsplit("/", 1)[-1] for r in rows} == {
+        STRATUS_KEY.rsplit("/", 1)[-1], ELASTIC_KEY.rsplit("/", 1)[-1]
+    }
+
+
+def test_output_is_orc_zlib_with_the_declared_flat_schema(spark, tmp_path, raw):
+    out = tmp_path / "lake"
+    run_cli(tmp_path, raw, out)
+    files = orc_files(out)
+    assert files and all(orc.ORCFile(str(f)).compression == "ZLIB" for f in files)
+    schema = orc.ORCFile(str(files[0])).schema
+    assert schema.names == CLOUDTRAIL.names  # partition columns live in the path
+    spark_schema = spark.read.orc(f"file://{out / TABLE}").schema
+    assert [(f.name, f.dataType.simpleString()) for f in spark_schema.fields] == [
+        (c.name, "string" if c.type == "string" else c.type) for c in CLOUDTRAIL.all_columns
+    ]
+    assert not any(f.dataType.typeName() in ("struct", "array", "map") for f in spark_schema.fields)
+    # One declared schema drives Spark, Arrow and Glue: they cannot drift apart.
+    glue_cols = [(c["Name"], c["Type"]) for c in CLOUDTRAIL.glue_columns()]
+    assert glue_cols == [(c.name, c.type) for c in CLOUDTRAIL.columns]
+
+
+def test_rerun_replaces_instead_of_duplicating_and_picks_up_late_files(spark, tmp_path, raw):
+    out = tmp_path / "lake"
+    first = run_cli(tmp_path, raw, out)
+    files_before = orc_files(out)
+    second = run_cli(tmp_path, raw, out)
+    assert second["written"] == first["written"]
+    assert read_table(out).num_rows == first["written"]
+    assert len(orc_files(out)) == len(files_before)
+
+    # A file arriving late for a day already done: rerunning that day adds exactly it.
+    late = records_of(ELASTIC_GZ)[:5]
+    late_key = ELASTIC_KEY.replace("_b.json.gz", "_late.json.gz")
+    place(raw, late_key, gzip.compress(json.dumps({"Records": late}).encode()))
+    third = run_cli(tmp_path, raw, out, "--date", "2024-08-02")
+    assert third["files_read"] == 2 and third["written"] == len(records_of(ELASTIC_GZ)) + 5
+    assert read_table(out).num_rows == first["written"] + 5
+
+
+def test_partition_that_now_yields_nothing_is_emptied(spark, tmp_path, raw):
+    out = tmp_path / "lake"
+    run_cli(tmp_path, raw, out)
+    config = write_config(tmp_path / "c.yaml", filters={"event_sources": {"allow": ["ssm.amazonaws.com"]}})
+    summary = run_cli(tmp_path, raw, out, config=config)
+    rows = read_table(out).to_pylist()
+    assert rows and {r["eventsource"] for r in rows} == {"ssm.amazonaws.com"}
+    assert len(rows) == summary["written"]
+
+
+def test_selection_and_bad_files_do_not_cost_neighbours(spark, tmp_path, raw):
+    place(raw, ELASTIC_KEY.replace("_b.json.gz", "_notgz.json.gz"), b"plain text, not gzip")
+    place(raw, ELASTIC_KEY.replace("_b.json.gz", "_cut.json.gz"), ELASTIC_GZ.read_bytes()[:300])
+    out = tmp_path / "lake"
+    summary = run_cli(tmp_path, raw, out, "--date", "2024-08-02")
+    assert summary["files_read"] == 3
+    assert summary["problems"] == {"not_gzip": 1, "truncated_gzip": 1}
+    assert {p["file"].rsplit("_", 1)[-1] for p in summary["problem_samples"]} == {"notgz.json.gz", "cut.json.gz"}
+    assert summary["written"] == len(records_of(ELASTIC_GZ))
+    assert {r["dt"] for r in read_table(out).to_pylist()} == {"2024-08-02"}
+
+
+def test_bad_selection_is_a_usage_error(tmp_path, raw, capsys):
+    assert cli.main(["run", "cloudtrail", "--raw", str(raw), "--out", str(tmp_path), "--date", "2024-02-30"]) == 2
+    assert "--date must be a date" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the Glue way
+
+
+def test_glue_job_script_path_against_moto(spark, aws, tmp_path, capsys):
+    """AddAPart registers raw partitions; the job plans from the catalog, reads s3://
+    through boto3 in the executors, writes file:// ORC and registers readready partitions."""
+    bucket = "trail"
+    config_path = write_config(
+        tmp_path / "c.yaml",
+        sources={"cloudtrail": {"bucket": bucket}},
+        catalog={"database": "lake"},
+        readready={"location": f"file://{tmp_path}/lake"},
+        aws={"endpoint_url": aws.endpoint},
+    )
+    from loglake.config import load_config
+
+    config = load_config(config_path, env={})
+    catalog.ensure_database(aws.glue, "lake")
+    catalog.ensure_table(aws.glue, "lake", catalog.table_input(
+        "from_cloudtrail_raw", CLOUDTRAIL_SOURCE.raw_schema, f"s3://{bucket}/AWSLogs/", "cloudtrail_json"))
+    catalog.ensure_table(aws.glue, "lake", catalog.table_input(
+        TABLE, CLOUDTRAIL_SOURCE.schema, f"file://{tmp_path}/lake/{TABLE}", "orc"))
+    aws.s3.create_bucket(Bucket=bucket)
+    aws.s3.put_object(Bucket=bucket, Key=STRATUS_KEY, Body=STRATUS_GZ.read_bytes())
+    aws.s3.put_object(Bucket=bucket, Key=ELASTIC_KEY, Body=ELASTIC_GZ.read_bytes())
+    body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": bucket}, "object": {"key": k}}}
+                                   for k in (STRATUS_KEY, ELASTIC_KEY)]})
+    assert addapart.AddAPart(config, glue=aws.glue).process([addapart.Message("m", body)]).created == 2
+
+    summary = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path, "--date", "2024-08-01"])
+    assert summary["files_read"] == 1 and summary["written"] == len(records_of(STRATUS_GZ))
+    assert json.loads(capsys.readouterr().out)["run_id"] == summary["run_id"]
+    parts = list(catalog.list_partitions(aws.glue, "lake", TABLE))
+    assert [(p["Values"], p["StorageDescriptor"]["Location"]) for p in parts] == [(
+        ["o-abcdefghij", "017622104382", "us-east-1", "2024-08-01"],
+        f"file://{tmp_path}/lake/{TABLE}/org=o-abcdefghij/account=017622104382/region=us-east-1/dt=2024-08-01/",
+    )]
+    # --partitions-since: only partitions registered after that moment (none here).
+    later = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path,
+                                     "--partitions-since", "2999-01-01T00:00:00"])
+    assert later["files_read"] == 0
+    earlier = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path,
+                                       "--partitions-since", "2000-01-01T00:00:00"])
+    assert earlier["files_read"] == 2
+    assert read_table(tmp_path / "lake").num_rows == len(records_of(STRATUS_GZ)) + len(records_of(ELASTIC_GZ))
+
+
+def test_glue_script_is_thin():
+    script = (REPO / "glue_jobs" / "cloudtrail_readready.py").read_text()
+    code = [line for line in script.splitlines() if line.strip() and not line.startswith(('"""', "#"))]
+    assert code == ["from loglake.jobs import main", 'main("cloudtrail")']
+
+
+def test_unbounded_glue_run_is_refused(tmp_path):
+    config = write_config(tmp_path / "c.yaml", readready={"location": str(tmp_path)})
+    with pytest.raises(ValueError, match="must be bounded"):
+        jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config])
