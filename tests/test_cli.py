@@ -1,0 +1,76 @@
+"""The loglake command: help, exit codes and flags are a public interface."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import STRATUS_GZ, place, records_of
+from loglake import catalog, cli
+
+COMMANDS = [
+    [],
+    ["run"],
+    ["addapart"],
+    ["addapart", "drain"],
+    ["addapart", "backfill"],
+    ["config"],
+    ["config", "show"],
+    ["config", "check"],
+    ["demo"],
+]
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda w: " ".join(w) or "loglake")
+def test_every_command_has_help(words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*words, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: loglake")
+    assert len(out.splitlines()) > 3
+
+
+def test_run_help_documents_its_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--raw", "--out", "--date", "--from-date", "--to-date", "--summary-json", "--catalog", "--config"):
+        assert flag in out
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "loglake.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("loglake ")
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("filters:\n  regions:\n    allow: [us-east-1, 'US East']\n")
+    assert cli.main(["config", "check", "--config", str(bad)]) == 2
+    assert "filters.regions.allow" in capsys.readouterr().err
+
+
+def test_config_show_prints_effective_yaml(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOGLAKE__SOURCES__CLOUDTRAIL__BUCKET", "from-env")
+    assert cli.main(["config", "show"]) == 0
+    assert "bucket: from-env" in capsys.readouterr().out
+
+
+def test_run_with_catalog_registers_readready_partitions(spark, aws, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    monkeypatch.setenv("LOGLAKE__CATALOG__DATABASE", "clidb")
+    raw = tmp_path / "raw"
+    place(raw, "AWSLogs/123456789012/CloudTrail/us-west-2/2024/08/01/a.json.gz", STRATUS_GZ)
+    out = tmp_path / "lake"
+    assert cli.main(["-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out), "--catalog"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["catalog"] == {"created": 1, "existed": 0, "calls": 1}
+    assert summary["written"] == len(records_of(STRATUS_GZ))
+    table = aws.glue.get_table(DatabaseName="clidb", Name="from_cloudtrail_readready")["Table"]
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("OrcSerde")
+    assert table["Parameters"]["orc.compress"] == "ZLIB"
+    [part] = catalog.list_partitions(aws.glue, "clidb", "from_cloudtrail_readready")
+    assert part["Values"] == ["none", "123456789012", "us-west-2", "2024-08-01"]
