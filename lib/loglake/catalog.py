@@ -249,3 +249,24 @@ def list_partitions(glue, database: str, table: str, expression: str | None = No
 
 def hive_partition_path(names: Iterable[str], values: Iterable[str]) -> str:
     return "/".join(f"{n}={v}" for n, v in zip(names, values, strict=True)) + "/"
+
+
+def table_inputs(config, readready_root: str, raw_location: dict[str, str]) -> list[dict]:
+    """Every Glue table loglake owns, as TableInput dicts: the one list that the demo,
+    ``loglake ddl --apply`` and the CloudFormation template are all built from.
+
+    ``raw_location`` maps a source name to its raw table location (e.g.
+    ``s3://bucket/prefix/AWSLogs/``); readready tables live at ``readready_root/<table>/``.
+    """
+    from loglake.sources import SOURCES
+
+    out = []
+    for source in SOURCES.values():
+        if source.name in raw_location:
+            raw = config.table(source.name, "raw")
+            out.append(table_input(raw, source.raw_schema, raw_location[source.name], source.raw_format,
+                                   f"raw {source.name} logs as delivered; partitions registered by AddAPart"))
+        rr = config.table(source.name, "readready")
+        out.append(table_input(rr, source.schema, f"{readready_root.rstrip('/')}/{rr}", "orc",
+                               f"readready {source.name}: flat ORC/ZLIB written by loglake"))
+    return out

@@ -102,20 +102,16 @@ def _print(title: str) -> None:
 
 def setup_local_aws(config, s3, sqs, glue) -> str:
     """Bucket, queue with the S3 -> SQS notification, Glue database and tables; returns the queue URL."""
-    from loglake.sources import CLOUDTRAIL_SOURCE as src
-
     s3.create_bucket(Bucket=BUCKET)
     queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     notification = {"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=notification)
-    db = config.catalog.database
+    catalog.ensure_database(glue, config.catalog.database)
+    tables = catalog.table_inputs(config, config.readready.location, {"cloudtrail": f"s3://{BUCKET}/AWSLogs/"})
+    for tinput in tables:
+        catalog.ensure_table(glue, config.catalog.database, tinput)
     raw_table, rr_table = config.table("cloudtrail", "raw"), config.table("cloudtrail", "readready")
-    catalog.ensure_database(glue, db)
-    raw_location = f"s3://{BUCKET}/AWSLogs/"
-    catalog.ensure_table(glue, db, catalog.table_input(raw_table, src.raw_schema, raw_location, src.raw_format))
-    rr_location = storage.join(config.readready.location, rr_table)
-    catalog.ensure_table(glue, db, catalog.table_input(rr_table, src.schema, rr_location, "orc"))
     print(f"bucket {BUCKET}, queue {QUEUE} (S3 -> SQS notification), Glue tables {raw_table}, {rr_table}")
     return queue_url
 
