@@ -13,9 +13,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    package_dir={"": "lib"},
-    packages=find_packages("lib"),
-    package_data={"loglake": ["log4j2.properties"]},
+    # ddl/ (Athena SQL) ships inside the package as loglake.ddl, so the CLI finds it anywhere.
+    package_dir={"": "lib", "loglake.ddl": "ddl"},
+    packages=find_packages("lib") + ["loglake.ddl", "loglake.ddl.views", "loglake.ddl.queries"],
+    package_data={"loglake": ["log4j2.properties"], "loglake.ddl": ["*.sql", "views/*.sql", "queries/*.sql"]},
     install_requires=[
         "boto3==1.44.5",
         "botocore==1.44.5",
@@ -30,6 +31,8 @@ setup(
         "numpy==2.4.6",
         "PyYAML==6.0.3",
         "orjson==3.13.0",
+        # Athena (Trino) SQL is the one source of the views and queries; sqlglot runs it on Spark.
+        "sqlglot==30.30.0",
     ],
     extras_require={
         "test": [

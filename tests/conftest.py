@@ -16,6 +16,12 @@ SAMPLES = REPO.parent / "shared" / "data" / "external"
 CT = SAMPLES / "cloudtrail"
 STRATUS_GZ = CT / "stratus-red-team" / "stratus_detonation_logs_all.records.json.gz"
 ELASTIC_GZ = CT / "elastic-integrations" / "elastic_cloudtrail_test_logs_all.records.json.gz"
+CWL = SAMPLES / "cloudwatch_logs"
+FIREHOSE_OBJECT = CWL / "derived" / "firehose_style_s3_object_concatenated_gzip_members.gz"
+CONTROL_MESSAGE = CWL / "vector" / "control_message.json"
+LAMBDA_LOGS = CWL / "datadog-serverless-functions" / "cloudwatch_logs.json"
+SESSION_FIXTURE = REPO / "tests" / "fixtures" / "ssm_session_records.jsonl"
+SESSION_OWNER = "294599468799"  # the account of the real stratus StartSession events
 
 
 def pytest_configure(config):
@@ -63,6 +69,25 @@ def aws(moto_server):
 
     yield Clients
     storage.configure(None, None)
+
+
+def session_records() -> list[dict]:
+    return [json.loads(line) for line in SESSION_FIXTURE.read_text().splitlines() if line.strip()]
+
+
+def firehose_objects() -> dict[str, bytes]:
+    """Firehose-style objects (no .gz suffix, concatenated documents, several gzip
+    members): the session fixture, a real CONTROL_MESSAGE and a real Lambda log group."""
+    from loglake import firehose
+
+    sessions = firehose.session_log_documents(session_records(), SESSION_OWNER)
+    control = json.loads(CONTROL_MESSAGE.read_text())
+    lambda_logs = json.loads(LAMBDA_LOGS.read_text())
+    return {
+        "firehose/2024/08/01/12/loglake-cwl-1-2024-08-01-12-19-30-0f1e2d3c": firehose.build_object(
+            [sessions[0], control, lambda_logs, sessions[1]], members=3),
+        "firehose/2024/08/01/12/loglake-cwl-1-2024-08-01-12-24-30-4b5a6978": firehose.build_object(sessions[2:]),
+    }
 
 
 def place(raw_root: Path, key: str, source: Path | bytes) -> Path:

@@ -38,6 +38,11 @@ JSON_TEXT_FORMAT = {
     "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
     "SerdeInfo": {"SerializationLibrary": "org.apache.hive.hcatalog.data.JsonSerDe"},
 }
+JSON_LINES_FORMAT = {
+    "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
+}
 ORC_FORMAT = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat",
@@ -205,8 +210,11 @@ def ensure_database(glue, database: str) -> None:
 
 
 def table_input(name: str, schema: TableSchema, location: str, fmt: str, description: str = "") -> dict:
-    formats = {"cloudtrail_json": (JSON_TEXT_FORMAT, {"classification": "cloudtrail"}),
-               "orc": (ORC_FORMAT, {"classification": "orc", "orc.compress": "ZLIB"})}
+    formats = {
+        "cloudtrail_json": (JSON_TEXT_FORMAT, {"classification": "cloudtrail"}),
+        "cloudwatch_json": (JSON_LINES_FORMAT, {"classification": "json", "compressionType": "gzip"}),
+        "orc": (ORC_FORMAT, {"classification": "orc", "orc.compress": "ZLIB"}),
+    }
     storage, params = formats[fmt]
     return {
         "Name": name,

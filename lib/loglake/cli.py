@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from loglake import __version__, logs, storage
 from loglake.config import ConfigError, dump_config, load_config
+from loglake.sources import SOURCES
 
 log = logging.getLogger("loglake.cli")
 
@@ -36,7 +37,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loglake",
-        description="Turn raw AWS CloudTrail logs into read-ready ORC tables.",
+        description="Turn raw AWS CloudTrail and CloudWatch Logs (Firehose) into read-ready ORC tables.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
             "them on local Spark, and write readready ORC/ZLIB below --out/<table>/, "
             "partitioned like raw. Rerunning a selection replaces its partitions. "
             "Prints a JSON summary (files_read, records_read, written, filtered, "
-            "filtered_by_rule, skipped_keys, problems, ...)."
+            "filtered_by_rule, control_messages, skipped_keys, problems, ...)."
         ),
     )
-    run.add_argument("source", choices=["cloudtrail"], help="which log source")
+    run.add_argument("source", choices=sorted(SOURCES), help="which log source")
     run.add_argument("--raw", required=True, metavar="DIR_OR_URI", help="folder, file:// or s3:// prefix")
     run.add_argument("--out", required=True, metavar="DIR_OR_URI", help="lake root; tables go below it")
     _add_selection(run)
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list existing objects and register their partitions",
         description="For data that landed before AddAPart was wired up. Prints a JSON outcome.",
     )
-    backfill.add_argument("--source", required=True, choices=["cloudtrail"])
+    backfill.add_argument("--source", required=True, choices=sorted(SOURCES))
     backfill.add_argument("--bucket", help="bucket to list (default: the source's configured bucket)")
     backfill.add_argument("--prefix", default=None, help="key prefix to list (default: the source's prefix)")
     _add_config(backfill)

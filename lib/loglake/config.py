@@ -61,10 +61,22 @@ class SourceConfig:
     include_insights: bool = False
 
 
+SSM_SESSION_LOG_GROUP = "/aws/ssm/sessionlogs"
+
+
+@dataclass(frozen=True)
+class CloudWatchSourceConfig:
+    bucket: str = ""
+    prefix: str = ""
+    # Log groups whose messages are Session Manager session records (JSON with sessionId
+    # and sessionData); their fields become columns. Other groups keep plain messages.
+    session_log_groups: tuple[str, ...] = (SSM_SESSION_LOG_GROUP,)
+
+
 @dataclass(frozen=True)
 class SourcesConfig:
     cloudtrail: SourceConfig = field(default_factory=SourceConfig)
-    cloudwatch: SourceConfig = field(default_factory=SourceConfig)
+    cloudwatch: CloudWatchSourceConfig = field(default_factory=CloudWatchSourceConfig)
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class FiltersConfig:
     regions: ListFilter = field(default_factory=ListFilter)
     event_sources: ListFilter = field(default_factory=ListFilter)
     event_names: ListFilter = field(default_factory=ListFilter)
+    # CloudWatch Logs: which log groups reach readready (default: Session Manager only).
+    log_groups: ListFilter = field(default_factory=lambda: ListFilter(allow=(SSM_SESSION_LOG_GROUP,)))
     # Regular expressions matched (re.search) against the decoded object key.
     key_deny_patterns: tuple[str, ...] = ()
 
@@ -112,7 +126,7 @@ class Config:
     readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
-    def source(self, name: str) -> SourceConfig:
+    def source(self, name: str) -> SourceConfig | CloudWatchSourceConfig:
         return getattr(self.sources, name)
 
     def table(self, source: str, stage: str) -> str:

@@ -216,7 +216,7 @@ def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Conf
     except FileNotFoundError as exc:
         result = FileResult(problems=[Problem(OBJECT_MISSING, str(exc))])
     else:
-        result = source.process_file(data, uri, config.filters)
+        result = source.process_file(data, uri, config)
     rows = result.rows
     for row in rows:
         row.update(partition)
@@ -226,6 +226,7 @@ def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Conf
         "records_read": result.records_read,
         "written": len(rows),
         "filtered": result.filtered,
+        "control_messages": result.control_messages,
         "problems": [dataclasses.asdict(p) for p in result.problems],
     }
     rows.append({**partition, "_kind": KIND_FILE, "_detail": json.dumps(counts)})
@@ -406,6 +407,7 @@ def _summary(
         "written": sum(s["written"] for s in file_stats),
         "filtered": sum(filtered_by_rule.values()),
         "filtered_by_rule": dict(sorted(filtered_by_rule.items())),
+        "control_messages": sum(s["control_messages"] for s in file_stats),
         "skipped_keys": dict(sorted(plan.skipped_keys.items())),
         "skipped_key_samples": plan.skipped_samples,
         "problems": dict(sorted(problems.items())),

@@ -11,6 +11,10 @@ CloudTrail partition values are ``(org, account, region, dt)``:
   ``none`` cannot collide with a real id, which always starts with ``o-``.
 * ``dt``: the delivery date of the file, ``YYYY-MM-DD``, taken from the key.
 
+Firehose (CloudWatch Logs) partition values are ``(dt, hour)``: ``YYYY-MM-DD`` and
+``HH`` from the ``[prefix/]YYYY/MM/DD/HH/`` layout Firehose writes (UTC). The
+account is inside the data, not the key.
+
 Raw and readready tables use the same partition columns and values.
 """
 from __future__ import annotations
@@ -43,6 +47,7 @@ NO_LAYOUT_MATCH = "no_layout_match"
 BAD_ACCOUNT = "bad_account"
 BAD_REGION = "bad_region"
 BAD_DATE = "bad_date"
+BAD_HOUR = "bad_hour"
 NOT_JSON_GZ = "not_json_gz"
 
 _CLOUDTRAIL_RE = re.compile(
@@ -152,6 +157,38 @@ def classify_cloudtrail_key(key: str, config: Config) -> KeyResult:
     if not config.filters.regions.allows(region):
         return _skip(key, DENIED_REGION, region)
     return result
+
+
+_DIGITS = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}$")
+
+
+def parse_firehose_key(key: str) -> KeyResult:
+    """Parse a Firehose object key ``[prefix/]YYYY/MM/DD/HH/<stream>-<n>-<time>-<uuid>``.
+
+    The layout is the last five path parts, whatever prefix (or local folder) comes
+    before them. Firehose writes gzip objects *without* a .gz suffix, so the name is
+    not checked.
+    """
+    if key.endswith("/"):
+        return _skip(key, FOLDER_MARKER)
+    parts = key.split("/")
+    if len(parts) < 5 or not _DIGITS.match("/".join(parts[-5:-1])):
+        return _error(key, NO_LAYOUT_MATCH, "expected [prefix/]YYYY/MM/DD/HH/FILE")
+    y, mo, d, h, name = parts[-5:]
+    day = _calendar_date(y, mo, d)
+    if day is None:
+        return _error(key, BAD_DATE, f"{y}/{mo}/{d} is not a calendar date")
+    if int(h) > 23:
+        return _error(key, BAD_HOUR, f"hour {h!r} is not 00-23")
+    return KeyResult(key, OK, partition=Partition((day.isoformat(), h), key[: len(key) - len(name)]))
+
+
+def classify_firehose_key(key: str, config: Config) -> KeyResult:
+    """Layout parse plus the config's key deny patterns (accounts live in the data)."""
+    for pattern in config.filters.key_deny_patterns:
+        if re.search(pattern, key):
+            return _skip(key, DENIED_KEY_PATTERN, pattern)
+    return parse_firehose_key(key)
 
 
 def count_reasons(results: Iterable[KeyResult]) -> dict[str, int]:

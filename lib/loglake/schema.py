@@ -127,6 +127,48 @@ class TableSchema:
 
 CLOUDTRAIL = TableSchema(CLOUDTRAIL_READREADY, CLOUDTRAIL_PARTITION_KEYS)
 
+CLOUDWATCH_PARTITION_KEYS: tuple[Column, ...] = (
+    _c("dt", doc="delivery date from the Firehose key (UTC), YYYY-MM-DD"),
+    _c("hour", doc="delivery hour from the Firehose key (UTC), HH"),
+)
+
+# One row per log event. For Session Manager records, sessiondata holds the record's
+# sessionData lines joined with newlines: a row stays one log event (so counts
+# reconcile 1:1 with the raw logEvents), and "what was typed in session X, in order"
+# is a plain ORDER BY event_timestamp, event_id; split(sessiondata, '\n') gives lines.
+CLOUDWATCH_READREADY: tuple[Column, ...] = (
+    _c("owner", doc="account id that owns the log group"),
+    _c("loggroup"),
+    _c("logstream"),
+    _c("subscriptionfilters", doc="JSON array of subscription filter names"),
+    _c("event_id"),
+    _c("event_timestamp", "timestamp", "log event time, UTC"),
+    _c("message", doc="the log event message as delivered"),
+    _c("sessionid", doc="Session Manager session id (session log groups)"),
+    _c("target_id", doc="instance the session ran on"),
+    _c("useridentity_arn", doc="who ran the session"),
+    _c("runasuser", doc="OS user the session ran as"),
+    _c("session_eventtime", "timestamp", "eventTime of the session record, UTC"),
+    _c("session_awsregion"),
+    _c("sessiondata", doc="the record's sessionData lines, joined with newlines, in order"),
+    _c("source_file", doc="raw object the event came from"),
+)
+CLOUDWATCH = TableSchema(CLOUDWATCH_READREADY, CLOUDWATCH_PARTITION_KEYS)
+
+# The raw Firehose objects as a JSON table: Athena can read at most the first document
+# of each line, since Firehose runs documents together with no separator.
+CLOUDWATCH_RAW = TableSchema(
+    (
+        _c("messagetype"),
+        _c("owner"),
+        _c("loggroup"),
+        _c("logstream"),
+        _c("subscriptionfilters", "array<string>"),
+        _c("logevents", "array<struct<id:string,timestamp:bigint,message:string>>"),
+    ),
+    CLOUDWATCH_PARTITION_KEYS,
+)
+
 # The raw CloudTrail table, read by Athena through the CloudTrail SerDe. Nested types
 # stay nested here: that is the raw shape analysts should not have to query.
 CLOUDTRAIL_RAW_COLUMNS: tuple[Column, ...] = (

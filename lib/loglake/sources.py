@@ -5,13 +5,14 @@ declaration alone; adding a source means adding one entry here, not a new job.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loglake import keys, transforms
+from loglake import firehose, keys, transforms
 from loglake.config import Config, FiltersConfig
-from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW, TableSchema
+from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW, CLOUDWATCH, CLOUDWATCH_RAW, TableSchema
 
 
 @dataclass
@@ -23,6 +24,7 @@ class FileResult:
     records_read: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
     problems: list[transforms.Problem] = field(default_factory=list)
+    control_messages: int = 0  # CloudWatch health checks, dropped by design
 
 
 def process_cloudtrail(data: bytes, source_file: str, filters: FiltersConfig) -> FileResult:
@@ -48,6 +50,51 @@ def process_cloudtrail(data: bytes, source_file: str, filters: FiltersConfig) ->
     return out
 
 
+def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileResult:
+    """One Firehose object of CloudWatch Logs documents -> one row per kept log event.
+
+    Documents are streamed out of the (multi-member) gzip one at a time; a broken
+    document or stream is a problem with its byte offset, and every document before
+    it, or after it where the splitter can resynchronise, is still converted.
+    """
+    out = FileResult()
+    sessions = set(config.sources.cloudwatch.session_log_groups)
+    allowed = config.filters.log_groups
+    stream = firehose.GzipChunks(data)
+    for item in firehose.iter_documents(stream, resync='{"messageType"'):
+        if isinstance(item, transforms.Problem):
+            out.problems.append(item)
+            continue
+        offset, doc = item
+        bad = transforms.check_log_document(doc)
+        if bad:
+            out.problems.append(dataclasses.replace(bad, offset=offset))
+            continue
+        if doc.get("messageType") == transforms.CONTROL_MESSAGE:
+            out.control_messages += 1
+            continue
+        group = doc.get("logGroup")
+        events = doc["logEvents"]
+        out.records_read += len(events)
+        if not allowed.allows(group):
+            out.filtered["log_groups"] = out.filtered.get("log_groups", 0) + len(events)
+            continue
+        for i, event in enumerate(events):
+            row, problem = transforms.flatten_log_event(doc, event, group in sessions, i)
+            if problem:
+                out.problems.append(dataclasses.replace(problem, offset=offset))
+                continue
+            row["source_file"] = source_file
+            out.rows.append(row)
+    if stream.problem:
+        out.problems.append(stream.problem)
+    return out
+
+
+def _cloudtrail_file(data: bytes, source_file: str, config: Config) -> FileResult:
+    return process_cloudtrail(data, source_file, config.filters)
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -55,7 +102,7 @@ class Source:
     raw_schema: TableSchema
     raw_format: str  # a catalog.table_input format name
     classify_key: Callable[[str, Config], keys.KeyResult]
-    process_file: Callable[[bytes, str, FiltersConfig], FileResult]
+    process_file: Callable[[bytes, str, Config], FileResult]
     # Sort order inside each readready file: groups similar rows for compression and
     # lets ORC min/max indexes skip stripes on the most common predicates.
     sort_columns: tuple[str, ...] = ()
@@ -67,11 +114,22 @@ CLOUDTRAIL_SOURCE = Source(
     raw_schema=CLOUDTRAIL_RAW,
     raw_format="cloudtrail_json",
     classify_key=keys.classify_cloudtrail_key,
-    process_file=process_cloudtrail,
+    process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
 )
 
-SOURCES: dict[str, Source] = {"cloudtrail": CLOUDTRAIL_SOURCE}
+CLOUDWATCH_SOURCE = Source(
+    name="cloudwatch",
+    schema=CLOUDWATCH,
+    raw_schema=CLOUDWATCH_RAW,
+    raw_format="cloudwatch_json",
+    classify_key=keys.classify_firehose_key,
+    process_file=process_cloudwatch,
+    # A session's keystrokes end up together and in order inside each file.
+    sort_columns=("loggroup", "sessionid", "event_timestamp", "event_id"),
+)
+
+SOURCES: dict[str, Source] = {"cloudtrail": CLOUDTRAIL_SOURCE, "cloudwatch": CLOUDWATCH_SOURCE}
 
 
 def get_source(name: str) -> Source:

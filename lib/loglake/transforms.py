@@ -7,6 +7,7 @@ record never stops its neighbours.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zlib
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Problem:
     reason: str
     detail: str
     index: int | None = None  # record index in the file, where known
+    offset: int | None = None  # byte offset in the decompressed data, where known
 
 
 # --------------------------------------------------------------------------- decoding
@@ -274,3 +276,85 @@ def cloudtrail_filter_rule(row: dict[str, Any], filters: FiltersConfig) -> str |
     if not filters.event_names.allows(row.get("eventname")):
         return "event_names"
     return None
+
+
+# --------------------------------------------------------------------------- CloudWatch Logs
+
+CONTROL_MESSAGE = "CONTROL_MESSAGE"
+NO_LOG_EVENTS = "no_log_events"
+BAD_LOG_EVENT = "bad_log_event"
+BAD_SESSION_RECORD = "bad_session_record"
+
+
+def _epoch_ms(value: Any) -> dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def check_log_document(doc: Any) -> Problem | None:
+    """A CloudWatch Logs subscription document must be an object with a logEvents array."""
+    if not isinstance(doc, dict):
+        return Problem(NO_LOG_EVENTS, f"document is {type(doc).__name__}, not an object")
+    if not isinstance(doc.get("logEvents"), list):
+        return Problem(NO_LOG_EVENTS, f"document has no logEvents array (keys: {sorted(doc)[:6]})")
+    return None
+
+
+def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem | None]:
+    """A Session Manager streaming record -> session columns.
+
+    Plain text (the non-streaming upload format) is not a session record and yields
+    nothing; text that starts like JSON claims to be one, so failing to parse it, or
+    missing sessionId/sessionData, is a problem.
+    """
+    if not message.lstrip().startswith("{"):
+        return None, None
+    try:
+        rec = orjson.loads(message)
+    except orjson.JSONDecodeError as exc:
+        return None, Problem(BAD_SESSION_RECORD, f"session record is not JSON: {str(exc)[:200]}")
+    if not isinstance(rec, dict) or not isinstance(rec.get("sessionId"), str):
+        return None, Problem(BAD_SESSION_RECORD, "session record has no sessionId")
+    lines = rec.get("sessionData")
+    if not isinstance(lines, list):
+        return None, Problem(BAD_SESSION_RECORD, "session record has no sessionData array")
+    target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
+    identity = rec.get("userIdentity") if isinstance(rec.get("userIdentity"), dict) else {}
+    return {
+        "sessionid": rec["sessionId"],
+        "target_id": _text(target.get("id")),
+        "useridentity_arn": _text(identity.get("arn")),
+        "runasuser": _text(rec.get("runAsUser")),
+        "session_eventtime": parse_time(rec.get("eventTime")),
+        "session_awsregion": _text(rec.get("awsRegion")),
+        "sessiondata": "\n".join(_text(line) or "" for line in lines),
+    }, None
+
+
+def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) -> tuple[dict | None, Problem | None]:
+    """One logEvents entry of a DATA_MESSAGE -> one readready row, or a problem."""
+    if not isinstance(event, dict) or not isinstance(event.get("message"), str):
+        return None, Problem(BAD_LOG_EVENT, "log event has no message string", index)
+    when = _epoch_ms(event.get("timestamp"))
+    if when is None:
+        return None, Problem(BAD_LOG_EVENT, f"log event timestamp {event.get('timestamp')!r} is not epoch ms", index)
+    row: dict[str, Any] = {
+        "owner": _text(doc.get("owner")),
+        "loggroup": _text(doc.get("logGroup")),
+        "logstream": _text(doc.get("logStream")),
+        "subscriptionfilters": _json(doc.get("subscriptionFilters")),
+        "event_id": _text(event.get("id")),
+        "event_timestamp": when,
+        "message": event["message"],
+    }
+    if session_group:
+        fields, problem = parse_session_record(event["message"])
+        if problem:
+            return None, dataclasses.replace(problem, index=index)
+        if fields:
+            row.update(fields)
+    return row, None

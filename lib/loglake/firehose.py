@@ -1,0 +1,192 @@
+"""The Firehose S3 object format: gzip members holding JSON documents run together.
+
+Firehose delivering CloudWatch Logs writes objects whose bytes are one or more gzip
+members back to back; decompressed, they are JSON documents with no separator at
+all: ``{...}{...}{...}``. Splitting on ``}{`` breaks on braces inside strings and a
+whole-file ``json.loads`` cannot parse it, so documents are found with the JSON
+decoder itself (``raw_decode``) over a sliding window of decompressed text: memory
+stays bounded by the chunk size plus the largest single document.
+
+A broken stream is a *problem* (reason, detail, byte offset in the decompressed
+data), never an exception: every document before the break is still yielded, and
+after a malformed document the splitter resynchronises on the next document start.
+"""
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+
+from loglake.transforms import EMPTY_OBJECT, INVALID_UTF8, NOT_GZIP, TRUNCATED_GZIP, Problem
+
+MALFORMED_JSON = "malformed_json"
+TRUNCATED_JSON = "truncated_json"
+DOCUMENT_TOO_LARGE = "document_too_large"
+
+CHUNK = 1 << 16
+# CloudWatch Logs caps a subscription delivery at about 1 MiB compressed; far above that
+# a "document" is garbage without an end, and holding it would break the memory bound.
+MAX_DOCUMENT_CHARS = 32 << 20
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class GzipChunks:
+    """Decompressed chunks of every gzip member in ``data``.
+
+    After iteration, ``problem`` says why the stream ended early (or is None), and
+    ``produced`` how many decompressed bytes came out before that.
+    """
+
+    def __init__(self, data: bytes, chunk: int = CHUNK):
+        self.data = data
+        self.chunk = chunk
+        self.problem: Problem | None = None
+        self.produced = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        if not self.data:
+            self.problem = Problem(EMPTY_OBJECT, "object has 0 bytes", offset=0)
+            return
+        if self.data[:2] != b"\x1f\x8b":
+            self.problem = Problem(NOT_GZIP, f"starts with {self.data[:4]!r}, not the gzip magic 1f8b", offset=0)
+            return
+        rest = self.data
+        while rest:
+            d = zlib.decompressobj(wbits=31)
+            tail = rest
+            try:
+                while tail:
+                    out = d.decompress(tail, self.chunk)
+                    tail = d.unconsumed_tail
+                    if out:
+                        self.produced += len(out)
+                        yield out
+                    if d.eof:
+                        break
+            except zlib.error as exc:
+                self.problem = Problem(TRUNCATED_GZIP, f"corrupt gzip data: {exc}", offset=self.produced)
+                return
+            if not d.eof:
+                self.problem = Problem(TRUNCATED_GZIP, "gzip stream ends early", offset=self.produced)
+                return
+            rest = d.unused_data
+            if rest and rest[:2] != b"\x1f\x8b":
+                if rest.strip(b"\x00"):
+                    self.problem = Problem(TRUNCATED_GZIP, "bytes after the last gzip member", offset=self.produced)
+                return
+
+
+def iter_documents(
+    chunks: Iterable[bytes],
+    resync: str = "{",
+    max_document_chars: int = MAX_DOCUMENT_CHARS,
+) -> Iterator[tuple[int, object] | Problem]:
+    """JSON documents run together in a byte stream -> ``(byte_offset, document)``
+    pairs, or a ``Problem`` where the text is not JSON. ``resync`` is the text a
+    document starts with, used to find the next document after a malformed one."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+    source = iter(chunks)
+    buf, pos, base = "", 0, 0  # base: byte offset of buf[0] in the decompressed stream
+    eof = False
+    encoding_problem: Problem | None = None  # reported once the text before it is drained
+
+    def offset(at: int) -> int:
+        return base + len(buf[:at].encode("utf-8"))
+
+    while True:
+        pos = _WS.match(buf, pos).end()
+        if pos >= len(buf) and eof:
+            if encoding_problem:
+                yield encoding_problem
+            return
+        doc = None
+        if pos < len(buf):
+            try:
+                doc, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if not eof and len(buf) - pos <= max_document_chars:
+                    doc = exc  # maybe just incomplete: read more first
+                elif encoding_problem:
+                    yield encoding_problem  # the document runs into the bad byte; nothing after is read
+                    return
+                else:
+                    if len(buf) - pos > max_document_chars:
+                        kind = DOCUMENT_TOO_LARGE
+                    elif exc.pos >= len(buf) - 1 or exc.msg.startswith("Unterminated"):
+                        kind = TRUNCATED_JSON  # the text ended inside the document
+                    else:
+                        kind = MALFORMED_JSON
+                    yield Problem(kind, f"{exc.msg} (document starts at byte {offset(pos)})", offset=offset(pos))
+                    nxt = buf.find(resync, pos + 1)
+                    if nxt < 0:
+                        if eof:
+                            if encoding_problem:
+                                yield encoding_problem
+                            return
+                        base, buf, pos = offset(len(buf)), "", 0  # drop the garbage, keep reading
+                        continue
+                    pos = nxt
+                    continue
+            else:
+                yield offset(pos), doc
+                pos = end
+                continue
+        if eof:
+            if encoding_problem:
+                yield encoding_problem
+            return
+        # Need more text: drop what is consumed, then append the next chunk.
+        if pos:
+            base, buf, pos = offset(pos), buf[pos:], 0
+        chunk = next(source, None)
+        try:
+            if chunk is None:
+                eof = True
+                buf += utf8.decode(b"", final=True)
+            else:
+                buf += utf8.decode(chunk)
+        except UnicodeDecodeError as exc:
+            # Keep the valid text before the bad byte; what follows it cannot be trusted.
+            at = offset(len(buf)) + exc.start
+            buf += exc.object[: exc.start].decode("utf-8")
+            eof = True
+            encoding_problem = Problem(INVALID_UTF8, f"invalid UTF-8 at byte {at}: {exc.reason}", offset=at)
+
+
+def build_object(documents: Iterable[object], members: int = 1) -> bytes:
+    """A Firehose-style S3 object: the JSON documents run together, gzip-compressed in
+    ``members`` gzip members back to back (for fixtures, the demo and benchmarks)."""
+    texts = [json.dumps(d, separators=(",", ":")) for d in documents]
+    members = max(1, min(members, len(texts) or 1))
+    per = -(-len(texts) // members) if texts else 0
+    parts = [texts[i : i + per] for i in range(0, len(texts), per)] if texts else [[]]
+    return b"".join(gzip.compress("".join(p).encode(), mtime=0) for p in parts)
+
+
+def session_log_documents(
+    records: Iterable[dict], owner: str, log_group: str = "/aws/ssm/sessionlogs"
+) -> list[dict]:
+    """Session Manager streaming records -> the DATA_MESSAGE documents CloudWatch Logs
+    delivers for them: one document per session (Session Manager names the log stream
+    after the session id), events 100 ms apart from each record's eventTime, with
+    56-digit event ids like CloudWatch's."""
+    from loglake.transforms import parse_time
+
+    by_session: dict[str, list[dict]] = {}
+    for rec in records:
+        by_session.setdefault(rec["sessionId"], []).append(rec)
+    docs = []
+    for session, recs in by_session.items():
+        events = []
+        for i, rec in enumerate(recs):
+            ms = int(parse_time(rec["eventTime"]).timestamp() * 1000) + 100 * i
+            events.append({"id": f"{ms:013d}{i:043d}", "timestamp": ms, "message": json.dumps(rec)})
+        docs.append({
+            "messageType": "DATA_MESSAGE", "owner": owner, "logGroup": log_group, "logStream": session,
+            "subscriptionFilters": ["loglake-firehose"], "logEvents": events,
+        })
+    return docs
