@@ -173,11 +173,6 @@ def test_env_single_non_numeric_list_item():
     assert load_config(env=env).filters.event_names.deny == ("DescribeInstanceInformation",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a one-item env list that YAML reads as a number (one account id) is rejected with "
-    "'filters.accounts.allow must be a list of strings'; two comma-separated ids work",
-)
 @pytest.mark.parametrize(
     "var, value, get",
     [
@@ -233,11 +228,6 @@ def test_env_applies_over_an_empty_section_with_overrides(tmp_path):
     assert config.filters.accounts.deny == ("111111111111",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an empty section in the file (`sources:` -> None) makes any env override below it "
-    "fail with 'overrides a non-mapping value', although the file alone loads fine",
-)
 def test_env_override_below_an_empty_section(tmp_path):
     path = write(tmp_path, "sources:\n")
     assert load_config(path, env={}) == Config()
@@ -245,11 +235,6 @@ def test_env_override_below_an_empty_section(tmp_path):
     assert config.sources.cloudtrail.bucket == "trail-bucket"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an env value that is not valid YAML (e.g. a regex like *.tmp or [a-z]+/tmp/) raises "
-    "a raw yaml error instead of a ConfigError naming the key",
-)
 @pytest.mark.parametrize("value", ["*.tmp", "[a-z]+/tmp/"])
 def test_env_value_that_is_not_yaml_is_a_config_error(value):
     try:

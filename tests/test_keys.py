@@ -223,11 +223,6 @@ def test_error_keys(key, reason):
     assert result.partition is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ACCOUNT_RE/REGION_RE use \\d and $ (re.match): non-ASCII digits and a trailing "
-    "newline pass validation and end up in partition values",
-)
 @pytest.mark.parametrize(
     "key, reason",
     [
@@ -242,11 +237,6 @@ def test_non_ascii_digits_and_newlines_are_errors(key, reason):
     assert (result.status, result.reason) == (keys.ERROR, reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a malformed organization id makes a CloudTrail key 'other_service' "
-    "(detail = the account id) instead of an error",
-)
 @pytest.mark.parametrize("org", ["o-ABCDEFGHIJ", "o-short", "o-a1b2c3d4e5_"])
 def test_malformed_org_id_is_an_error(org):
     result = parse_cloudtrail_key(ct_key(org=org))

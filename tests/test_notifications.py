@@ -306,12 +306,6 @@ WRONG_TYPED_KEYS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_body raises (AttributeError from unquote_plus on a non-string s3.object.key, "
-    "RecursionError from json.loads on deep nesting) or returns an ObjectRef with key None, "
-    "instead of an 'invalid' envelope; in AddAPart one such message fails the whole batch",
-)
 @pytest.mark.parametrize("body", WRONG_TYPED_KEYS.values(), ids=WRONG_TYPED_KEYS.keys())
 def test_wrong_typed_keys_and_deep_nesting_are_invalid(body):
     env = parse_body(body)

@@ -12,7 +12,9 @@ underscores and prefixed with ``LOGLAKE__``::
     LOGLAKE__FILTERS__ACCOUNTS__DENY=111111111111,222222222222
     LOGLAKE__AWS__ENDPOINT_URL=http://127.0.0.1:5000
 
-List values in the environment are comma separated.
+Environment values are taken as the strings they are (never parsed as YAML, so a
+regex or an account id survives intact): lists are comma separated, booleans are
+``true``/``false``, and ``null`` or an empty value clears an optional setting.
 """
 from __future__ import annotations
 
@@ -29,10 +31,15 @@ import yaml
 ENV_PREFIX = "LOGLAKE__"
 CONFIG_ENV = "LOGLAKE_CONFIG"
 
-ACCOUNT_RE = re.compile(r"^\d{12}$")
+# [0-9] and \Z, not \d and $: \d matches non-ASCII digits and $ accepts a trailing newline.
+ACCOUNT_RE = re.compile(r"[0-9]{12}\Z")
 # Region *shape*, not a fixed list: real regions (us-gov-east-1, ap-southeast-3) and the
 # anonymised ones found in published samples (me-northwest-3r) all fit it.
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}[a-z]?$")
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}[a-z]?\Z")
+
+
+class _FromEnv(str):
+    """A value that came from the environment, where everything is a string."""
 
 
 class ConfigError(ValueError):
@@ -158,7 +165,7 @@ def load_config(
     for key, value in env.items():
         if key.startswith(ENV_PREFIX):
             dotted = key[len(ENV_PREFIX):].lower().split("__")
-            _set_path(data, dotted, _env_value(value))
+            _set_path(data, dotted, _FromEnv(value))
     if overrides:
         _merge(data, overrides)
     config = _build(Config, data, "")
@@ -179,6 +186,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
         text = storage.read_bytes(path).decode("utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -188,15 +197,12 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _env_value(raw: str) -> Any:
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    return value
-
-
 def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node = data
     for part in path[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or an empty section in the file
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"config: {'.'.join(path)} overrides a non-mapping value")
     node[path[-1]] = value
@@ -250,10 +256,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             out.append(str(item))
         return tuple(out)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
-        if value is None:
+        if value is None or value == "" or (isinstance(value, _FromEnv) and value.strip().lower() == "null"):
             return None
         return _coerce(next(a for a in args if a is not type(None)), value, path)
     if hint is bool:
+        if isinstance(value, _FromEnv) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
         if not isinstance(value, bool):
             raise ConfigError(f"config: {path} must be true or false, got {value!r}")
         return value
@@ -262,7 +270,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             return ""
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise ConfigError(f"config: {path} must be a string, got {value!r}")
-        return str(value)
+        return str.__str__(value) if isinstance(value, str) else str(value)
     raise ConfigError(f"config: {path} has an unsupported type")  # pragma: no cover
 
 

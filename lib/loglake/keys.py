@@ -44,6 +44,7 @@ DENIED_ACCOUNT = "denied_account"
 DENIED_REGION = "denied_region"
 # Error reasons.
 NO_LAYOUT_MATCH = "no_layout_match"
+BAD_ORG = "bad_org"
 BAD_ACCOUNT = "bad_account"
 BAD_REGION = "bad_region"
 BAD_DATE = "bad_date"
@@ -59,6 +60,9 @@ _CLOUDTRAIL_RE = re.compile(
     r"(?P<y>[^/]+)/(?P<m>[^/]+)/(?P<d>[^/]+)/"
     r"(?P<name>[^/]+)$"
 )
+_DATE_PARTS = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}\Z")
+_ORG_LIKE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?P<org>o-[^/]*)/")
+_ORG_RE = re.compile(r"o-[a-z0-9]{10,32}\Z")
 _AWSLOGS_SERVICE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?[^/]+/(?P<service>[^/]+)/")
 
 
@@ -98,6 +102,9 @@ def parse_cloudtrail_key(key: str, include_insights: bool = False) -> KeyResult:
     name = key.rsplit("/", 1)[-1]
     if name == "ConfigWritabilityCheckFile":
         return _skip(key, CONFIG_WRITABILITY_CHECK)
+    org_like = _ORG_LIKE_RE.match(key)
+    if org_like and not _ORG_RE.match(org_like.group("org")):
+        return _error(key, BAD_ORG, f"organization id {org_like.group('org')!r} is not o- and 10-32 [a-z0-9]")
     m = _CLOUDTRAIL_RE.match(key)
     if not m:
         svc = _AWSLOGS_SERVICE_RE.match(key)
@@ -135,7 +142,7 @@ def parse_cloudtrail_key(key: str, include_insights: bool = False) -> KeyResult:
 
 
 def _calendar_date(y: str, m: str, d: str) -> dt.date | None:
-    if not (len(y) == 4 and len(m) == 2 and len(d) == 2 and (y + m + d).isdigit()):
+    if not _DATE_PARTS.match(f"{y}/{m}/{d}"):  # ASCII digits only: str.isdigit() takes any script
         return None
     try:
         return dt.date(int(y), int(m), int(d))
@@ -159,7 +166,7 @@ def classify_cloudtrail_key(key: str, config: Config) -> KeyResult:
     return result
 
 
-_DIGITS = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}$")
+_DIGITS = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{2}\Z")
 
 
 def parse_firehose_key(key: str) -> KeyResult:

@@ -43,8 +43,8 @@ class Envelope:
 def parse_body(body: str) -> Envelope:
     try:
         doc = json.loads(body)
-    except (TypeError, ValueError) as exc:
-        return Envelope(INVALID, error=f"body is not JSON: {exc}")
+    except (TypeError, ValueError, RecursionError) as exc:
+        return Envelope(INVALID, error=f"body is not JSON: {str(exc)[:200]}")
     if not isinstance(doc, dict):
         return Envelope(INVALID, error="body is not a JSON object")
     if doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
@@ -74,6 +74,8 @@ def _s3_records(records: list) -> Envelope:
             key = rec["s3"]["object"]["key"]
         except (KeyError, TypeError):
             return Envelope(INVALID, error=f"Records[{i}] has no s3.bucket.name / s3.object.key")
+        if not (isinstance(bucket, str) and isinstance(key, str) and bucket and key):
+            return Envelope(INVALID, error=f"Records[{i}] s3.bucket.name / s3.object.key are not strings")
         objects.append(ObjectRef(bucket, unquote_plus(key)))
     return Envelope(S3, tuple(objects), ignored)
 
@@ -86,4 +88,6 @@ def _eventbridge(doc: dict) -> Envelope:
         key = doc["detail"]["object"]["key"]
     except (KeyError, TypeError):
         return Envelope(INVALID, error="EventBridge event has no detail.bucket.name / detail.object.key")
+    if not (isinstance(bucket, str) and isinstance(key, str) and bucket and key):
+        return Envelope(INVALID, error="EventBridge detail.bucket.name / detail.object.key are not strings")
     return Envelope(EVENTBRIDGE, (ObjectRef(bucket, key),))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -67,14 +69,29 @@ def gunzip(data: bytes) -> tuple[bytes, Problem | None]:
     return bytes(out), None
 
 
+# orjson is several times faster than json, but turns integers beyond 64 bits into
+# floats (and cannot write them back). A number token of 19+ digits is rare in audit
+# logs; when one is present, the exact (slower) json module decodes the document.
+_BIG_INT = re.compile(rb"[:\[,]\s*-?[0-9]{19,}")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON bytes exactly; raises ValueError (JSONDecodeError, UnicodeDecodeError)."""
+    if _BIG_INT.search(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
 def decode_cloudtrail(data: bytes) -> tuple[list[Any], Problem | None]:
     """A CloudTrail object (gzip JSON ``{"Records": [...]}``) -> its records, or a problem."""
     raw, problem = gunzip(data)
     if problem:  # a truncated CloudTrail document cannot be parsed as one JSON value
         return [], problem
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        doc = loads(raw)
+    except UnicodeDecodeError as exc:
+        return [], Problem(INVALID_UTF8, str(exc)[:300])
+    except ValueError as exc:
         reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
         return [], Problem(reason, str(exc)[:300])
     if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
@@ -172,7 +189,10 @@ def _bool(value: Any) -> bool | None:
 def _json(value: Any) -> str | None:
     if value is None:
         return None
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits: the json module writes it exactly
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_cloudtrail_record(record: Any, index: int) -> Problem | None:
@@ -241,12 +261,14 @@ def _flatten_identity(identity: Any) -> dict[str, Any]:
         row[col] = _text(issuer.pop(src, None))
     attributes = context.pop("attributes", None)
     attributes = dict(attributes) if isinstance(attributes, dict) else {}
-    row["useridentity_sessioncontext_attributes_mfaauthenticated"] = _bool(
-        attributes.pop("mfaAuthenticated", None)
-    )
-    row["useridentity_sessioncontext_attributes_creationdate"] = parse_time(
-        attributes.pop("creationDate", None)
-    )
+    mfa = attributes.pop("mfaAuthenticated", None)
+    row["useridentity_sessioncontext_attributes_mfaauthenticated"] = _bool(mfa)
+    if mfa is not None and _bool(mfa) is None:
+        attributes["mfaAuthenticated"] = mfa  # unparseable: keep it, in useridentity_extra
+    created = attributes.pop("creationDate", None)
+    row["useridentity_sessioncontext_attributes_creationdate"] = parse_time(created)
+    if created is not None and parse_time(created) is None:
+        attributes["creationDate"] = created
     row["useridentity_sessioncontext_sourceidentity"] = _text(context.pop("sourceIdentity", None))
     row["useridentity_sessioncontext_ec2roledelivery"] = _text(context.pop("ec2RoleDelivery", None))
     on_behalf = rest.pop("onBehalfOf", None)
@@ -314,8 +336,8 @@ def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem |
     if not message.lstrip().startswith("{"):
         return None, None
     try:
-        rec = orjson.loads(message)
-    except orjson.JSONDecodeError as exc:
+        rec = loads(message.encode("utf-8"))
+    except ValueError as exc:
         return None, Problem(BAD_SESSION_RECORD, f"session record is not JSON: {str(exc)[:200]}")
     if not isinstance(rec, dict) or not isinstance(rec.get("sessionId"), str):
         return None, Problem(BAD_SESSION_RECORD, "session record has no sessionId")
