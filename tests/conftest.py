@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake import localaws, storage
+from loglake import demo, localaws, storage
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "data" / "external"
@@ -72,22 +72,13 @@ def aws(moto_server):
 
 
 def session_records() -> list[dict]:
-    return [json.loads(line) for line in SESSION_FIXTURE.read_text().splitlines() if line.strip()]
+    return demo.session_records(SESSION_FIXTURE)
 
 
 def firehose_objects() -> dict[str, bytes]:
-    """Firehose-style objects (no .gz suffix, concatenated documents, several gzip
-    members): the session fixture, a real CONTROL_MESSAGE and a real Lambda log group."""
-    from loglake import firehose
-
-    sessions = firehose.session_log_documents(session_records(), SESSION_OWNER)
-    control = json.loads(CONTROL_MESSAGE.read_text())
-    lambda_logs = json.loads(LAMBDA_LOGS.read_text())
-    return {
-        "firehose/2024/08/01/12/loglake-cwl-1-2024-08-01-12-19-30-0f1e2d3c": firehose.build_object(
-            [sessions[0], control, lambda_logs, sessions[1]], members=3),
-        "firehose/2024/08/01/12/loglake-cwl-1-2024-08-01-12-24-30-4b5a6978": firehose.build_object(sessions[2:]),
-    }
+    """The demo's Firehose-style objects: the session fixture, a real CONTROL_MESSAGE
+    and a real Lambda log group, documents run together in several gzip members."""
+    return demo.firehose_objects(SAMPLES)
 
 
 def place(raw_root: Path, key: str, source: Path | bytes) -> Path:

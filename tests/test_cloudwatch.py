@@ -34,7 +34,8 @@ def documents(data: bytes, **kw):
 def originals_of_derived_object() -> list[dict]:
     """The four documents of the derived sample, decoded independently from their sources."""
     lambda_go = json.loads((CWL / "aws-lambda-go" / "cloudwatch-logs-event.json").read_text())
-    powertools = json.loads((CWL / "aws-powertools-lambda-python" / "kinesisStreamCloudWatchLogsEvent.json").read_text())
+    powertools_file = CWL / "aws-powertools-lambda-python" / "kinesisStreamCloudWatchLogsEvent.json"
+    powertools = json.loads(powertools_file.read_text())
     vector = json.loads((CWL / "vector" / "firehose_http_delivery_request_cwl.json").read_text())
     blobs = [lambda_go["awslogs"]["data"]] + [r["kinesis"]["data"] for r in powertools["Records"][:2]]
     blobs.append(vector["records"][0]["data"])

@@ -183,10 +183,8 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
         created = part.get("CreationTime")
         if selection.partitions_since and (created is None or created < selection.partitions_since):
             continue
-        locations = [part["StorageDescriptor"]["Location"]]
-        if config.source(source.name).include_insights:
-            locations.append(locations[0].replace("/CloudTrail/", "/CloudTrail-Insight/"))
-        for location in locations:
+        location = part["StorageDescriptor"]["Location"]
+        for location in [location, *source.sibling_dirs(location, config)]:
             if not storage.is_s3(location):
                 location = f"s3://{bucket}/{location.lstrip('/')}"
             for obj in storage.list_objects(location):

@@ -26,13 +26,17 @@ from pathlib import Path
 
 import yaml
 
-from loglake import addapart, catalog, localaws, storage
+from loglake import addapart, catalog, firehose, localaws, sql, storage
 from loglake.config import ACCOUNT_RE, REGION_RE, config_from_dict
 from loglake.keys import parse_cloudtrail_key
 
 REPO = Path(__file__).resolve().parents[2]
 ORG = "o-demo1a2b3c4d"
 BUCKET = "loglake-demo-trail"
+CWL_BUCKET = "loglake-demo-firehose"
+CWL_PREFIX = "cwl/"
+SESSION_FIXTURE = REPO / "tests" / "fixtures" / "ssm_session_records.jsonl"
+SESSION_OWNER = "294599468799"  # the account of the real stratus StartSession events
 QUEUE = "loglake-demo-addapart"
 FALLBACK_ACCOUNT = "111122223333"  # for sample records whose account id was redacted
 
@@ -85,6 +89,25 @@ def trail_objects(records_by_file: dict[str, list[dict]]) -> dict[str, bytes]:
     return objects
 
 
+def session_records(path: Path = SESSION_FIXTURE) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def firehose_objects(samples: Path, prefix: str = "firehose/") -> dict[str, bytes]:
+    """Firehose-style objects (no .gz suffix, documents run together, several gzip
+    members): Session Manager records from the fixture, a real CONTROL_MESSAGE and a
+    real Lambda log group that the default config filters out."""
+    sessions = firehose.session_log_documents(session_records(), SESSION_OWNER)
+    cwl = samples / "cloudwatch_logs"
+    control = json.loads((cwl / "vector" / "control_message.json").read_text())
+    lambda_logs = json.loads((cwl / "datadog-serverless-functions" / "cloudwatch_logs.json").read_text())
+    return {
+        f"{prefix}2024/08/01/12/loglake-cwl-1-2024-08-01-12-19-30-0f1e2d3c": firehose.build_object(
+            [sessions[0], control, lambda_logs, sessions[1]], members=3),
+        f"{prefix}2024/08/01/12/loglake-cwl-1-2024-08-01-12-24-30-4b5a6978": firehose.build_object(sessions[2:]),
+    }
+
+
 def junk_objects(samples: Path) -> dict[str, bytes]:
     digest = (samples / "cloudtrail" / "elastic-integrations" / "test-cloudtrail-digest-json.log").read_bytes()
     return {
@@ -102,24 +125,26 @@ def _print(title: str) -> None:
 
 def setup_local_aws(config, s3, sqs, glue) -> str:
     """Bucket, queue with the S3 -> SQS notification, Glue database and tables; returns the queue URL."""
-    s3.create_bucket(Bucket=BUCKET)
     queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     notification = {"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
-    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=notification)
+    for bucket in (BUCKET, CWL_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notification)
     catalog.ensure_database(glue, config.catalog.database)
-    tables = catalog.table_inputs(config, config.readready.location, {"cloudtrail": f"s3://{BUCKET}/AWSLogs/"})
+    raw = {"cloudtrail": f"s3://{BUCKET}/AWSLogs/", "cloudwatch": f"s3://{CWL_BUCKET}/{CWL_PREFIX}"}
+    tables = catalog.table_inputs(config, config.readready.location, raw)
     for tinput in tables:
         catalog.ensure_table(glue, config.catalog.database, tinput)
-    raw_table, rr_table = config.table("cloudtrail", "raw"), config.table("cloudtrail", "readready")
-    print(f"bucket {BUCKET}, queue {QUEUE} (S3 -> SQS notification), Glue tables {raw_table}, {rr_table}")
+    print(f"buckets {BUCKET} (CloudTrail) and {CWL_BUCKET} (Firehose), queue {QUEUE} with S3 -> SQS "
+          f"notifications, Glue tables {', '.join(t['Name'] for t in tables)}")
     return queue_url
 
 
-def run_glue_script(config_path: Path, days: list[str], work: Path) -> dict:
-    """Run glue_jobs/cloudtrail_readready.py as Glue would, on the local runtime."""
-    script = REPO / "glue_jobs" / "cloudtrail_readready.py"
-    summary_path = work / "summary.json"
+def run_glue_script(source: str, config_path: Path, days: list[str], work: Path) -> dict:
+    """Run glue_jobs/<source>_readready.py as Glue would, on the local runtime."""
+    script = REPO / "glue_jobs" / f"{source}_readready.py"
+    summary_path = work / f"summary-{source}.json"
     cmd = [sys.executable, str(script), "--JOB_NAME", "loglake-demo", "--config", str(config_path),
            "--from-date", days[0], "--to-date", days[-1], "--summary-json", str(summary_path)]
     print("$ python " + " ".join(cmd[1:]).replace(str(REPO) + "/", ""))
@@ -139,7 +164,7 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
     with localaws.MotoServer(log_path=str(work / "moto.log")) as moto:
         os.environ.update(moto.env())
         cfg = {
-            "sources": {"cloudtrail": {"bucket": BUCKET}},
+            "sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": CWL_BUCKET, "prefix": CWL_PREFIX}},
             "catalog": {"database": "loglake_demo"},
             "readready": {"location": f"file://{work}/lake"},
             "aws": {"endpoint_url": moto.endpoint, "region": "us-east-1"},
@@ -157,9 +182,14 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         objects = {**trail_objects(records), **junk_objects(samples_dir)}
         for key, body in objects.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        fh_objects = firehose_objects(samples_dir, CWL_PREFIX)
+        for key, body in fh_objects.items():
+            s3.put_object(Bucket=CWL_BUCKET, Key=key, Body=body)
         _print("raw logs landed in S3")
-        print(f"{len(objects)} objects: {sum(len(r) for r in records.values())} real CloudTrail records from "
+        print(f"CloudTrail: {len(objects)} objects: {sum(len(r) for r in records.values())} real records from "
               f"{len(records)} sample files, plus a digest file, a ConfigWritabilityCheckFile and 2 junk keys")
+        print(f"Firehose: {len(fh_objects)} gzip objects without suffix, documents run together: Session Manager "
+              "records, a CONTROL_MESSAGE and a Lambda log group")
 
         outcome = addapart.drain(addapart.AddAPart(config, glue=glue), queue_url)
         _print("AddAPart drained the queue")
@@ -168,23 +198,26 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
               f"{outcome.glue_calls} BatchCreatePartition calls")
         print("keys skipped or rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(outcome.key_reasons.items())))
 
-        _print("Glue job glue_jobs/cloudtrail_readready.py (local runtime)")
         days = sorted({r.partition.values[-1] for r in map(parse_cloudtrail_key, objects) if r.ok})
-        summary = run_glue_script(config_path, days, work)
-        print(f"files read {summary['files_read']}, records read {summary['records_read']}, "
-              f"written {summary['written']}, filtered {summary['filtered']}, "
-              f"problems {summary['problems'] or 'none'}")
-        for p in summary["problem_samples"][:3]:
-            print(f"  problem: {p['reason']} in {p['file'].split('/')[-1]} record {p['index']}: {p['detail']}")
-        rr_table, raw_table = config.table("cloudtrail", "readready"), config.table("cloudtrail", "raw")
-        n_rr = len(list(catalog.list_partitions(glue, config.catalog.database, rr_table)))
-        n_raw = len(list(catalog.list_partitions(glue, config.catalog.database, raw_table)))
-        print(f"catalog: {n_raw} partitions in {raw_table}, {n_rr} in {rr_table}")
+        for source in ("cloudtrail", "cloudwatch"):
+            _print(f"Glue job glue_jobs/{source}_readready.py (local runtime)")
+            summary = run_glue_script(source, config_path, days, work)
+            print(f"files read {summary['files_read']}, records read {summary['records_read']}, "
+                  f"written {summary['written']}, filtered {summary['filtered_by_rule'] or 0}, "
+                  f"control messages dropped {summary['control_messages']}, "
+                  f"problems {summary['problems'] or 'none'}")
+            for p in summary["problem_samples"][:3]:
+                print(f"  problem: {p['reason']} in {p['file'].split('/')[-1]} record {p['index']}: {p['detail']}")
+            rr_table, raw_table = config.table(source, "readready"), config.table(source, "raw")
+            n_rr = len(list(catalog.list_partitions(glue, config.catalog.database, rr_table)))
+            n_raw = len(list(catalog.list_partitions(glue, config.catalog.database, raw_table)))
+            print(f"catalog: {n_raw} partitions in {raw_table}, {n_rr} in {rr_table}")
 
         _print("readready files (ORC)")
-        _show_files(storage.local_path(storage.join(config.readready.location, rr_table)))
+        for source in ("cloudtrail", "cloudwatch"):
+            _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))))
         _print("what an analyst sees")
-        _analyst_view(storage.join(config.readready.location, rr_table))
+        _analyst_view(config)
     print(f"\ndemo done in {time.time() - started:.0f}s; output in {work}")
     return 0
 
@@ -201,11 +234,11 @@ def _show_files(root: str) -> None:
     print(f"... {len(files)} files, {total} bytes, compression: {dict(codecs)}")
 
 
-def _analyst_view(location: str) -> None:
+def _analyst_view(config) -> None:
     from loglake.runtime import local_spark
 
     spark = local_spark("loglake-demo")
-    spark.read.orc(storage.spark_uri(location)).createOrReplaceTempView("from_cloudtrail_readready")
+    sql.register_lake(spark, config, config.readready.location)
     queries = {
         "top event names": """
             SELECT eventsource, eventname, count(*) AS events
@@ -219,13 +252,41 @@ def _analyst_view(location: str) -> None:
             FROM from_cloudtrail_readready WHERE errorcode IS NOT NULL
             GROUP BY 1, 2 ORDER BY events DESC LIMIT 5""",
     }
-    for title, sql in queries.items():
+    for title, query in queries.items():
         print(f"\n-- {title}")
-        rows = spark.sql(sql).collect()
-        if rows:
-            cols = rows[0].__fields__
-            widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-            print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-            for r in rows:
-                print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+        _print_rows(spark.sql(query).collect())
+    _privileged_session(spark)
     spark.stop()
+
+
+def _print_rows(rows) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    cols = rows[0].__fields__
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+def _privileged_session(spark) -> None:
+    """One privileged session end to end, from the sessions view (CloudTrail joined to keystrokes)."""
+    rows = spark.sql("""
+        SELECT * FROM sessions
+        WHERE sessionid IN (SELECT sessionid FROM sessions WHERE sessiondata LIKE '%sudo %')
+        ORDER BY keystroke_time, event_id""").collect()
+    print("\n-- a privileged session, end to end (sessions view: StartSession joined to its keystrokes)")
+    if not rows:
+        print("(none found)")
+        return
+    first = rows[0]
+    print(f"session    {first['sessionid']}")
+    print(f"started by {first['started_by_arn']} from {first['source_ip']} at {first['start_time']}")
+    print(f"instance   {first['target']} in account {first['account']}, region {first['region']}, "
+          f"as OS user {first['runasuser']}")
+    print(f"ended      {first['end_time']} (TerminateSession by {first['terminated_by_arn']})")
+    print("typed and seen, in order:")
+    for r in rows:
+        for line in (r["sessiondata"] or "").split("\n"):
+            print(f"  {r['keystroke_time']:%H:%M:%S.%f}"[:-3] + f"  {line}")

@@ -95,6 +95,17 @@ def _cloudtrail_file(data: bytes, source_file: str, config: Config) -> FileResul
     return process_cloudtrail(data, source_file, config.filters)
 
 
+def _cloudtrail_siblings(location: str, config: Config) -> list[str]:
+    """Insight files sit in CloudTrail-Insight/ beside a raw partition's CloudTrail/ folder."""
+    if config.sources.cloudtrail.include_insights:
+        return [location.replace("/CloudTrail/", "/CloudTrail-Insight/")]
+    return []
+
+
+def _no_siblings(location: str, config: Config) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -106,6 +117,8 @@ class Source:
     # Sort order inside each readready file: groups similar rows for compression and
     # lets ORC min/max indexes skip stripes on the most common predicates.
     sort_columns: tuple[str, ...] = ()
+    # Other folders that belong to a raw partition besides its catalog location.
+    sibling_dirs: Callable[[str, Config], list[str]] = _no_siblings
 
 
 CLOUDTRAIL_SOURCE = Source(
@@ -116,6 +129,7 @@ CLOUDTRAIL_SOURCE = Source(
     classify_key=keys.classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
+    sibling_dirs=_cloudtrail_siblings,
 )
 
 CLOUDWATCH_SOURCE = Source(
