@@ -26,11 +26,23 @@ test: java $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib addapart glue_jobs tests
+	$(BIN)/cfn-lint deploy/loglake.yaml
 
 lock: $(STAMP)
 	(echo "# Exact versions of the whole dependency tree, used by 'make' (pip install -c)."; \
 	 echo "# Regenerate with: make lock"; \
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^loglake') > constraints.txt
+
+.PHONY: package template
+
+# The deployable artifacts into dist/, reproducibly: the loglake wheel, the Glue job
+# scripts and the AddAPart Lambda zip (needs PyPI for the Lambda's manylinux wheels).
+package: $(STAMP)
+	$(BIN)/python -m loglake.package --out dist
+
+# Regenerate the CloudFormation template from the code (tests fail while it is stale).
+template: $(STAMP)
+	$(BIN)/python -m loglake.deploy deploy/loglake.yaml
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache build dist lib/*.egg-info spark-warehouse metastore_db derby.log

@@ -75,6 +75,13 @@ def session_records() -> list[dict]:
     return demo.session_records(SESSION_FIXTURE)
 
 
+def session_owner_docs() -> list[dict]:
+    """The session fixture as the CloudWatch Logs documents Firehose would deliver."""
+    from loglake import firehose
+
+    return firehose.session_log_documents(session_records(), SESSION_OWNER)
+
+
 def firehose_objects() -> dict[str, bytes]:
     """The demo's Firehose-style objects: the session fixture, a real CONTROL_MESSAGE
     and a real Lambda log group, documents run together in several gzip members."""

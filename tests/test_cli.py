@@ -16,6 +16,8 @@ COMMANDS = [
     ["addapart"],
     ["addapart", "drain"],
     ["addapart", "backfill"],
+    ["quality"],
+    ["quality", "docs"],
     ["config"],
     ["config", "show"],
     ["config", "check"],
@@ -63,7 +65,7 @@ def test_run_with_catalog_registers_readready_partitions(spark, aws, tmp_path, m
     monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
     monkeypatch.setenv("LOGLAKE__CATALOG__DATABASE", "clidb")
     raw = tmp_path / "raw"
-    place(raw, "AWSLogs/123456789012/CloudTrail/us-west-2/2024/08/01/a.json.gz", STRATUS_GZ)
+    place(raw, "AWSLogs/123456789012/CloudTrail/us-west-2/2024/12/01/a.json.gz", STRATUS_GZ)
     out = tmp_path / "lake"
     assert cli.main(["-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out), "--catalog"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -73,4 +75,4 @@ def test_run_with_catalog_registers_readready_partitions(spark, aws, tmp_path, m
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("OrcSerde")
     assert table["Parameters"]["orc.compress"] == "ZLIB"
     [part] = catalog.list_partitions(aws.glue, "clidb", "from_cloudtrail_readready")
-    assert part["Values"] == ["none", "123456789012", "us-west-2", "2024-08-01"]
+    assert part["Values"] == ["none", "123456789012", "us-west-2", "2024-12-01"]

@@ -24,7 +24,7 @@ from loglake.config import Config, config_from_dict
 from loglake.sources import CLOUDWATCH_SOURCE, process_cloudwatch
 from loglake.transforms import Problem
 
-CT_KEY = "AWSLogs/o-abcdefghij/294599468799/CloudTrail/me-northwest-3r/2024/08/01/a.json.gz"
+CT_KEY = "AWSLogs/o-abcdefghij/294599468799/CloudTrail/me-northwest-3r/2024/12/01/a.json.gz"
 
 
 def documents(data: bytes, **kw):
@@ -200,6 +200,7 @@ def test_cloudwatch_job_summary(lake):
     assert cw["written"] == events and cw["filtered_by_rule"] == {"log_groups": 19}
     assert cw["records_read"] == events + 19
     assert cw["skipped_keys"] == {"no_layout_match": 1}  # the CloudTrail file is not a Firehose object
+    assert cw["quarantined"]["by_reason"] == {"no_layout_match": 1} and cw["balanced"] is True
 
 
 def test_sessions_join_returns_the_fixture_keystrokes_in_order(spark, lake):
@@ -257,10 +258,13 @@ def test_truncated_objects_are_reported_with_file_and_reason(spark, tmp_path):
             "--summary-json", str(summary_file), "--config", str(_allow_all(tmp_path))]
     assert cli.main(argv) == 0
     summary = json.loads(summary_file.read_text())
-    assert summary["problems"]["truncated_gzip"] == 1 and summary["problems"]["empty_object"] == 1
-    by_file = {p["file"].rsplit("/", 1)[-1]: p for p in summary["problem_samples"]}
-    assert by_file["empty"]["reason"] == "empty_object"
-    assert by_file["cut"]["offset"] > 0
+    assert summary["quarantined"]["by_reason"]["truncated_gzip"] == 1
+    assert summary["quarantined"]["by_reason"]["empty_object"] == 1
+    rows = spark.read.orc(f"file://{tmp_path}/lake/quarantine").collect()
+    by_file = {(r["raw_key"].rsplit("/", 1)[-1], r["reason"]): r for r in rows}
+    assert ("empty", "empty_object") in by_file
+    assert by_file[("cut", "truncated_gzip")]["offset"] > 0
+    assert by_file[("cut", "truncated_gzip")]["payload_size"] == len(data) - 200
     # The three documents before the break were still converted.
     assert summary["written"] == sum(len(d["logEvents"]) for d in originals_of_derived_object()[:3])
 

@@ -17,14 +17,14 @@ from loglake.schema import CLOUDTRAIL
 from loglake.sources import CLOUDTRAIL_SOURCE
 
 STRATUS_KEY = (
-    "AWSLogs/o-abcdefghij/017622104382/CloudTrail/us-east-1/2024/08/01/"
-    "017622104382_CloudTrail_us-east-1_20240801T1200Z_a.json.gz"
+    "AWSLogs/o-abcdefghij/017622104382/CloudTrail/us-east-1/2024/12/01/"
+    "017622104382_CloudTrail_us-east-1_20241201T1200Z_a.json.gz"
 )
 ELASTIC_KEY = (
-    "AWSLogs/111111111111/CloudTrail/eu-west-1/2024/08/02/111111111111_CloudTrail_eu-west-1_20240802T0000Z_b.json.gz"
+    "AWSLogs/111111111111/CloudTrail/eu-west-1/2026/01/06/111111111111_CloudTrail_eu-west-1_20260106T0000Z_b.json.gz"
 )
 DIGEST_KEY = (
-    "AWSLogs/111111111111/CloudTrail-Digest/eu-west-1/2024/08/02/111111111111_CloudTrail-Digest_eu-west-1_x.json.gz"
+    "AWSLogs/111111111111/CloudTrail-Digest/eu-west-1/2026/01/06/111111111111_CloudTrail-Digest_eu-west-1_x.json.gz"
 )
 TABLE = "from_cloudtrail_readready"
 
@@ -69,14 +69,19 @@ def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys):
     summary = run_cli(tmp_path, raw, out, config=config)
 
     denied = sum(r["eventName"] == "DescribeInstanceInformation" for r in stratus + elastic)
-    assert denied > 0
+    kept = [r for r in stratus + elastic if r["eventName"] != "DescribeInstanceInformation"]
+    duplicates = len(kept) - len({r["eventID"] for r in kept})  # the elastic samples reuse two ids
+    assert denied > 0 and duplicates == 2
     assert summary["files_read"] == 2
     assert summary["records_read"] == len(stratus) + len(elastic)
     assert summary["filtered"] == denied
     assert summary["filtered_by_rule"] == {"event_names": denied}
-    assert summary["written"] == len(stratus) + len(elastic) - denied
+    assert summary["duplicates"] == duplicates
+    assert summary["written"] == len(kept) - duplicates
+    assert summary["balanced"] is True and summary["status"] == "published"
     assert summary["skipped_keys"] == {"digest": 1, "no_layout_match": 1}
-    assert summary["problems"] == {}
+    # The junk key is quarantined (the digest is skipped by design, not quarantined).
+    assert summary["quarantined"] == {"total": 1, "records": 0, "by_reason": {"no_layout_match": 1}}
     # The printed summary is the same JSON (stdout is for machines).
     assert json.loads(capsys.readouterr().out)["written"] == summary["written"]
 
@@ -85,9 +90,9 @@ def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys):
     rows = table.to_pylist()
     by_partition = collections.Counter((r["org"], r["account"], r["region"], r["dt"]) for r in rows)
     assert by_partition == {
-        ("o-abcdefghij", "017622104382", "us-east-1", "2024-08-01"):
+        ("o-abcdefghij", "017622104382", "us-east-1", "2024-12-01"):
             len(stratus) - sum(r["eventName"] == "DescribeInstanceInformation" for r in stratus),
-        ("none", "111111111111", "eu-west-1", "2024-08-02"): len(elastic),
+        ("none", "111111111111", "eu-west-1", "2026-01-06"): len({r["eventID"] for r in elastic}),
     }
     assert {r["eventid"] for r in rows} == {
         r["eventID"] for r in stratus + elastic if r["eventName"] != "DescribeInstanceInformation"
@@ -134,11 +139,12 @@ def test_rerun_replaces_instead_of_duplicating_and_picks_up_late_files(spark, tm
     assert len(orc_files(out)) == len(files_before)
 
     # A file arriving late for a day already done: rerunning that day adds exactly it.
-    late = records_of(ELASTIC_GZ)[:5]
+    late = [dict(r, eventID=r["eventID"] + "-late") for r in records_of(STRATUS_GZ)[:5]]
     late_key = ELASTIC_KEY.replace("_b.json.gz", "_late.json.gz")
     place(raw, late_key, gzip.compress(json.dumps({"Records": late}).encode()))
-    third = run_cli(tmp_path, raw, out, "--date", "2024-08-02")
-    assert third["files_read"] == 2 and third["written"] == len(records_of(ELASTIC_GZ)) + 5
+    third = run_cli(tmp_path, raw, out, "--date", "2026-01-06")
+    elastic_ids = {r["eventID"] for r in records_of(ELASTIC_GZ)}
+    assert third["files_read"] == 2 and third["written"] == len(elastic_ids) + 5
     assert read_table(out).num_rows == first["written"] + 5
 
 
@@ -156,12 +162,17 @@ def test_selection_and_bad_files_do_not_cost_neighbours(spark, tmp_path, raw):
     place(raw, ELASTIC_KEY.replace("_b.json.gz", "_notgz.json.gz"), b"plain text, not gzip")
     place(raw, ELASTIC_KEY.replace("_b.json.gz", "_cut.json.gz"), ELASTIC_GZ.read_bytes()[:300])
     out = tmp_path / "lake"
-    summary = run_cli(tmp_path, raw, out, "--date", "2024-08-02")
+    summary = run_cli(tmp_path, raw, out, "--date", "2026-01-06")
     assert summary["files_read"] == 3
-    assert summary["problems"] == {"not_gzip": 1, "truncated_gzip": 1}
-    assert {p["file"].rsplit("_", 1)[-1] for p in summary["problem_samples"]} == {"notgz.json.gz", "cut.json.gz"}
-    assert summary["written"] == len(records_of(ELASTIC_GZ))
-    assert {r["dt"] for r in read_table(out).to_pylist()} == {"2024-08-02"}
+    assert summary["quarantined"]["by_reason"] == {"no_layout_match": 1, "not_gzip": 1, "truncated_gzip": 1}
+    quarantine = pads.dataset(str(out / "quarantine"), format="orc", partitioning="hive").to_table().to_pylist()
+    assert {q["raw_key"].rsplit("/", 1)[-1]: q["reason"] for q in quarantine} == {
+        ELASTIC_KEY.rsplit("/", 1)[-1].replace("_b.", "_notgz."): "not_gzip",
+        ELASTIC_KEY.rsplit("/", 1)[-1].replace("_b.", "_cut."): "truncated_gzip",
+        "README.txt": "no_layout_match",  # the junk key: quarantined whatever the selection
+    }
+    assert summary["written"] == len({r["eventID"] for r in records_of(ELASTIC_GZ)})
+    assert {r["dt"] for r in read_table(out).to_pylist()} == {"2026-01-06"}
 
 
 def test_bad_selection_is_a_usage_error(tmp_path, raw, capsys):
@@ -199,13 +210,14 @@ def test_glue_job_script_path_against_moto(spark, aws, tmp_path, capsys):
                                    for k in (STRATUS_KEY, ELASTIC_KEY)]})
     assert addapart.AddAPart(config, glue=aws.glue).process([addapart.Message("m", body)]).created == 2
 
-    summary = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path, "--date", "2024-08-01"])
+    summary = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path, "--date", "2024-12-01"])
     assert summary["files_read"] == 1 and summary["written"] == len(records_of(STRATUS_GZ))
+    assert summary["balanced"] is True
     assert json.loads(capsys.readouterr().out)["run_id"] == summary["run_id"]
     parts = list(catalog.list_partitions(aws.glue, "lake", TABLE))
     assert [(p["Values"], p["StorageDescriptor"]["Location"]) for p in parts] == [(
-        ["o-abcdefghij", "017622104382", "us-east-1", "2024-08-01"],
-        f"file://{tmp_path}/lake/{TABLE}/org=o-abcdefghij/account=017622104382/region=us-east-1/dt=2024-08-01/",
+        ["o-abcdefghij", "017622104382", "us-east-1", "2024-12-01"],
+        f"file://{tmp_path}/lake/{TABLE}/org=o-abcdefghij/account=017622104382/region=us-east-1/dt=2024-12-01/",
     )]
     # --partitions-since: only partitions registered after that moment (none here).
     later = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path,
@@ -214,7 +226,8 @@ def test_glue_job_script_path_against_moto(spark, aws, tmp_path, capsys):
     earlier = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path,
                                        "--partitions-since", "2000-01-01T00:00:00"])
     assert earlier["files_read"] == 2
-    assert read_table(tmp_path / "lake").num_rows == len(records_of(STRATUS_GZ)) + len(records_of(ELASTIC_GZ))
+    elastic_ids = {r["eventID"] for r in records_of(ELASTIC_GZ)}
+    assert read_table(tmp_path / "lake").num_rows == len(records_of(STRATUS_GZ)) + len(elastic_ids)
 
 
 def test_glue_script_is_thin():

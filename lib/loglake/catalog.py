@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from loglake.schema import TableSchema
+from loglake.schema import QUARANTINE, RUNS, TableSchema
 
 BATCH_LIMIT = 100  # BatchCreatePartition accepts at most 100 PartitionInputs
 RETRYABLE = frozenset(
@@ -277,4 +277,9 @@ def table_inputs(config, readready_root: str, raw_location: dict[str, str]) -> l
         rr = config.table(source.name, "readready")
         out.append(table_input(rr, source.schema, f"{readready_root.rstrip('/')}/{rr}", "orc",
                                f"readready {source.name}: flat ORC/ZLIB written by loglake"))
+    tables = config.catalog.tables
+    out.append(table_input(tables.quarantine, QUARANTINE, f"{readready_root.rstrip('/')}/{tables.quarantine}", "orc",
+                           "raw records, objects and keys that did not reach readready, with a reason"))
+    out.append(table_input(tables.runs, RUNS, f"{readready_root.rstrip('/')}/{tables.runs}", "orc",
+                           "one row per job run: counts, reconciliation and quality outcome"))
     return out

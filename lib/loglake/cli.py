@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--prefix", default=None, help="key prefix to list (default: the source's prefix)")
     _add_config(backfill)
 
+    qual = sub.add_parser("quality", help="data-quality results of past runs")
+    qualsub = qual.add_subparsers(dest="action", metavar="ACTION", required=True)
+    docs = qualsub.add_parser(
+        "docs",
+        help="build great-expectations Data Docs (HTML) from the stored validation results",
+        description="Every run stores its validation result as JSON in <lake>/_quality/<source>/<run_id>.json; "
+        "this renders them (and the suites) as Data Docs HTML. Prints the index.html path.",
+    )
+    docs.add_argument("--lake", required=True, metavar="DIR", help="the lake root given to --out (local folder)")
+    docs.add_argument("--out", required=True, metavar="DIR", help="where to write the HTML")
+
     cfg = sub.add_parser("config", help="show or check the effective configuration")
     cfgsub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = cfgsub.add_parser("show", help="print the effective config (file + environment) as YAML")
@@ -131,6 +142,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from loglake import demo
 
         return demo.main(samples=args.samples, workdir=args.workdir)
+    if args.command == "quality":
+        from loglake import quality
+
+        print(quality.build_docs(storage.local_path(storage.join(args.lake, "_quality")), args.out))
+        return 0
     config = load_config(getattr(args, "config", None))
     storage.configure(config.aws.endpoint_url, config.aws.region)
     if args.command == "config":
@@ -179,13 +195,18 @@ def _run(args: argparse.Namespace, config) -> int:
             catalog.table_input(table, source.schema, storage.join(args.out, table), "orc"),
         )
     spark = runtime.start("loglake-run", mode="local").spark
-    summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue, raw=args.raw)
+    code = 0
+    try:
+        summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue, raw=args.raw)
+    except convert.RunFailed as exc:
+        summary, code = exc.summary, 1
+        log.error("%s", exc)
     for line in convert.summarize_for_humans(summary):
         log.info(line)
     _emit(summary)
     if args.summary_json:
         storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())
-    return 0
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

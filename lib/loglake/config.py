@@ -34,8 +34,8 @@ CONFIG_ENV = "LOGLAKE_CONFIG"
 # [0-9] and \Z, not \d and $: \d matches non-ASCII digits and $ accepts a trailing newline.
 ACCOUNT_RE = re.compile(r"[0-9]{12}\Z")
 # Region *shape*, not a fixed list: real regions (us-gov-east-1, ap-southeast-3) and the
-# anonymised ones found in published samples (me-northwest-3r) all fit it.
-REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}[a-z]?\Z")
+# anonymised ones found in published samples (me-northwest-3r, sagov-westsouth-1r) fit it.
+REGION_RE = re.compile(r"[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\Z")
 
 
 class _FromEnv(str):
@@ -92,6 +92,8 @@ class TablesConfig:
     cloudtrail_readready: str = "from_cloudtrail_readready"
     cloudwatch_raw: str = "from_cloudwatch_raw"
     cloudwatch_readready: str = "from_cloudwatch_readready"
+    quarantine: str = "quarantine"
+    runs: str = "runs"
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,21 @@ class ReadreadyConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    # A record bigger than this (flattened text) is quarantined, not published: Athena and
+    # most ORC readers handle huge strings badly, and real CloudTrail has such records.
+    max_record_bytes: int = 1 << 20
+    # Quarantine keeps the raw payload up to this size, plus the original size.
+    max_payload_bytes: int = 64 << 10
+    # Run the great-expectations gate before publishing.
+    expectations: bool = True
+
+
+@dataclass(frozen=True)
 class AwsConfig:
-    region: str = "us-east-1"
+    # None: boto3's own resolution (AWS_REGION, set by Lambda and Glue). Local runs fall
+    # back to us-east-1.
+    region: str | None = None
     # Only for local endpoints (moto); None lets boto3 resolve it (AWS_ENDPOINT_URL works too).
     endpoint_url: str | None = None
 
@@ -131,6 +146,7 @@ class Config:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
     def source(self, name: str) -> SourceConfig | CloudWatchSourceConfig:
@@ -264,6 +280,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             return value.strip().lower() == "true"
         if not isinstance(value, bool):
             raise ConfigError(f"config: {path} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, _FromEnv) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"config: {path} must be a whole number >= 0, got {value!r}")
         return value
     if hint is str:
         if value is None:

@@ -1,19 +1,25 @@
 """The generic converter: raw objects of any source -> readready ORC (ZLIB).
 
-Three steps, each testable alone:
+Four steps, each testable alone:
 
 1. **plan** (driver): which raw objects a run reads, from a listing of a folder or
    bucket prefix, or from the raw table's partitions in the catalog. Keys are
-   classified by the source's key layout; skipped keys are counted by reason.
+   classified by the source's key layout; skipped keys are counted by reason, and
+   keys that look like data but are wrong go to the quarantine.
 2. **convert** (executors): each task reads its objects with boto3 or the local
-   filesystem (local Spark has no s3:// filesystem), and turns each into an Arrow
-   batch of flat rows plus one row of per-file counts (``mapInArrow``).
-3. **publish** (driver): the rows are written as ORC/ZLIB partitioned like raw, with
-   dynamic partition overwrite, so rerunning a selection *replaces* its partitions
-   instead of appending duplicates; a selected partition that now yields no rows is
-   removed. Readready partitions are then registered in the catalog if asked.
+   filesystem (local Spark has no s3:// filesystem) and turns each into an Arrow
+   batch: flat rows, quarantine rows, and one row of per-object counts.
+3. **stage and check** (driver): duplicates (same event id within a partition) are
+   dropped and counted, rows are written as ORC/ZLIB to a staging folder, read back,
+   counted and validated: the run must balance (records read = written + filtered +
+   quarantined records + duplicates) and pass the great-expectations gate.
+4. **publish**: only then is each selected partition swapped into place (the old one
+   removed, the staged one moved in), so a rerun *replaces* partitions instead of
+   appending duplicates, and a failed run leaves the previous good data untouched.
+   Quarantine rows, a ``runs`` row and a JSON summary are written; partitions are
+   registered in the catalog if asked.
 
-Counts travel with the data (one ``_kind='file'`` row per object) rather than in
+Counts travel with the data (a ``_kind='file'`` row per object) rather than in
 Spark accumulators, which can double count when tasks are retried.
 """
 from __future__ import annotations
@@ -33,6 +39,7 @@ import pyarrow as pa
 
 from loglake import catalog, keys, storage
 from loglake.config import Config
+from loglake.schema import QUARANTINE, RUNS
 from loglake.sources import FileResult, Source
 from loglake.transforms import Problem
 
@@ -40,6 +47,7 @@ log = logging.getLogger("loglake.convert")
 
 KIND_EVENT = "event"
 KIND_FILE = "file"
+KIND_PROBLEM = "problem"
 OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
 MAX_SAMPLES = 20  # problem/skip examples kept in a summary
 MAX_RECORDS_PER_FILE = 2_000_000
@@ -129,6 +137,7 @@ class Plan:
     files: list[PlannedFile] = field(default_factory=list)
     skipped_keys: dict[str, int] = field(default_factory=dict)
     skipped_samples: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[keys.KeyResult] = field(default_factory=list)  # key errors: quarantined
 
     @property
     def partitions(self) -> set[tuple[str, ...]]:
@@ -140,9 +149,11 @@ class Plan:
                 self.files.append(PlannedFile(uri, result.partition.values))
             return
         self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
-        if result.status == keys.ERROR and len(self.skipped_samples) < MAX_SAMPLES:
-            self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
-            log.warning("skipping key %s: %s (%s)", result.key, result.reason, result.detail)
+        if result.status == keys.ERROR:
+            self.rejected.append(dataclasses.replace(result, key=uri))
+            if len(self.skipped_samples) < MAX_SAMPLES:
+                self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
+                log.warning("quarantining key %s: %s (%s)", result.key, result.reason, result.detail)
 
 
 def _day_index(source: Source) -> int:
@@ -153,6 +164,8 @@ def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: S
     """Plan by listing every object below a folder or s3:// prefix (recursively)."""
     if selection.partitions_since:
         raise SelectionError("--partitions-since needs the catalog; use --date or --from-date/--to-date")
+    if not storage.exists(raw_uri):
+        raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
     plan = Plan()
     for obj in storage.list_objects(raw_uri):
         plan.add(obj.uri, source.classify_key(obj.key, config), selection, _day_index(source))
@@ -183,8 +196,8 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
         created = part.get("CreationTime")
         if selection.partitions_since and (created is None or created < selection.partitions_since):
             continue
-        location = part["StorageDescriptor"]["Location"]
-        for location in [location, *source.sibling_dirs(location, config)]:
+        base = part["StorageDescriptor"]["Location"]
+        for location in [base, *source.sibling_dirs(base, config)]:
             if not storage.is_s3(location):
                 location = f"s3://{bucket}/{location.lstrip('/')}"
             for obj in storage.list_objects(location):
@@ -206,7 +219,7 @@ def _spark_output_ddl(source: Source) -> str:
 
 
 def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Config) -> pa.RecordBatch:
-    """Read and convert one raw object into event rows plus one counts row."""
+    """Read and convert one raw object: event rows, quarantine rows and one counts row."""
     names = source.schema.partition_names
     partition = dict(zip(names, values, strict=True))
     try:
@@ -222,11 +235,15 @@ def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Conf
     counts = {
         "file": uri,
         "records_read": result.records_read,
-        "written": len(rows),
+        "kept": len(rows),
         "filtered": result.filtered,
         "control_messages": result.control_messages,
-        "problems": [dataclasses.asdict(p) for p in result.problems],
+        "quarantined_records": sum(1 for p in result.problems if p.record),
+        "problems": {},
     }
+    for p in result.problems:
+        counts["problems"][p.reason] = counts["problems"].get(p.reason, 0) + 1
+        rows.append({**partition, "_kind": KIND_PROBLEM, "_detail": json.dumps({"file": uri, **dataclasses.asdict(p)})})
     rows.append({**partition, "_kind": KIND_FILE, "_detail": json.dumps(counts)})
     return pa.RecordBatch.from_pylist(rows, schema=_output_schema(source))
 
@@ -248,6 +265,14 @@ def _convert_partition(source_name: str, config: Config):
 
 
 # --------------------------------------------------------------------------- driver
+
+
+class RunFailed(RuntimeError):
+    """The run converted its input but did not publish it (unbalanced, or failed the gate)."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
 
 
 class _Progress:
@@ -278,6 +303,15 @@ class _Progress:
         self._stop.set()
 
 
+@dataclass
+class _Staged:
+    file_stats: list[dict[str, Any]]
+    written: dict[tuple[str, ...], int]  # rows per partition, counted from the staged files
+    duplicates: int
+    quarantine_rows: int
+    quality: Any = None  # loglake.quality.QualityResult, when the gate ran
+
+
 def convert(
     spark,
     source: Source,
@@ -289,54 +323,58 @@ def convert(
     glue=None,
     raw: str = "",
 ) -> dict[str, Any]:
-    """Convert the planned files and publish them under ``out_root``; returns the run summary."""
+    """Convert the planned files and publish them under ``out_root``; returns the run
+    summary, or raises RunFailed (with the summary) when the run must not publish."""
     started = time.time()
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run_date = dt.datetime.fromtimestamp(started, dt.UTC).date().isoformat()
     table = config.table(source.name, "readready")
     out_table = storage.join(out_root, table)
-    names = source.schema.partition_names
-    log.info(
-        "run %s: %s, %d files in %d partitions -> %s",
-        run_id, source.name, len(plan.files), len(plan.partitions), out_table,
-    )
-    file_stats: list[dict[str, Any]] = []
-    if plan.files:
-        file_stats = _convert_and_write(spark, source, config, plan, out_table)
-    written_by_partition: dict[tuple[str, ...], int] = {}
-    for stat in file_stats:
-        written_by_partition[stat["values"]] = written_by_partition.get(stat["values"], 0) + stat["written"]
-    # A selected partition that yields no rows now must not keep rows from an earlier run.
-    removed = 0
-    for values in sorted(plan.partitions):
-        if not written_by_partition.get(values):
-            removed += storage.delete_tree(storage.join(out_table, catalog.hive_partition_path(names, values)))
-    published = sorted(v for v, n in written_by_partition.items() if n)
-    registered = None
-    if glue is not None and published:
-        registrar = catalog.PartitionRegistrar(glue, config.catalog.database)
-        locations = {v: storage.join(out_table, catalog.hive_partition_path(names, v)) + "/" for v in published}
-        reg = registrar.register(table, locations)
-        if reg.failed:
-            raise RuntimeError(f"could not register readready partitions: {sorted(reg.failed.items())[:3]}")
-        registered = {"created": len(reg.created), "existed": len(reg.existed), "calls": reg.calls}
-    summary = _summary(run_id, source, plan, file_stats, selection, raw, out_table, started)
-    summary["partitions_written"] = len(published)
-    summary["partitions_emptied"] = sum(1 for v in plan.partitions if not written_by_partition.get(v))
-    summary["objects_removed"] = removed
-    if registered is not None:
-        summary["catalog"] = registered
+    staging = storage.join(out_root, "_staging", run_id)
+    log.info("run %s: %s, %d files in %d partitions -> %s",
+             run_id, source.name, len(plan.files), len(plan.partitions), out_table)
+    try:
+        staged = _stage(spark, source, config, plan, staging, table, run_id, run_date)
+        summary = _summary(run_id, source, plan, staged, selection, raw, out_table, started)
+        status = "published"
+        if not summary["balanced"]:
+            status = "rejected_unbalanced"
+        elif staged.quality is not None and not staged.quality.success:
+            status = "rejected_quality"
+        summary["status"] = status
+        if staged.quality is not None:  # kept whatever the outcome: `loglake quality docs` renders these
+            storage.write_bytes(
+                storage.join(out_root, "_quality", source.name, f"{run_id}.json"),
+                json.dumps(dataclasses.asdict(staged.quality), indent=1, sort_keys=True, default=str).encode(),
+            )
+        if status == "published":
+            summary.update(_publish(source, config, plan, staged, staging, out_root, table, run_date, glue))
+        _record_run(config, source, summary, out_root, run_date, glue)
+    finally:
+        storage.delete_tree(staging)
+    summary["duration_s"] = round(time.time() - started, 3)
     storage.write_bytes(
-        storage.join(out_root, "_runs", source.name, f"{run_id}.json"),
-        json.dumps(summary, indent=2).encode(),
+        storage.join(out_root, "_runs", source.name, f"{run_id}.json"), json.dumps(summary, indent=2).encode()
     )
+    if status == "rejected_unbalanced":
+        raise RunFailed(f"run {run_id} is not balanced: {summary['reconciliation']}; nothing was published", summary)
+    if status == "rejected_quality":
+        failed = "; ".join(staged.quality.failed)
+        raise RunFailed(f"run {run_id} failed the data-quality gate: {failed}; nothing was published", summary)
     return summary
 
 
-def _convert_and_write(spark, source: Source, config: Config, plan: Plan, out_table: str) -> list[dict]:
+def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _Staged:
+    """Convert, dedup, and write rows and quarantine to the staging folder; count and check."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     names = source.schema.partition_names
+    quarantine_rows = _key_quarantine(spark, plan, run_id)
+    if not plan.files:
+        staged = _Staged([], {}, 0, 0)
+        staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names)
+        return staged
     slices = max(1, min(len(plan.files), spark.sparkContext.defaultParallelism * 4))
     files_df = spark.createDataFrame(
         [(f.uri, *f.values) for f in plan.files],
@@ -347,50 +385,182 @@ def _convert_and_write(spark, source: Source, config: Config, plan: Plan, out_ta
     try:
         with _Progress(spark, f"converting {len(plan.files)} files"):
             events = converted.filter(F.col("_kind") == KIND_EVENT).drop("_kind", "_detail")
+            key = [*names, *source.dedup_key]
+            # Dedup reaches one partition of one run: a run replaces whole partitions, so
+            # that is exactly the data being published. The same event delivered into two
+            # partitions (two days, or an org trail and an account trail) is kept twice.
             (
-                events.repartition(*names)
+                events.dropDuplicates(key)
+                .repartition(*names)
                 .sortWithinPartitions(*names, *source.sort_columns)
                 .write.mode("overwrite")
-                .option("partitionOverwriteMode", "dynamic")
                 .option("compression", "zlib")
                 .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
                 .partitionBy(*names)
-                .orc(storage.spark_uri(out_table))
+                .orc(storage.spark_uri(storage.join(staging, table)))
             )
+            duplicates = (
+                events.groupBy(*key).count().where("count > 1").agg(F.sum(F.col("count") - 1)).first()[0] or 0
+            )
+            problems = converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
+            n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names)
         stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
     finally:
         converted.unpersist()
-    out = []
+    file_stats = []
     for row in stats:
         detail = json.loads(row["_detail"])
         detail["values"] = tuple(row[n] for n in names)
-        out.append(detail)
+        file_stats.append(detail)
+    staged_df = _read_staged(spark, source, staging, table)
+    written = {tuple(r[n] for n in names): r["count"] for r in staged_df.groupBy(*names).count().collect()}
+    result = _Staged(file_stats, written, int(duplicates), n_quarantined)
+    if config.quality.expectations:
+        from loglake import quality
+
+        kept = sum(s["kept"] for s in file_stats)
+        result.quality = quality.validate(
+            staged_df, source.name, expect_rows=kept > 0, table=table,
+            session_log_groups=config.sources.cloudwatch.session_log_groups,
+        )
+    return result
+
+
+def _read_staged(spark, source: Source, staging: str, table: str):
+    location = storage.join(staging, table)
+    if any(o.key.endswith(".orc") for o in storage.list_objects(location)):
+        return spark.read.option("basePath", storage.spark_uri(location)).orc(storage.spark_uri(location))
+    return spark.createDataFrame([], source.schema.spark_ddl())
+
+
+_PROBLEM_DDL = (
+    "file string, reason string, detail string, index bigint, offset bigint, payload string, payload_size bigint"
+)
+
+
+def _key_quarantine(spark, plan: Plan, run_id: str):
+    """Quarantine rows for keys that look like data but match no layout or fail validation."""
+    rows = [(k.key, None, None, None, k.reason, k.detail, None, None, run_id) for k in plan.rejected]
+    return spark.createDataFrame(rows, QUARANTINE.spark_ddl(with_partitions=False)) if rows else None
+
+
+def _write_quarantine(spark, key_rows, problems, staging: str, names: list[str]) -> int:
+    from pyspark.sql import functions as F
+
+    frames = [key_rows] if key_rows is not None else []
+    if problems is not None:
+        p = F.from_json("_detail", _PROBLEM_DDL).alias("p")
+        frames.append(
+            problems.select(F.to_json(F.struct(*names)).alias("raw_partition"), p).select(
+                F.col("p.file").alias("raw_key"),
+                "raw_partition",
+                F.col("p.index").alias("record_index"),
+                F.col("p.offset").alias("offset"),
+                F.col("p.reason").alias("reason"),
+                F.col("p.detail").alias("detail"),
+                F.col("p.payload").alias("payload"),
+                F.col("p.payload_size").alias("payload_size"),
+                F.lit(None).cast("string").alias("run_id"),
+            )
+        )
+    if not frames:
+        return 0
+    df = frames[0]
+    for other in frames[1:]:
+        df = df.unionByName(other)
+    run_id = staging.rstrip("/").rsplit("/", 1)[-1]
+    df = df.withColumn("run_id", F.lit(run_id)).coalesce(1)
+    df.write.mode("overwrite").option("compression", "zlib").orc(storage.spark_uri(storage.join(staging, "quarantine")))
+    return spark.read.orc(storage.spark_uri(storage.join(staging, "quarantine"))).count()
+
+
+def _publish(source, config, plan, staged: _Staged, staging, out_root, table, run_date, glue) -> dict[str, Any]:
+    """Swap each selected partition into place; append the quarantine; register partitions."""
+    names = source.schema.partition_names
+    out_table = storage.join(out_root, table)
+    emptied = 0
+    for values in sorted(plan.partitions | set(staged.written)):
+        part = catalog.hive_partition_path(names, values)
+        if staged.written.get(values):
+            storage.move_tree(storage.join(staging, table, part), storage.join(out_table, part))
+        else:  # a selected partition that yields no rows now keeps none from earlier runs
+            emptied += bool(storage.delete_tree(storage.join(out_table, part)))
+    quarantine_dir = storage.join(
+        out_root, config.catalog.tables.quarantine, f"source={source.name}", f"run_date={run_date}"
+    )
+    for obj in storage.list_objects(storage.join(staging, "quarantine")):
+        if obj.key.endswith(".orc"):
+            name = obj.uri.rsplit("/", 1)[-1]
+            storage.move_tree_object(obj.uri, storage.join(quarantine_dir, name))
+    out: dict[str, Any] = {"partitions_written": sum(1 for n in staged.written.values() if n),
+                           "partitions_emptied": emptied}
+    if glue is not None:
+        registrar = catalog.PartitionRegistrar(glue, config.catalog.database)
+        published = {v: storage.join(out_table, catalog.hive_partition_path(names, v)) + "/"
+                     for v, n in staged.written.items() if n}
+        reg = registrar.register(table, published)
+        if staged.quarantine_rows:
+            quarantine_part = {(source.name, run_date): quarantine_dir + "/"}
+            reg.merge(registrar.register(config.catalog.tables.quarantine, quarantine_part))
+        if reg.failed:
+            raise RuntimeError(f"could not register partitions: {sorted(reg.failed.items())[:3]}")
+        out["catalog"] = {"created": len(reg.created), "existed": len(reg.existed), "calls": reg.calls}
     return out
 
 
-def _summary(
-    run_id: str,
-    source: Source,
-    plan: Plan,
-    file_stats: list[dict],
-    selection: Selection,
-    raw: str,
-    out_table: str,
-    started: float,
-) -> dict[str, Any]:
+def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue) -> None:
+    """One row in the runs table (ORC), published or not: the reconciliation history."""
+    import io
+
+    import pyarrow.orc as orc
+
+    def ts(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text)
+
+    row = {
+        "run_id": summary["run_id"], "job": f"{source.name}_readready",
+        "selection": json.dumps(summary["selection"]), "status": summary["status"],
+        "started_at": ts(summary["started_at"]), "finished_at": ts(summary["finished_at"]),
+        "files_read": summary["files_read"], "records_read": summary["records_read"],
+        "written": summary["written"], "filtered": summary["filtered"],
+        "filtered_by_rule": json.dumps(summary["filtered_by_rule"]),
+        "quarantined": summary["quarantined"]["total"],
+        "quarantined_records": summary["quarantined"]["records"],
+        "quarantined_by_reason": json.dumps(summary["quarantined"]["by_reason"]),
+        "duplicates": summary["duplicates"], "control_messages": summary["control_messages"],
+        "balanced": summary["balanced"], "quality_success": summary["quality"]["success"],
+        "quality_failed": json.dumps(summary["quality"]["failed"]), "output": summary["output"],
+    }
+    table = pa.Table.from_pylist([row], schema=RUNS.arrow(with_partitions=False))
+    buf = io.BytesIO()
+    orc.write_table(table, buf, compression="zlib")
+    runs_dir = storage.join(out_root, config.catalog.tables.runs, f"source={source.name}", f"run_date={run_date}")
+    storage.write_bytes(storage.join(runs_dir, f"{summary['run_id']}.orc"), buf.getvalue())
+    if glue is not None:
+        catalog.PartitionRegistrar(glue, config.catalog.database).register(
+            config.catalog.tables.runs, {(source.name, run_date): runs_dir + "/"})
+
+
+def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, started) -> dict[str, Any]:
     filtered_by_rule: dict[str, int] = {}
-    problems: dict[str, int] = {}
-    samples: list[dict] = []
-    for stat in file_stats:
+    by_reason: dict[str, int] = {}
+    for k in plan.rejected:
+        by_reason[k.reason] = by_reason.get(k.reason, 0) + 1
+    for stat in staged.file_stats:
         for rule, n in stat["filtered"].items():
             filtered_by_rule[rule] = filtered_by_rule.get(rule, 0) + n
-        for p in stat["problems"]:
-            problems[p["reason"]] = problems.get(p["reason"], 0) + 1
-            if len(samples) < MAX_SAMPLES:
-                samples.append({"file": stat["file"], **p})
-    for s in samples:
-        log.warning("problem in %s: %s (%s)", s["file"], s["reason"], s["detail"])
+        for reason, n in stat["problems"].items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    records_read = sum(s["records_read"] for s in staged.file_stats)
+    written = sum(staged.written.values())
+    filtered = sum(filtered_by_rule.values())
+    q_records = sum(s["quarantined_records"] for s in staged.file_stats)
+    balanced = records_read == written + filtered + q_records + staged.duplicates
+    q_total = sum(by_reason.values())
+    if q_total != staged.quarantine_rows:  # every counted problem must have its quarantine row
+        balanced = False
     finished = time.time()
+    quality = staged.quality
     return {
         "run_id": run_id,
         "source": source.name,
@@ -399,26 +569,34 @@ def _summary(
         "output": out_table,
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "finished_at": dt.datetime.fromtimestamp(finished, dt.UTC).isoformat(),
-        "duration_s": round(finished - started, 3),
-        "files_read": len(file_stats),
-        "records_read": sum(s["records_read"] for s in file_stats),
-        "written": sum(s["written"] for s in file_stats),
-        "filtered": sum(filtered_by_rule.values()),
+        "files_read": len(staged.file_stats),
+        "records_read": records_read,
+        "written": written,
+        "filtered": filtered,
         "filtered_by_rule": dict(sorted(filtered_by_rule.items())),
-        "control_messages": sum(s["control_messages"] for s in file_stats),
+        "control_messages": sum(s["control_messages"] for s in staged.file_stats),
         "skipped_keys": dict(sorted(plan.skipped_keys.items())),
         "skipped_key_samples": plan.skipped_samples,
-        "problems": dict(sorted(problems.items())),
-        "problem_samples": samples,
+        "quarantined": {"total": q_total, "records": q_records, "by_reason": dict(sorted(by_reason.items()))},
+        "duplicates": staged.duplicates,
+        "balanced": balanced,
+        "reconciliation": f"read {records_read} = written {written} + filtered {filtered} "
+                          f"+ quarantined {q_records} + duplicates {staged.duplicates}"
+                          + ("" if balanced else " (NOT balanced)"),
+        "quality": {"success": quality.success if quality else None,
+                    "evaluated": quality.evaluated if quality else 0,
+                    "failed": list(quality.failed) if quality else []},
     }
 
 
 def summarize_for_humans(summary: dict[str, Any]) -> Iterable[str]:
     yield (
         f"{summary['source']}: {summary['files_read']} files, {summary['records_read']} records read, "
-        f"{summary['written']} written, {summary['filtered']} filtered"
+        f"{summary['written']} written, {summary['filtered']} filtered, "
+        f"{summary['quarantined']['total']} quarantined, {summary['duplicates']} duplicates"
     )
+    yield f"reconciliation: {summary['reconciliation']}"
     if summary["skipped_keys"]:
         yield "skipped keys: " + ", ".join(f"{k}={v}" for k, v in summary["skipped_keys"].items())
-    if summary["problems"]:
-        yield "problems: " + ", ".join(f"{k}={v}" for k, v in summary["problems"].items())
+    if summary["quarantined"]["by_reason"]:
+        yield "quarantined: " + ", ".join(f"{k}={v}" for k, v in summary["quarantined"]["by_reason"].items())

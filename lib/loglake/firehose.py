@@ -31,6 +31,7 @@ CHUNK = 1 << 16
 # a "document" is garbage without an end, and holding it would break the memory bound.
 MAX_DOCUMENT_CHARS = 32 << 20
 _WS = re.compile(r"[ \t\n\r]*")
+PAYLOAD_CHARS = 64 << 10  # text of a broken document kept for the quarantine
 
 
 class GzipChunks:
@@ -120,7 +121,8 @@ def iter_documents(
                         kind = TRUNCATED_JSON  # the text ended inside the document
                     else:
                         kind = MALFORMED_JSON
-                    yield Problem(kind, f"{exc.msg} (document starts at byte {offset(pos)})", offset=offset(pos))
+                    yield Problem(kind, f"{exc.msg} (document starts at byte {offset(pos)})", offset=offset(pos),
+                                  payload=buf[pos : pos + PAYLOAD_CHARS])
                     nxt = buf.find(resync, pos + 1)
                     if nxt < 0:
                         if eof:

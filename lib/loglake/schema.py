@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 
 @dataclass(frozen=True)
 class Column:
@@ -84,12 +82,57 @@ CLOUDTRAIL_READREADY: tuple[Column, ...] = (
     _c("source_file", doc="raw object the record came from"),
 )
 
-_ARROW = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "boolean": pa.bool_(),
-    "bigint": pa.int64(),
-}
+# Every raw record that does not reach readready, and every unusable raw object or key,
+# lands here with a reason: the auditors' proof that nothing was silently lost.
+RUN_PARTITION_KEYS: tuple[Column, ...] = (
+    _c("source", doc="cloudtrail or cloudwatch"),
+    _c("run_date", doc="UTC date the run started, YYYY-MM-DD"),
+)
+QUARANTINE_COLUMNS: tuple[Column, ...] = (
+    _c("raw_key", doc="the raw object (or key) concerned"),
+    _c("raw_partition", doc="JSON of the raw partition values, when the key parsed"),
+    _c("record_index", "bigint", "index of the record in the object, where known"),
+    _c("offset", "bigint", "byte offset in the decompressed object, where known"),
+    _c("reason", doc="reason code (README: Quarantine reasons)"),
+    _c("detail", doc="short human-readable detail"),
+    _c("payload", doc="the raw record or text, truncated to quality.max_payload_bytes"),
+    _c("payload_size", "bigint", "size in bytes of the whole payload before truncation"),
+    _c("run_id", doc="the run that quarantined it (see runs)"),
+)
+RUNS_COLUMNS: tuple[Column, ...] = (
+    _c("run_id"),
+    _c("job", doc="the job: <source>_readready"),
+    _c("selection", doc="JSON of the run's selection"),
+    _c("status", doc="published, or rejected_unbalanced / rejected_quality (nothing published)"),
+    _c("started_at", "timestamp"),
+    _c("finished_at", "timestamp"),
+    _c("files_read", "bigint"),
+    _c("records_read", "bigint"),
+    _c("written", "bigint"),
+    _c("filtered", "bigint"),
+    _c("filtered_by_rule", doc="JSON rule -> count"),
+    _c("quarantined", "bigint", "quarantine rows of this run (keys, objects and records)"),
+    _c("quarantined_records", "bigint", "records read that went to quarantine"),
+    _c("quarantined_by_reason", doc="JSON reason -> count"),
+    _c("duplicates", "bigint", "duplicate events dropped (same id within a partition)"),
+    _c("control_messages", "bigint"),
+    _c("balanced", "boolean", "records_read = written + filtered + quarantined_records + duplicates"),
+    _c("quality_success", "boolean"),
+    _c("quality_failed", doc="JSON list of failed expectations"),
+    _c("output", doc="readready table location"),
+)
+
+def _arrow_type(name: str):
+    # pyarrow is imported here, not at module level: the AddAPart Lambda imports this
+    # module (through catalog) and ships without pyarrow.
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "boolean": pa.bool_(),
+        "bigint": pa.int64(),
+    }[name]
 
 
 @dataclass(frozen=True)
@@ -109,9 +152,12 @@ class TableSchema:
     def all_columns(self) -> tuple[Column, ...]:
         return self.columns + self.partition_keys
 
-    def arrow(self, with_partitions: bool = True) -> pa.Schema:
+    def arrow(self, with_partitions: bool = True):
+        """The pyarrow.Schema of the table."""
+        import pyarrow as pa
+
         cols = self.all_columns if with_partitions else self.columns
-        return pa.schema([pa.field(c.name, _ARROW[c.type]) for c in cols])
+        return pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in cols])
 
     def spark_ddl(self, with_partitions: bool = True) -> str:
         """A Spark DDL schema string, e.g. for mapInArrow or spark.read.schema()."""
@@ -126,6 +172,8 @@ class TableSchema:
 
 
 CLOUDTRAIL = TableSchema(CLOUDTRAIL_READREADY, CLOUDTRAIL_PARTITION_KEYS)
+QUARANTINE = TableSchema(QUARANTINE_COLUMNS, RUN_PARTITION_KEYS)
+RUNS = TableSchema(RUNS_COLUMNS, RUN_PARTITION_KEYS)
 
 CLOUDWATCH_PARTITION_KEYS: tuple[Column, ...] = (
     _c("dt", doc="delivery date from the Firehose key (UTC), YYYY-MM-DD"),

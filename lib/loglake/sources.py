@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loglake import firehose, keys, transforms
-from loglake.config import Config, FiltersConfig
+from loglake.config import Config, FiltersConfig, QualityConfig
 from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW, CLOUDWATCH, CLOUDWATCH_RAW, TableSchema
 
 
@@ -27,20 +27,47 @@ class FileResult:
     control_messages: int = 0  # CloudWatch health checks, dropped by design
 
 
-def process_cloudtrail(data: bytes, source_file: str, filters: FiltersConfig) -> FileResult:
-    """One CloudTrail object -> flat rows that pass the config's record filters."""
+def _with_payload(
+    problem: transforms.Problem, record: Any, limit: int, counted: bool = True
+) -> transforms.Problem:
+    """The problem with the record as payload; ``counted``: the record is in records_read."""
+    text, size = transforms.record_payload(record)
+    return dataclasses.replace(
+        problem, payload=transforms.text_payload(text, limit), payload_size=size, record=counted)
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    """Size of a flattened row's text: what a reader of the ORC file has to hold."""
+    return sum(len(v) for v in row.values() if isinstance(v, str))
+
+
+def process_cloudtrail(
+    data: bytes, source_file: str, filters: FiltersConfig, quality: QualityConfig | None = None
+) -> FileResult:
+    """One CloudTrail object -> flat rows that pass the config's record filters.
+
+    A broken file still yields its complete records (and one file-level problem); a bad
+    record is a problem of its own, with the record as payload."""
+    quality = quality or QualityConfig()
     out = FileResult()
     records, problem = transforms.decode_cloudtrail(data)
     if problem:
-        out.problems.append(problem)
-        return out
+        out.problems.append(dataclasses.replace(
+            problem, payload=problem.payload and problem.payload[: quality.max_payload_bytes],
+            payload_size=problem.payload_size or len(data)))
     out.records_read = len(records)
     for i, record in enumerate(records):
         bad = transforms.check_cloudtrail_record(record, i)
         if bad:
-            out.problems.append(bad)
+            out.problems.append(_with_payload(bad, record, quality.max_payload_bytes))
             continue
         row = transforms.flatten_cloudtrail(record)
+        size = _row_bytes(row)
+        if size > quality.max_record_bytes:
+            too_big = transforms.Problem(
+                transforms.RECORD_TOO_LARGE, f"record is {size} bytes flattened, over {quality.max_record_bytes}", i)
+            out.problems.append(_with_payload(too_big, record, quality.max_payload_bytes))
+            continue
         rule = transforms.cloudtrail_filter_rule(row, filters)
         if rule:
             out.filtered[rule] = out.filtered.get(rule, 0) + 1
@@ -60,6 +87,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     out = FileResult()
     sessions = set(config.sources.cloudwatch.session_log_groups)
     allowed = config.filters.log_groups
+    limit = config.quality.max_payload_bytes
     stream = firehose.GzipChunks(data)
     for item in firehose.iter_documents(stream, resync='{"messageType"'):
         if isinstance(item, transforms.Problem):
@@ -68,7 +96,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
         offset, doc = item
         bad = transforms.check_log_document(doc)
         if bad:
-            out.problems.append(dataclasses.replace(bad, offset=offset))
+            out.problems.append(dataclasses.replace(_with_payload(bad, doc, limit, counted=False), offset=offset))
             continue
         if doc.get("messageType") == transforms.CONTROL_MESSAGE:
             out.control_messages += 1
@@ -81,18 +109,22 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
             continue
         for i, event in enumerate(events):
             row, problem = transforms.flatten_log_event(doc, event, group in sessions, i)
+            if problem is None and _row_bytes(row) > config.quality.max_record_bytes:
+                problem = transforms.Problem(
+                    transforms.RECORD_TOO_LARGE, f"log event is over {config.quality.max_record_bytes} bytes", i)
             if problem:
-                out.problems.append(dataclasses.replace(problem, offset=offset))
+                out.problems.append(dataclasses.replace(_with_payload(problem, event, limit), offset=offset))
                 continue
             row["source_file"] = source_file
             out.rows.append(row)
     if stream.problem:
-        out.problems.append(stream.problem)
+        out.problems.append(dataclasses.replace(
+            stream.problem, payload=transforms.text_payload(data, limit), payload_size=len(data)))
     return out
 
 
 def _cloudtrail_file(data: bytes, source_file: str, config: Config) -> FileResult:
-    return process_cloudtrail(data, source_file, config.filters)
+    return process_cloudtrail(data, source_file, config.filters, config.quality)
 
 
 def _cloudtrail_siblings(location: str, config: Config) -> list[str]:
@@ -117,6 +149,8 @@ class Source:
     # Sort order inside each readready file: groups similar rows for compression and
     # lets ORC min/max indexes skip stripes on the most common predicates.
     sort_columns: tuple[str, ...] = ()
+    # Columns that identify one event within a partition; repeats are dropped and counted.
+    dedup_key: tuple[str, ...] = ()
     # Other folders that belong to a raw partition besides its catalog location.
     sibling_dirs: Callable[[str, Config], list[str]] = _no_siblings
 
@@ -129,6 +163,7 @@ CLOUDTRAIL_SOURCE = Source(
     classify_key=keys.classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
+    dedup_key=("eventid",),
     sibling_dirs=_cloudtrail_siblings,
 )
 
@@ -141,6 +176,7 @@ CLOUDWATCH_SOURCE = Source(
     process_file=process_cloudwatch,
     # A session's keystrokes end up together and in order inside each file.
     sort_columns=("loggroup", "sessionid", "event_timestamp", "event_id"),
+    dedup_key=("loggroup", "logstream", "event_id"),
 )
 
 SOURCES: dict[str, Source] = {"cloudtrail": CLOUDTRAIL_SOURCE, "cloudwatch": CLOUDWATCH_SOURCE}

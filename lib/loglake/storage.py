@@ -94,12 +94,20 @@ def list_objects(uri: str) -> Iterator[ObjectInfo]:
         yield ObjectInfo("file://" + root, root, os.path.getsize(root))
         return
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"no such directory: {root}")
+        return  # like an S3 prefix with nothing below it
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             yield ObjectInfo("file://" + path, path, os.path.getsize(path))
+
+
+def exists(uri: str) -> bool:
+    """A local file or folder exists, or an S3 prefix holds at least one object."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri)
+        return bool(_s3().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))
+    return os.path.exists(local_path(uri))
 
 
 def read_bytes(uri: str) -> bytes:
@@ -145,3 +153,53 @@ def delete_tree(uri: str) -> int:
     count = sum(len(files) for _, _, files in os.walk(path))
     shutil.rmtree(path)
     return count
+
+
+def move_tree(src: str, dst: str, replace: bool = True) -> int:
+    """Move every object below ``src`` to the same relative place below ``dst``.
+
+    ``replace`` first removes what ``dst`` holds, so the result is exactly ``src``'s
+    content. Locally this is a directory rename; on S3 a server-side copy then delete
+    per object. Returns how many objects moved.
+    """
+    if replace:
+        delete_tree(dst)
+    if is_s3(src):
+        s3 = _s3()
+        src_bucket, src_prefix = split_s3(src.rstrip("/") + "/")
+        dst_bucket, dst_prefix = split_s3(dst.rstrip("/") + "/")
+        moved = [o.key for o in list_objects(f"s3://{src_bucket}/{src_prefix}")]
+        for key in moved:
+            s3.copy_object(
+                Bucket=dst_bucket, Key=dst_prefix + key[len(src_prefix):], CopySource={"Bucket": src_bucket, "Key": key}
+            )
+        delete_tree(f"s3://{src_bucket}/{src_prefix}")
+        return len(moved)
+    src_path, dst_path = local_path(src), local_path(dst)
+    if not os.path.isdir(src_path):
+        return 0
+    count = sum(len(files) for _, _, files in os.walk(src_path))
+    if not os.path.exists(dst_path):
+        os.makedirs(os.path.dirname(dst_path.rstrip("/")), exist_ok=True)
+        os.rename(src_path, dst_path)
+        return count
+    for dirpath, _dirs, files in os.walk(src_path):
+        target = os.path.join(dst_path, os.path.relpath(dirpath, src_path))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            os.replace(os.path.join(dirpath, name), os.path.join(target, name))
+    shutil.rmtree(src_path)
+    return count
+
+
+def move_tree_object(src: str, dst: str) -> None:
+    """Move one object (file) to ``dst``."""
+    if is_s3(src):
+        sb, sk = split_s3(src)
+        db, dk = split_s3(dst)
+        _s3().copy_object(Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
+        _s3().delete_object(Bucket=sb, Key=sk)
+        return
+    dst_path = local_path(dst)
+    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+    os.replace(local_path(src), dst_path)

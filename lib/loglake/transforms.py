@@ -30,6 +30,7 @@ RECORD_NOT_OBJECT = "record_not_object"
 MISSING_EVENT_ID = "missing_event_id"
 MISSING_EVENT_TIME = "missing_event_time"
 BAD_EVENT_TIME = "bad_event_time"
+RECORD_TOO_LARGE = "record_too_large"
 
 SSM_SESSION_EVENTS = frozenset({"StartSession", "ResumeSession", "TerminateSession"})
 
@@ -40,6 +41,11 @@ class Problem:
     detail: str
     index: int | None = None  # record index in the file, where known
     offset: int | None = None  # byte offset in the decompressed data, where known
+    payload: str | None = None  # the offending record or text, as JSON/text where possible
+    payload_size: int | None = None  # its full size in bytes before any truncation
+    # True when the problem is one record that was counted in records_read (the
+    # reconciliation needs these); False for objects and documents that never got that far.
+    record: bool = False
 
 
 # --------------------------------------------------------------------------- decoding
@@ -83,21 +89,80 @@ def loads(raw: bytes) -> Any:
 
 
 def decode_cloudtrail(data: bytes) -> tuple[list[Any], Problem | None]:
-    """A CloudTrail object (gzip JSON ``{"Records": [...]}``) -> its records, or a problem."""
+    """A CloudTrail object (gzip JSON ``{"Records": [...]}``) -> its records, or a problem.
+
+    When the gzip stream breaks or the JSON is malformed, the complete records before
+    the break are still returned (with the problem): a bad tail never costs the records
+    that preceded it.
+    """
     raw, problem = gunzip(data)
-    if problem:  # a truncated CloudTrail document cannot be parsed as one JSON value
+    if problem and problem.reason != TRUNCATED_GZIP:
         return [], problem
+    if problem is None:
+        try:
+            doc = loads(raw)
+        except UnicodeDecodeError as exc:
+            return [], Problem(INVALID_UTF8, str(exc)[:300], offset=exc.start, payload=text_payload(raw[exc.start :]))
+        except ValueError as exc:
+            reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
+            problem = Problem(reason, str(exc)[:300])
+        else:
+            if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
+                keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
+                return [], Problem(NO_RECORDS, f"JSON has no Records array (found {keys})", payload=text_payload(raw))
+            return doc["Records"], None
+    records, stop = salvage_records(raw)
+    detail = f"{problem.detail}; kept the {len(records)} complete records before byte {stop}"
+    return records, dataclasses.replace(
+        problem, detail=detail, index=len(records), offset=stop, payload=text_payload(raw[stop:])
+    )
+
+
+_RECORDS_START = re.compile(r'\{\s*"Records"\s*:\s*\[')
+
+
+def salvage_records(raw: bytes) -> tuple[list[Any], int]:
+    """The complete records at the start of a broken ``{"Records": [...`` text, and the
+    byte offset where the first incomplete or malformed one begins."""
     try:
-        doc = loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], Problem(INVALID_UTF8, str(exc)[:300])
-    except ValueError as exc:
-        reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
-        return [], Problem(reason, str(exc)[:300])
-    if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
-        keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
-        return [], Problem(NO_RECORDS, f"JSON has no Records array (found {keys})")
-    return doc["Records"], None
+        text = raw[: exc.start].decode("utf-8")
+    m = _RECORDS_START.match(text.lstrip())
+    if not m:
+        return [], 0
+    decoder = json.JSONDecoder()
+    pos = len(text) - len(text.lstrip()) + m.end()
+    records: list[Any] = []
+    while True:
+        start = pos
+        while start < len(text) and text[start] in " \t\r\n":
+            start += 1
+        try:
+            record, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            return records, len(text[:pos].encode("utf-8"))
+        records.append(record)
+        pos = end
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        else:
+            return records, len(text[:pos].encode("utf-8"))
+
+
+def text_payload(data: bytes | str, limit: int = 64 << 10) -> str:
+    """Up to ``limit`` bytes of raw data as readable text (undecodable bytes escaped)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return data[:limit].decode("utf-8", "backslashreplace")
+
+
+def record_payload(record: Any) -> tuple[str, int]:
+    """A record as JSON text for the quarantine, and its size in bytes."""
+    text = _json(record) or "null"
+    return text, len(text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- flattening
@@ -361,6 +426,8 @@ def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) ->
     """One logEvents entry of a DATA_MESSAGE -> one readready row, or a problem."""
     if not isinstance(event, dict) or not isinstance(event.get("message"), str):
         return None, Problem(BAD_LOG_EVENT, "log event has no message string", index)
+    if not event.get("id"):
+        return None, Problem(BAD_LOG_EVENT, "log event has no id", index)
     when = _epoch_ms(event.get("timestamp"))
     if when is None:
         return None, Problem(BAD_LOG_EVENT, f"log event timestamp {event.get('timestamp')!r} is not epoch ms", index)

@@ -1,0 +1,529 @@
+"""The data-quality gate: one great-expectations suite per readready table.
+
+The converter calls :func:`validate` on the Spark DataFrame it is about to publish
+(readready columns + partition columns) and publishes only if the result is a
+success; otherwise it leaves the previous partitions in place and exits non-zero
+with :attr:`QualityResult.failed`, one line per failed expectation, naming it.
+:func:`write_result` stores a result as JSON and :func:`build_docs` turns a folder of
+them into GX Data Docs HTML (``loglake quality docs``).
+
+The suites are code, below: :func:`cloudtrail_expectations` and
+:func:`cloudwatch_expectations`, each expectation with a note saying why it exists
+(the notes show in Data Docs). They check what the converter guarantees, so a
+failure means a bug or a broken input contract, not bad luck: dedup runs before the
+gate, so a duplicate here is a bug.
+
+How GX is run:
+
+* great_expectations 1.x, imported lazily (it takes seconds to import): importing
+  this module, the CLI or the Lambda does not load it, nor pyspark.
+* One ephemeral (in-memory) data context per process, created on first use and
+  reused: nothing is written to disk and no GX project folder is needed. Data Docs
+  use a separate ephemeral context that writes only below the ``out_dir`` given.
+* No network: ``GX_ANALYTICS_ENABLED=False`` is set before GX is imported (the
+  documented switch) and the context config says ``analytics_enabled: false`` too.
+  GX 1.24 sends nothing anyway (its analytics client is gone and GX Cloud is shut
+  down); the test suite blocks sockets to prove it.
+* Regular expressions run in Spark (``rlike``, Java syntax). Java's ``$`` also
+  matches before a trailing newline, so patterns end with ``\\z`` (end of input).
+* The suite runs 30-40 small Spark jobs on ``df``. Unless ``df`` is already persisted,
+  :func:`validate` persists its working copy (MEMORY_AND_DISK) for the duration of the
+  call, so ``df`` is computed once by the gate; it is unpersisted before returning.
+  Persist ``df`` yourself if you publish from the same DataFrame afterwards.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loglake.config import SSM_SESSION_LOG_GROUP, TablesConfig
+from loglake.schema import CLOUDTRAIL, CLOUDWATCH, TableSchema
+
+log = logging.getLogger("loglake.quality")
+
+SOURCES: dict[str, TableSchema] = {"cloudtrail": CLOUDTRAIL, "cloudwatch": CLOUDWATCH}
+TABLES: dict[str, str] = {
+    "cloudtrail": TablesConfig().cloudtrail_readready,
+    "cloudwatch": TablesConfig().cloudwatch_readready,
+}
+
+# Java regex (Spark rlike finds a match anywhere, so patterns are anchored).
+ACCOUNT_RE = r"^[0-9]{12}\z"
+# Real regions (us-gov-east-1, ap-southeast-3) and anonymised ones (sagov-westsouth-1r).
+REGION_RE = r"^[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\z"
+EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"
+NOT_BLANK_RE = r"\S"
+DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\z"
+HOUR_RE = r"^([01][0-9]|2[0-3])\z"
+
+# Columns the gate derives on a copy of the DataFrame (never published).
+DELIVERY_DEADLINE = "_delivery_deadline"
+SESSION_RECORD = "_session_record"
+DERIVED: dict[str, tuple[str, ...]] = {"cloudtrail": (DELIVERY_DEADLINE,), "cloudwatch": (SESSION_RECORD,)}
+
+# Events are delivered after they happen, within hours; an event later than the end of
+# its delivery day plus one day of slack (dt + 48 h) cannot have been delivered that day.
+DELIVERY_SLACK_SECONDS = 2 * 86400
+
+RESULT_FORMAT = "BASIC"  # counts + up to 20 unexpected values, no extra group-by
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class QualityResult:
+    table: str  # readready table name, e.g. "from_cloudtrail_readready"
+    success: bool
+    failed: list[str] = field(default_factory=list)  # one line per failed expectation, naming it
+    evaluated: int = 0  # number of expectations run
+    result: dict = field(default_factory=dict)  # the GX validation result, JSON-serialisable
+
+
+# --------------------------------------------------------------------------- GX, lazily
+
+
+def _gx():
+    """Import great_expectations with analytics off (the env var must be set first)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+
+    return gx
+
+
+def _context_config():
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    return DataContextConfig(
+        # init_temp_docs_sites=False: no default Data Docs site in a temp folder.
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+
+
+class _Validator:
+    """The process's ephemeral context, with one Spark dataframe asset per table."""
+
+    def __init__(self, spark) -> None:
+        gx = _gx()
+        self.spark = spark
+        self.context = gx.get_context(mode="ephemeral", project_config=_context_config())
+        # persist=False: GX would otherwise persist() every batch and never unpersist it.
+        self.datasource = self.context.data_sources.add_spark(name="loglake", persist=False)
+        self._batch_definitions: dict[str, Any] = {}
+
+    def batch_definition(self, table: str):
+        if table not in self._batch_definitions:
+            asset = self.datasource.add_dataframe_asset(name=table)
+            self._batch_definitions[table] = asset.add_batch_definition_whole_dataframe("whole_dataframe")
+        return self._batch_definitions[table]
+
+
+_lock = threading.Lock()
+_validator: _Validator | None = None
+
+
+def _get_validator(spark) -> _Validator:
+    global _validator
+    if _validator is None or _validator.spark is not spark:
+        _validator = _Validator(spark)
+    return _validator
+
+
+# --------------------------------------------------------------------------- suites
+
+
+def cloudtrail_expectations(expect_rows: bool = True) -> list:
+    """The from_cloudtrail_readready suite: one expectation per rule, with why in its notes."""
+    _gx()
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    schema = CLOUDTRAIL
+    start_session = (
+        (Column("eventsource") == "ssm.amazonaws.com")
+        & (Column("eventname") == "StartSession")
+        & Column("errorcode").is_null()
+        & Column("responseelements").is_not_null()
+    )
+    return [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[c.name for c in schema.all_columns] + list(DERIVED["cloudtrail"]),
+            exact_match=True,
+            notes="Columns are a public contract (schema.py): a missing or extra column would be"
+            " published and break readers or the catalog schema.",
+        ),
+        _row_count(gxe, expect_rows),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="eventid",
+            notes="eventID is the record's identity and the dedup key; records without one are"
+            " quarantined before the gate, so a null here is a flattening bug.",
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=[*schema.partition_names, "eventid"],
+            notes="Dedup by (partition, eventid) runs before the gate, and a rerun replaces its"
+            " partitions: a duplicate here means the dedup or the publish step is broken.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="eventtime",
+            notes="Every query filters or orders by eventtime; records without a parseable"
+            " eventTime are quarantined, so a null here is a bug.",
+        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=DELIVERY_DEADLINE,
+            column_B="eventtime",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            notes="CloudTrail delivers an event after it happens, so eventtime is at most the end"
+            f" of the delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC"
+            " + 48 h. Later means a wrong time zone or unit, or a file in the wrong partition. Old"
+            " events (replays, late deliveries) are fine, so there is no lower bound.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="eventsource",
+            regex=EVENT_SOURCE_RE,
+            notes="eventSource is the service endpoint (ec2.amazonaws.com); anything else means"
+            " fields were shifted or mis-mapped when flattening.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="eventname",
+            notes="eventName is the API call; every CloudTrail record has one.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="eventname",
+            regex=NOT_BLANK_RE,
+            notes="An empty eventName is as useless as a missing one.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="account",
+            regex=ACCOUNT_RE,
+            notes="The account partition value comes from the object key and must be a 12-digit"
+            " account id (leading zeros kept): the partition path and the catalog depend on it.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="region",
+            regex=REGION_RE,
+            notes="The region partition value comes from the object key; it must have a region's"
+            " shape (no fixed list, so new and anonymised regions pass).",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="dt",
+            regex=DATE_RE,
+            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
+            " selections and the eventtime deadline depend on it.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="awsregion",
+            regex=REGION_RE,
+            notes="awsRegion must have a region's shape, by shape not by list: real regions"
+            " (us-gov-east-1) and anonymised samples (sagov-westsouth-1r) both pass.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="sessionid",
+            row_condition=start_session,
+            notes="A successful StartSession returns responseElements.sessionId; the sessionid"
+            " column joins CloudTrail to the session logs. StartSession rows with an errorCode"
+            " or without responseElements (real, published samples have it null) have no"
+            " session to point to and are not checked.",
+        ),
+    ]
+
+
+def cloudwatch_expectations(expect_rows: bool = True) -> list:
+    """The from_cloudwatch_readready suite: one expectation per rule, with why in its notes."""
+    _gx()
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    schema = CLOUDWATCH
+    return [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[c.name for c in schema.all_columns] + list(DERIVED["cloudwatch"]),
+            exact_match=True,
+            notes="Columns are a public contract (schema.py): a missing or extra column would be"
+            " published and break readers or the catalog schema.",
+        ),
+        _row_count(gxe, expect_rows),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="event_id",
+            notes="The log event id is the row's identity and the dedup key; events without one"
+            " are quarantined, so a null here is a bug.",
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=[*schema.partition_names, "loggroup", "logstream", "event_id"],
+            notes="Dedup by (partition, log group, stream, event id) runs before the gate and a"
+            " rerun replaces its partitions: a duplicate here means one of them is broken.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="event_timestamp",
+            notes="Session replay orders by event_timestamp; events without a valid timestamp"
+            " are quarantined, so a null here is a bug.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="owner",
+            regex=ACCOUNT_RE,
+            notes="owner is the account that owns the log group: a 12-digit account id.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="dt",
+            regex=DATE_RE,
+            notes="dt is the delivery date YYYY-MM-DD from the Firehose key.",
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="hour",
+            regex=HOUR_RE,
+            notes="hour is the delivery hour HH (00-23) from the Firehose key.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="target_id",
+            row_condition=Column("sessionid").is_not_null(),
+            notes="A session record names the instance it ran on; a session row without"
+            " target_id cannot be tied to a machine.",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="sessionid",
+            row_condition=Column(SESSION_RECORD) == True,  # noqa: E712 (a GX Condition, not a bool)
+            notes=f"{SESSION_RECORD} = the row is in a session log group and its message starts"
+            " with '{'. Such a message is a session record and must yield a sessionid (one"
+            " that cannot be parsed is quarantined); plain-text messages are not checked.",
+        ),
+    ]
+
+
+def _row_count(gxe, expect_rows: bool):
+    return gxe.ExpectTableRowCountToBeBetween(
+        min_value=1 if expect_rows else 0,
+        notes="When files were read and rows kept, publishing nothing means rows were lost"
+        " between conversion and publish. With nothing to publish, 0 rows is expected.",
+    )
+
+
+EXPECTATIONS = {"cloudtrail": cloudtrail_expectations, "cloudwatch": cloudwatch_expectations}
+
+
+def suite(source: str, expect_rows: bool = True, table: str | None = None):
+    """The GX ExpectationSuite of a source's readready table (named after the table)."""
+    gx = _gx()
+    _check_source(source)
+    return gx.ExpectationSuite(name=table or TABLES[source], expectations=EXPECTATIONS[source](expect_rows))
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def with_derived_columns(df, source: str, session_log_groups: Sequence[str] | None = None):
+    """A copy of ``df`` with the columns the suite checks but the table does not have."""
+    from pyspark.sql import functions as F
+
+    _check_source(source)
+    if source == "cloudtrail":
+        if "dt" not in df.columns:  # the column-set expectation reports it
+            return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
+        # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
+        # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
+        midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
+        return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
+    groups = list(session_log_groups if session_log_groups is not None else (SSM_SESSION_LOG_GROUP,))
+    if not groups or not {"loggroup", "message"} <= set(df.columns):
+        return df.withColumn(SESSION_RECORD, F.lit(False))
+    # transforms.parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
+    # of Python's whitespace, so this never flags a row the converter treated as plain text.
+    flag = F.col("loggroup").isin(groups) & F.col("message").rlike(r"^\s*\{")
+    return df.withColumn(SESSION_RECORD, F.coalesce(flag, F.lit(False)))
+
+
+def validate(
+    df,
+    source: str,
+    expect_rows: bool,
+    *,
+    table: str | None = None,
+    session_log_groups: Sequence[str] | None = None,
+) -> QualityResult:
+    """Run the source's suite on ``df`` (readready + partition columns) and report.
+
+    ``expect_rows``: files were read and rows kept, so at least one row must be there.
+    ``table``: the readready table name (default: the default config's).
+    ``session_log_groups`` (cloudwatch): config.sources.cloudwatch.session_log_groups;
+    default the Session Manager group.
+    """
+    _check_source(source)
+    table = table or TABLES[source]
+    the_suite = suite(source, expect_rows, table)
+    work = with_derived_columns(df, source, session_log_groups)
+    # The suite runs some 30-40 small Spark jobs. Unless the caller persisted df, compute
+    # it once for all of them (and let it go afterwards) rather than once per job.
+    persisted = not df.is_cached
+    if persisted:
+        work = work.persist()
+    try:
+        with _lock:
+            validator = _get_validator(df.sparkSession)
+            batch = validator.batch_definition(table).get_batch(batch_parameters={"dataframe": work})
+            gx_result = batch.validate(the_suite, result_format=RESULT_FORMAT)
+    finally:
+        if persisted:
+            work.unpersist()
+    gx_result.meta["validation_time"] = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    gx_result.meta["loglake"] = {"source": source, "table": table, "expect_rows": expect_rows}
+    result = gx_result.to_json_dict()
+    failed = [describe_failure(r) for r in result["results"] if not r.get("success")]
+    failed.sort()
+    return QualityResult(
+        table=table,
+        success=bool(result["success"]),
+        failed=failed,
+        evaluated=int(result["statistics"]["evaluated_expectations"]),
+        result=result,
+    )
+
+
+_ARG_ORDER = ("column", "column_list", "column_A", "column_B", "or_equal", "regex", "min_value", "max_value")
+
+
+def describe_failure(expectation_result: dict) -> str:
+    """One line naming a failed expectation and how it failed, e.g.
+    ``expect_column_values_to_not_be_null(column=eventid): 3 of 120 rows``."""
+    config = expectation_result.get("expectation_config") or {}
+    kwargs = config.get("kwargs") or {}
+    args = []
+    for key in _ARG_ORDER:
+        if key in kwargs and kwargs[key] is not None:
+            value = kwargs[key]
+            args.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
+    if kwargs.get("row_condition"):
+        args.append(f"row_condition={_condition_text(kwargs['row_condition'])}")
+    name = f"{config.get('type', '?')}({', '.join(args)})"
+
+    exception = expectation_result.get("exception_info") or {}
+    if exception.get("raised_exception"):
+        return f"{name}: raised {exception.get('exception_message')}"
+    for value in exception.values():  # keyed by metric when a metric failed
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return f"{name}: raised {value.get('exception_message')}"
+
+    res = expectation_result.get("result") or {}
+    if "unexpected_count" in res:
+        text = f"{res['unexpected_count']} of {res.get('element_count')} rows"
+        examples = [v for v in res.get("partial_unexpected_list") or [] if v is not None][:MAX_EXAMPLES]
+        if examples:
+            text += f", e.g. {json.dumps(examples, default=str)[:300]}"
+        return f"{name}: {text}"
+    mismatched = (res.get("details") or {}).get("mismatched")
+    if mismatched:
+        return f"{name}: {json.dumps(mismatched, default=str, sort_keys=True)[:500]}"
+    if "observed_value" in res:
+        unit = " rows" if "row_count" in str(config.get("type")) else ""
+        return f"{name}: observed {json.dumps(res['observed_value'], default=str)[:300]}{unit}"
+    return f"{name}: failed"
+
+
+def _condition_text(condition: Any) -> str:
+    if isinstance(condition, dict):
+        from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+        try:
+            return repr(deserialize_row_condition(condition))  # repr is the readable form
+        except (TypeError, ValueError):
+            return json.dumps(condition, sort_keys=True)
+    return str(condition)
+
+
+# --------------------------------------------------------------------------- results and docs
+
+
+def write_result(result: QualityResult, path: str) -> None:
+    """Store a result as JSON at a local path (atomically: write, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def read_result(path: str) -> QualityResult:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return QualityResult(**{k: data[k] for k in ("table", "success", "failed", "evaluated", "result")})
+
+
+def build_docs(results_dir: str, out_dir: str) -> str:
+    """GX Data Docs HTML for every result JSON below ``results_dir``, into ``out_dir``.
+
+    Accepts files written by :func:`write_result` and bare GX validation results; other
+    JSON files are skipped. Each result page is named after its file (the run). The
+    current suites are rendered too. Returns the path of ``out_dir/index.html``.
+    Writes nothing outside ``out_dir``.
+    """
+    _gx()
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context import EphemeralDataContext
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    out = Path(out_dir).resolve()
+    root = Path(results_dir)
+    # A context of its own, built directly: gx.get_context() would also replace the
+    # process-wide "current" context that validate() uses.
+    context = EphemeralDataContext(project_config=_context_config())
+    site = "loglake"
+    context.add_data_docs_site(
+        site,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    for source in SOURCES:
+        context.suites.add(suite(source))
+    schema = ExpectationSuiteValidationResultSchema()
+    paths = sorted(p for p in root.rglob("*.json") if p.is_file()) if root.is_dir() else []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            log.warning("quality docs: skipping %s: %s", path, exc)
+            continue
+        gx_dict = data.get("result") if isinstance(data, dict) and "table" in data else data
+        if not (isinstance(gx_dict, dict) and "suite_name" in gx_dict and "results" in gx_dict):
+            log.info("quality docs: %s is not a validation result, skipped", path)
+            continue
+        try:
+            gx_result = schema.load(gx_dict)
+        except Exception as exc:  # marshmallow ValidationError and friends: one bad file
+            log.warning("quality docs: skipping %s: %s", path, exc)
+            continue
+        meta = gx_dict.get("meta") or {}
+        run_time = meta.get("validation_time") or dt.datetime.fromtimestamp(
+            path.stat().st_mtime, dt.UTC
+        ).strftime("%Y%m%dT%H%M%S.%fZ")
+        run_name = "__".join(path.relative_to(root).with_suffix("").parts)
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_result.suite_name),
+            run_id=RunIdentifier(run_name=run_name, run_time=run_time),
+            batch_identifier=gx_result.suite_name,
+        )
+        context.validation_results_store.set(key, gx_result)
+    context.build_data_docs(site_names=[site])
+    index = out / "index.html"
+    if not index.is_file():  # pragma: no cover - GX always writes one
+        raise RuntimeError(f"Data Docs were built but {index} is missing")
+    return str(index)

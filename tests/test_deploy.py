@@ -1,0 +1,460 @@
+"""The deployment: CloudFormation template, its IAM policies against the code's AWS
+calls, and the reproducible artifacts of `make package`.
+
+The IAM check reads the code, not a list kept by hand: every boto3 operation called in
+lib/, addapart/ and glue_jobs/ is found in the syntax tree, and the function calling it
+must be listed in CALL_SITES with the deployed components that run it. A new AWS call
+therefore fails here until it is classified, and once classified until the role of
+every component that runs it allows the matching IAM action.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import botocore.session
+import pytest
+import yaml
+from botocore import xform_name
+
+from loglake import catalog, deploy, package
+from loglake.config import Config
+from loglake.sources import SOURCES
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "deploy" / "loglake.yaml"
+
+# --------------------------------------------------------------------------- template
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return deploy.render_template()
+
+
+def _resources(template: dict, type_: str) -> dict:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def _unsub(value):
+    """The template value back as table_inputs gives it: Fn::Sub strings unwrapped."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            return value["Fn::Sub"]
+        return {k: _unsub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsub(v) for v in value]
+    return value
+
+
+def test_committed_template_is_current():
+    assert TEMPLATE.read_text() == deploy.render_yaml(), (
+        "deploy/loglake.yaml differs from what lib/loglake/deploy.py renders: run `make template` and commit it"
+    )
+
+
+def test_template_passes_cfn_lint(tmp_path):
+    rendered = tmp_path / "loglake.yaml"
+    rendered.write_text(deploy.render_yaml())
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or "cfn-lint"
+    proc = subprocess.run([cfn_lint, str(rendered)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"cfn-lint found problems:\n{proc.stdout}{proc.stderr}"
+
+
+def test_glue_tables_are_the_catalog_definitions(template):
+    """Every table of catalog.table_inputs and no other, with its columns as declared."""
+    expected = {t["Name"]: t for t in catalog.table_inputs(Config(), "s3://b/p", {s: "s3://raw/" for s in SOURCES})}
+    tables = {r["Properties"]["TableInput"]["Name"]: r for r in _resources(template, "AWS::Glue::Table").values()}
+    assert sorted(tables) == sorted(expected)
+    for name, resource in tables.items():
+        tinput = _unsub(resource["Properties"]["TableInput"])
+        want = expected[name]
+        assert tinput["PartitionKeys"] == want["PartitionKeys"], name
+        assert tinput["StorageDescriptor"]["Columns"] == want["StorageDescriptor"]["Columns"], name
+        assert tinput["StorageDescriptor"]["SerdeInfo"] == want["StorageDescriptor"]["SerdeInfo"], name
+        assert resource["Properties"]["DatabaseName"] == {"Ref": "Database"}
+    readready = _unsub(tables["from_cloudtrail_readready"]["Properties"]["TableInput"])
+    assert readready["StorageDescriptor"]["Location"] == "s3://${ReadreadyBucket}/${ReadreadyPrefix}/from_cloudtrail_readready/"
+
+
+def test_one_scheduled_glue_job_per_source(template):
+    jobs = _resources(template, "AWS::Glue::Job")
+    triggers = _resources(template, "AWS::Glue::Trigger")
+    assert len(jobs) == len(triggers) == len(SOURCES)
+    scripts = {_unsub(j["Properties"]["Command"]["ScriptLocation"]) for j in jobs.values()}
+    assert scripts == {f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/glue_jobs/{s}_readready.py" for s in SOURCES}
+    for job in jobs.values():
+        props = job["Properties"]
+        assert props["GlueVersion"] == "5.0"
+        assert props["WorkerType"] == {"Ref": "WorkerType"} and props["NumberOfWorkers"] == {"Ref": "NumberOfWorkers"}
+        args = props["DefaultArguments"]
+        assert args["--config"] == {"Ref": "ConfigUri"}
+        assert _unsub(args["--additional-python-modules"]).endswith("/" + deploy.wheel_name())
+    for trigger in triggers.values():
+        props = trigger["Properties"]
+        assert props["Type"] == "SCHEDULED" and props["Schedule"] == {"Ref": "Schedule"}
+        # No selection: the job's scheduled mode picks up what is new since its last run.
+        assert all(set(action) == {"JobName"} for action in props["Actions"])
+
+
+def test_addapart_function_and_queue(template):
+    fn = template["Resources"]["AddAPartFunction"]["Properties"]
+    assert fn["Handler"] == "handler.handler" and fn["Runtime"] == "python3.11"
+    assert fn["Environment"]["Variables"]["LOGLAKE_CONFIG"] == {"Ref": "ConfigUri"}
+    assert _unsub(fn["Code"]["S3Key"]) == f"${{ArtifactPrefix}}/{deploy.LAMBDA_ZIP}"
+    esm = template["Resources"]["AddAPartEventSource"]["Properties"]
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = template["Resources"]["Queue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    alarms = {r["Properties"]["MetricName"] for r in _resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert {"ApproximateNumberOfMessagesVisible", "TriggeredRules"} <= alarms
+
+
+# --------------------------------------------------------------------------- IAM vs code
+
+SCANNED = ("lib/loglake", "addapart", "glue_jobs")
+SERVICES = ("glue", "s3", "sqs")
+# Modules whose AWS calls never run in the deployment: they are excluded by name.
+NOT_DEPLOYED = {
+    "lib/loglake/demo.py": "the local demo (creates buckets, queues, notifications on moto)",
+    "lib/loglake/localaws.py": "the local moto server",
+    "lib/loglake/cli.py": "the operator's `loglake` command",
+}
+LAMBDA, JOB, OPERATOR = "lambda", "job", "operator"
+ROLES = {LAMBDA: "AddAPartRole", JOB: "JobRole"}
+# Every function that calls AWS -> the components that run it. OPERATOR = only the
+# `loglake` command on someone's machine (drain, backfill, table set-up), no role.
+CALL_SITES = {
+    "lib/loglake/storage.py:read_bytes": {LAMBDA, JOB},  # the s3:// config (both); raw objects (job)
+    "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
+    "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
+    "lib/loglake/storage.py:write_bytes": {JOB},  # run summaries
+    "lib/loglake/storage.py:delete_tree": {JOB},  # emptied readready partitions
+    "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
+    "lib/loglake/storage.py:move_tree_object": {JOB},  # staged quarantine files into place
+    "lib/loglake/catalog.py:PartitionRegistrar.storage_descriptor": {LAMBDA, JOB},
+    "lib/loglake/catalog.py:PartitionRegistrar._register_chunk": {LAMBDA, JOB},
+    "lib/loglake/catalog.py:list_partitions": {JOB},
+    "lib/loglake/catalog.py:ensure_database": {OPERATOR},  # the stack creates the database
+    "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
+    "lib/loglake/catalog.py:table_location": {OPERATOR},
+    "lib/loglake/addapart.py:drain": {OPERATOR},  # in Lambda the event source mapping polls
+}
+# What the platform does for a component with its role, beyond the code's own calls.
+PLATFORM = {
+    LAMBDA: {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",  # event source mapping
+             "logs:CreateLogStream", "logs:PutLogEvents"},
+    JOB: {"s3:GetObject",  # the script and the wheel
+          "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",  # Spark writing readready ORC
+          "logs:CreateLogStream", "logs:PutLogEvents"},
+}
+# Operations whose IAM actions are not the one named like the operation.
+IAM_ACTIONS = {
+    ("s3", "list_objects"): ("s3:ListBucket",),
+    ("s3", "list_objects_v2"): ("s3:ListBucket",),
+    ("s3", "head_object"): ("s3:GetObject",),
+    ("s3", "head_bucket"): ("s3:ListBucket",),
+    ("s3", "copy_object"): ("s3:GetObject", "s3:PutObject"),  # read the source, write the copy
+    ("s3", "delete_objects"): ("s3:DeleteObject",),
+    ("s3", "upload_file"): ("s3:PutObject",),  # boto3's transfer helpers, not API operations
+    ("s3", "upload_fileobj"): ("s3:PutObject",),
+    ("s3", "download_file"): ("s3:GetObject",),
+    ("s3", "download_fileobj"): ("s3:GetObject",),
+    ("sqs", "delete_message_batch"): ("sqs:DeleteMessage",),
+    ("sqs", "send_message_batch"): ("sqs:SendMessage",),
+    ("sqs", "change_message_visibility_batch"): ("sqs:ChangeMessageVisibility",),
+}
+
+
+def _iam_actions() -> dict[str, set[str]]:
+    """service -> every IAM action name, lower case (the list cfn-lint ships)."""
+    spec = json.loads((importlib.resources.files("cfnlint.data.AdditionalSpecs") / "Policies.json").read_text())
+    return {service: set(spec[service]["Actions"]) for service in SERVICES}
+
+
+def _operations() -> dict[str, dict[str, tuple[str, ...]]]:
+    """service -> {snake_case method: IAM actions it needs}."""
+    session = botocore.session.get_session()
+    out = {}
+    for service in SERVICES:
+        model = session.get_service_model(service)
+        out[service] = {xform_name(op): (f"{service}:{op}",) for op in model.operation_names}
+    for (service, method), actions in IAM_ACTIONS.items():
+        out[service][method] = actions
+    return out
+
+
+class _CallFinder(ast.NodeVisitor):
+    """AWS calls in one module: ``x.<operation>(...)`` and ``x.get_paginator("<operation>")``,
+    each with the function it is in. Calls on loglake's own modules are not AWS calls."""
+
+    def __init__(self, methods: set[str]):
+        self.methods = methods
+        self.scope: list[str] = []
+        self.own_modules: set[str] = set()
+        self.calls: list[tuple[str, str, int]] = []  # (qualified function, method, line)
+        self.clients: list[tuple[str, int]] = []  # client("service") literals
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module == "loglake":
+            self.own_modules |= {a.asname or a.name for a in node.names}
+
+    def _scoped(self, node) -> None:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        where = ".".join(self.scope) or "<module>"
+        if name == "client" and isinstance(first, str):
+            self.clients.append((first, node.lineno))
+        if isinstance(func, ast.Attribute):
+            own = isinstance(func.value, ast.Name) and func.value.id in self.own_modules
+            if name == "get_paginator" and isinstance(first, str):
+                self.calls.append((where, first, node.lineno))
+            elif name in self.methods and not own:
+                self.calls.append((where, name, node.lineno))
+        self.generic_visit(node)
+
+
+def _code_calls() -> list[dict]:
+    """Every AWS operation the deployed code calls: where, with which IAM action."""
+    operations = _operations()
+    iam = _iam_actions()
+    methods = set().union(*operations.values())
+    found = []
+    files = sorted(p for d in SCANNED for p in (ROOT / d).rglob("*.py"))
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in NOT_DEPLOYED:
+            continue
+        finder = _CallFinder(methods)
+        finder.visit(ast.parse(path.read_text(), rel))
+        for service, line in finder.clients:
+            assert service in SERVICES, (
+                f"{rel}:{line} creates a {service!r} client: add {service!r} to SERVICES in tests/test_deploy.py "
+                "and its permissions to lib/loglake/deploy.py"
+            )
+        for function, method, line in finder.calls:
+            services = [s for s in SERVICES if method in operations[s]]
+            assert len(services) == 1, f"{rel}:{line}: {method} is an operation of {services}: disambiguate"
+            for action in operations[services[0]][method]:
+                service, name = action.split(":")
+                assert name.lower() in iam[service], (
+                    f"{rel}:{line}: {method} needs some IAM action, but {action} is none: "
+                    "add the method to IAM_ACTIONS in tests/test_deploy.py"
+                )
+                found.append({"site": f"{rel}:{function}", "line": line, "method": method, "action": action})
+    return found
+
+
+def _statements(document: dict) -> list[dict]:
+    """Statements of a policy document, with both branches of any Fn::If."""
+    out = []
+    for item in document["Statement"]:
+        branches = item["Fn::If"][1:] if "Fn::If" in item else [item]
+        out += [b for b in branches if b != {"Ref": "AWS::NoValue"}]
+    return out
+
+
+def _role_actions(template: dict, role: str) -> set[str]:
+    actions = set()
+    for policy in template["Resources"][role]["Properties"]["Policies"]:
+        for statement in _statements(policy["PolicyDocument"]):
+            actions |= set(statement["Action"])
+    return actions
+
+
+def _all_policy_statements(template: dict) -> list[tuple[str, dict]]:
+    out = []
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if "PolicyDocument" in props:
+            documents.append(props["PolicyDocument"])
+        out += [(name, s) for d in documents for s in _statements(d)]
+    return out
+
+
+def test_scanner_sees_the_known_calls():
+    """Guards the scanner itself: if it stopped finding these, the IAM test would pass vacuously."""
+    seen = {(c["site"], c["action"]) for c in _code_calls()}
+    assert ("lib/loglake/catalog.py:PartitionRegistrar._register_chunk", "glue:BatchCreatePartition") in seen
+    assert ("lib/loglake/storage.py:list_objects", "s3:ListBucket") in seen
+    assert ("lib/loglake/catalog.py:list_partitions", "glue:GetPartitions") in seen
+
+
+def test_every_aws_call_is_classified():
+    sites = {c["site"] for c in _code_calls()}
+    unknown = sorted(sites - set(CALL_SITES))
+    assert not unknown, (
+        f"new AWS calls in {unknown}: add them to CALL_SITES in tests/test_deploy.py with the components that "
+        "run them (lambda, job, operator), and grant the actions in lib/loglake/deploy.py"
+    )
+    stale = sorted(set(CALL_SITES) - sites)
+    assert not stale, f"CALL_SITES lists {stale}, which no longer call AWS: remove them"
+
+
+@pytest.mark.parametrize("component", [LAMBDA, JOB])
+def test_roles_allow_every_call_their_component_makes(template, component):
+    allowed = _role_actions(template, ROLES[component])
+    needed = {(c["action"], f"{c['site']} ({c['method']}, line {c['line']})")
+              for c in _code_calls() if component in CALL_SITES.get(c["site"], ())}
+    needed |= {(action, "the platform") for action in PLATFORM[component]}
+    missing = sorted((action, why) for action, why in needed if action not in allowed)
+    assert not missing, "\n".join(
+        [f"{ROLES[component]} ({component}) lacks actions the code needs; grant them in lib/loglake/deploy.py "
+         "and run `make template`:"] + [f"  {action}  <- {why}" for action, why in missing]
+    )
+
+
+def test_operator_only_calls_are_not_granted(template):
+    """Least privilege: creating tables or draining the queue is not the deployment's business."""
+    granted = _role_actions(template, "AddAPartRole") | _role_actions(template, "JobRole")
+    for action in ("glue:CreateTable", "glue:UpdateTable", "glue:CreateDatabase", "sqs:SendMessage"):
+        assert action not in granted
+
+
+def test_no_wildcard_permissions(template):
+    for name, statement in _all_policy_statements(template):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement.get("Resource", [])
+        resources = resources if isinstance(resources, list) else [resources]
+        assert not [a for a in actions if "*" in a], f"{name}: wildcard action in {statement}"
+        if "*" in resources:
+            # The one action with no resource-level permissions, and only in Glue's namespace.
+            assert actions == ["cloudwatch:PutMetricData"] and "Condition" in statement, f"{name}: {statement}"
+
+
+def test_addapart_role_is_scoped_to_raw_tables_and_config(template):
+    statements = _statements(template["Resources"]["AddAPartRole"]["Properties"]["Policies"][0]["PolicyDocument"])
+    [glue] = [s for s in statements if any(a.startswith("glue:") for a in s["Action"])]
+    resources = [_unsub(r["Fn::If"][1] if "Fn::If" in r else r) for r in glue["Resource"]]
+    assert sorted(r for r in resources if ":table/" in r) == sorted(
+        f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:table/${{DatabaseName}}/"
+        f"{Config().table(source, 'raw')}" for source in SOURCES
+    )
+    [s3] = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
+    assert s3["Action"] == ["s3:GetObject"] and len(s3["Resource"]) == 1  # the config object only
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def _tree(root: Path, files: dict[str, bytes], mtime: int, mode: int) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chmod(path, mode)
+        os.utime(path, (mtime, mtime))
+    return root
+
+
+def test_deterministic_zip_ignores_times_order_and_umask(tmp_path):
+    files = {"handler.py": b"x = 1\n", "pkg/b.py": b"b\n", "pkg/a.py": b"a\n", "pkg/__pycache__/a.pyc": b"\0"}
+    one = _tree(tmp_path / "one", files, 1_600_000_000, 0o664)
+    two = _tree(tmp_path / "two", dict(reversed(files.items())), 1_700_000_000, 0o644)
+    a = package.deterministic_zip(one, tmp_path / "a.zip", epoch=0)
+    b = package.deterministic_zip(two, tmp_path / "b.zip", epoch=0)
+    assert a.read_bytes() == b.read_bytes()
+    with zipfile.ZipFile(a) as zf:
+        assert zf.namelist() == ["handler.py", "pkg/a.py", "pkg/b.py"]
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> tuple[Path, Path]:
+    """`make package`, twice, from one snapshot of the checkout (so concurrent edits to
+    the working tree cannot make the two builds differ). Needs PyPI for the Lambda's
+    manylinux wheels and the pinned setuptools."""
+    snapshot = tmp_path_factory.mktemp("checkout")
+    for name in package.INPUTS:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, snapshot / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, snapshot / name)
+    out = tmp_path_factory.mktemp("dist")
+    package.build(out / "1", snapshot)
+    package.build(out / "2", snapshot)
+    return out / "1", out / "2"
+
+
+def test_package_is_reproducible(builds):
+    one, two = builds
+    assert (one / "SHA256SUMS").read_text() == (two / "SHA256SUMS").read_text()
+    for line in (one / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.sha256((one / name).read_bytes()).hexdigest() == digest
+
+
+def test_package_holds_what_the_template_uses(builds):
+    dist, _ = builds
+    assert sorted(deploy.artifacts()) == sorted(
+        p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
+    )
+    with zipfile.ZipFile(dist / deploy.LAMBDA_ZIP) as zf:
+        names = set(zf.namelist())
+    assert {"handler.py", "loglake/addapart.py", "yaml/__init__.py", "orjson/__init__.py"} <= names
+    tops = {n.split("/")[0] for n in names}
+    assert not tops & {"pyspark", "pandas", "pyarrow", "numpy", "great_expectations", "boto3", "botocore"}, tops
+    assert any(n.startswith("orjson/") and ".cpython-311-x86_64-linux-gnu.so" in n for n in names)
+
+
+# Run in a fresh interpreter on the unpacked Lambda zip (boto3 as the runtime provides
+# it): the heavy libraries are not in the zip, so importing any of them is an error that
+# names the import chain; then the handler acknowledges an S3 test event.
+_LAMBDA_IMPORT = r"""
+import importlib.abc, sys
+TREE = sys.argv[1]
+HEAVY = {"pyspark", "py4j", "pandas", "pyarrow", "numpy", "great_expectations", "sqlglot"}
+
+class NotInTheZip(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in HEAVY:
+            return None
+        chain, frame = [], sys._getframe(1)
+        while frame:
+            if frame.f_code.co_filename.startswith(TREE):
+                chain.append(f"{frame.f_code.co_filename[len(TREE) + 1:]}:{frame.f_lineno}")
+            frame = frame.f_back
+        raise ImportError(f"the Lambda imports {name}: " + " -> ".join(reversed(chain)))
+
+sys.meta_path.insert(0, NotInTheZip())
+sys.path.insert(0, TREE)
+import handler, loglake
+assert loglake.__file__.startswith(TREE), loglake.__file__
+event = {"Records": [{"messageId": "m1", "body": '{"Service": "Amazon S3", "Event": "s3:TestEvent"}'}]}
+assert handler.handler(event, None) == {"batchItemFailures": []}
+"""
+
+
+def test_lambda_imports_nothing_outside_its_zip(builds, tmp_path):
+    dist, _ = builds
+    with zipfile.ZipFile(dist / deploy.LAMBDA_ZIP) as zf:
+        zf.extractall(tmp_path / "lambda")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE")}
+    env.update(AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+    proc = subprocess.run([sys.executable, "-c", _LAMBDA_IMPORT, str(tmp_path / "lambda")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_rendered_yaml_round_trips():
+    """What `make template` writes parses back to the template (no aliases, no tags)."""
+    assert yaml.safe_load(deploy.render_yaml()) == deploy.render_template()

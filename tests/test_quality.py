@@ -1,0 +1,459 @@
+"""The data-quality gate: each expectation passes clean data and catches its own violation."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ELASTIC_GZ, STRATUS_GZ, records_of
+from loglake import quality, schema, transforms
+
+UTC = dt.UTC
+CT_TABLE = "from_cloudtrail_readready"
+CW_TABLE = "from_cloudwatch_readready"
+SSM_GROUP = "/aws/ssm/sessionlogs"
+START_SESSION_COND = (
+    "row_condition=(eventsource == ssm.amazonaws.com AND eventname == StartSession"
+    " AND errorcode IS NULL AND responseelements IS NOT NULL)"
+)
+
+TIMINGS: list[float] = []
+
+
+def ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def ct_row(n: int, **values) -> dict:
+    row = {
+        "org": "none",
+        "account": "012345678901",
+        "region": "us-gov-east-1",
+        "dt": "2024-05-01",
+        "eventid": f"00000000-0000-0000-0000-{n:012d}",
+        "eventtime": ts("2024-05-01T10:00:00"),
+        "eventsource": "ec2.amazonaws.com",
+        "eventname": "DescribeInstances",
+        "awsregion": "us-gov-east-1",
+        "source_file": "AWSLogs/012345678901/CloudTrail/us-gov-east-1/2024/05/01/a.json.gz",
+    }
+    row.update(values)
+    return row
+
+
+def clean_ct_rows() -> list[dict]:
+    return [
+        ct_row(1),
+        # An old event delivered (or replayed) late: no lower bound on eventtime.
+        ct_row(2, eventtime=ts("2019-12-31T23:59:59")),
+        # The last instant allowed: end of the delivery day + 1 day.
+        ct_row(3, eventtime=ts("2024-05-03T00:00:00")),
+        # An anonymised region, as in the published samples.
+        ct_row(4, awsregion="sagov-westsouth-1r", eventsource="s3.amazonaws.com", eventname="GetObject"),
+        # The same eventid in another partition is not a duplicate.
+        ct_row(1, dt="2024-05-02", eventtime=ts("2024-05-02T10:00:00")),
+        # StartSession that returned a session.
+        ct_row(
+            5,
+            eventsource="ssm.amazonaws.com",
+            eventname="StartSession",
+            responseelements='{"sessionId":"alice-0123"}',
+            sessionid="alice-0123",
+        ),
+        # StartSession with responseElements null (a real published sample): not checked.
+        ct_row(6, eventsource="ssm.amazonaws.com", eventname="StartSession"),
+        # Failed StartSession: an error response, no session.
+        ct_row(
+            7,
+            eventsource="ssm.amazonaws.com",
+            eventname="StartSession",
+            errorcode="AccessDenied",
+            responseelements='{"message":"denied"}',
+        ),
+        # TerminateSession without a response is not a StartSession.
+        ct_row(8, eventsource="ssm.amazonaws.com", eventname="TerminateSession", responseelements="{}"),
+    ]
+
+
+def cw_row(n: int, **values) -> dict:
+    row = {
+        "dt": "2024-08-01",
+        "hour": "12",
+        "owner": "294599468799",
+        "loggroup": SSM_GROUP,
+        "logstream": "alice-0123",
+        "event_id": f"{n:056d}",
+        "event_timestamp": ts("2024-08-01T12:19:16"),
+        "message": '{"sessionId":"alice-0123","target":{"id":"i-0abc"},"sessionData":["whoami"]}',
+        "sessionid": "alice-0123",
+        "target_id": "i-0abc",
+        "source_file": "firehose/2024/08/01/12/a.gz",
+    }
+    row.update(values)
+    return row
+
+
+def plain(n: int, **values) -> dict:
+    """A plain log event: no session columns."""
+    return cw_row(n, **{"message": "START RequestId: 1", "sessionid": None, "target_id": None, **values})
+
+
+def clean_cw_rows() -> list[dict]:
+    return [
+        cw_row(1),
+        cw_row(2, message=' \t{"sessionId":"alice-0123","sessionData":[]}'),
+        # Another stream may reuse an event id.
+        cw_row(1, logstream="bob-0456", sessionid="bob-0456"),
+        # Plain text in a session group (the non-streaming format) has no session record.
+        plain(3),
+        # JSON in another log group is not a session record.
+        plain(4, loggroup="/aws/lambda/f", message='{"level":"info"}'),
+        plain(5, loggroup="/aws/lambda/f"),
+    ]
+
+
+def frame(spark, source: str, rows: list[dict]):
+    table = quality.SOURCES[source]
+    names = [c.name for c in table.all_columns]
+    return spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], table.spark_ddl())
+
+
+def run(spark, source, rows, expect_rows=True, **kw) -> quality.QualityResult:
+    df = frame(spark, source, rows)
+    start = time.perf_counter()
+    result = quality.validate(df, source, expect_rows, **kw)
+    TIMINGS.append(time.perf_counter() - start)
+    return result
+
+
+def report_timings():
+    if TIMINGS:
+        print(f"\nvalidate(): {len(TIMINGS)} calls, first {TIMINGS[0]:.2f}s, "
+              f"median {sorted(TIMINGS)[len(TIMINGS) // 2]:.2f}s, max {max(TIMINGS):.2f}s")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _timings():
+    yield
+    report_timings()
+
+
+# --------------------------------------------------------------------------- clean data
+
+
+def test_importing_the_module_loads_neither_gx_nor_spark():
+    code = "import sys, loglake.quality; print(sorted(m for m in ('great_expectations', 'pyspark') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_clean_cloudtrail_frame_passes(spark):
+    result = run(spark, "cloudtrail", clean_ct_rows())
+    assert result.success, result.failed
+    assert result.table == CT_TABLE
+    assert result.failed == []
+    assert result.evaluated == len(quality.cloudtrail_expectations()) == result.result["statistics"][
+        "evaluated_expectations"
+    ]
+    assert result.result["suite_name"] == CT_TABLE
+    json.dumps(result.result)  # JSON-serialisable as it is
+
+
+def test_clean_cloudwatch_frame_passes(spark):
+    result = run(spark, "cloudwatch", clean_cw_rows())
+    assert result.success, result.failed
+    assert result.table == CW_TABLE
+    assert result.evaluated == len(quality.cloudwatch_expectations())
+
+
+def test_real_samples_flattened_pass_the_gate(spark):
+    """Every published CloudTrail sample, flattened by the converter, passes: including the
+    elastic StartSession whose responseElements is null."""
+    rows, seen = [], set()
+    for path in (STRATUS_GZ, ELASTIC_GZ):
+        for record in records_of(path):
+            row = transforms.flatten_cloudtrail(record)
+            if row["eventid"] in seen:  # dedup runs before the gate
+                continue
+            seen.add(row["eventid"])
+            day = row["eventtime"].date().isoformat()  # delivered the day it happened
+            row.update(org="o-abcdefghij", account="294599468799", region="me-northwest-3r", dt=day)
+            row["source_file"] = path.name
+            rows.append(row)
+    assert any(r["eventname"] == "StartSession" and r["responseelements"] is None for r in rows)
+    result = run(spark, "cloudtrail", rows)
+    assert result.success, result.failed
+
+
+# --------------------------------------------------------------------------- each expectation fails alone
+
+
+def with_ct(*extra: dict, replace: dict | None = None):
+    rows = clean_ct_rows()
+    if replace:
+        rows[0] = ct_row(1, **replace)
+    return rows + list(extra)
+
+
+CT_VIOLATIONS = {
+    "eventid null": (
+        with_ct(replace={"eventid": None}),
+        "expect_column_values_to_not_be_null(column=eventid): 1 of 9 rows",
+    ),
+    "duplicate eventid in a partition": (
+        with_ct(ct_row(1, eventname="RunInstances")),
+        "expect_compound_columns_to_be_unique(column_list=org,account,region,dt,eventid): 2 of 10 rows",
+    ),
+    "eventtime null": (
+        with_ct(replace={"eventtime": None}),
+        "expect_column_values_to_not_be_null(column=eventtime): 1 of 9 rows",
+    ),
+    "eventtime after the delivery deadline": (
+        with_ct(ct_row(9, eventtime=ts("2024-05-03T00:00:01"))),
+        "expect_column_pair_values_a_to_be_greater_than_b(column_A=_delivery_deadline, column_B=eventtime,"
+        " or_equal=True): 1 of 10 rows",
+    ),
+    "eventsource not an endpoint": (
+        with_ct(ct_row(9, eventsource="EC2.amazonaws.com")),
+        "expect_column_values_to_match_regex(column=eventsource, regex=^[a-z0-9.-]+\\.amazonaws\\.com\\z)",
+    ),
+    "eventsource with a trailing newline": (
+        with_ct(ct_row(9, eventsource="ec2.amazonaws.com\n")),
+        "expect_column_values_to_match_regex(column=eventsource,",
+    ),
+    "eventname null": (
+        with_ct(replace={"eventname": None}),
+        "expect_column_values_to_not_be_null(column=eventname)",
+    ),
+    "eventname empty": (
+        with_ct(ct_row(9, eventname="")),
+        "expect_column_values_to_match_regex(column=eventname, regex=\\S): 1 of 10 rows",
+    ),
+    "account not 12 digits": (
+        with_ct(ct_row(9, account="12345678901")),
+        'expect_column_values_to_match_regex(column=account, regex=^[0-9]{12}\\z): 1 of 10 rows, e.g. ["12345678901"]',
+    ),
+    "region partition not a region": (
+        with_ct(ct_row(9, region="US-EAST-1")),
+        "expect_column_values_to_match_regex(column=region,",
+    ),
+    "dt not a date": (
+        with_ct(ct_row(9, dt="2024-5-1")),
+        "expect_column_values_to_match_regex(column=dt,",
+    ),
+    "awsregion not a region": (
+        with_ct(ct_row(9, awsregion="global")),
+        'expect_column_values_to_match_regex(column=awsregion, regex=^[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\\z): '
+        '1 of 10 rows, e.g. ["global"]',
+    ),
+    "successful StartSession without sessionid": (
+        with_ct(ct_row(9, eventsource="ssm.amazonaws.com", eventname="StartSession", responseelements="{}")),
+        f"expect_column_values_to_not_be_null(column=sessionid, {START_SESSION_COND}): 1 of 2 rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CT_VIOLATIONS))
+def test_each_cloudtrail_expectation_fails_alone_and_is_named(spark, case):
+    rows, expected = CT_VIOLATIONS[case]
+    result = run(spark, "cloudtrail", rows)
+    assert not result.success
+    assert len(result.failed) == 1, result.failed
+    assert result.failed[0].startswith(expected), result.failed[0]
+
+
+def with_cw(*extra: dict, replace: dict | None = None):
+    rows = clean_cw_rows()
+    if replace:
+        rows[0] = cw_row(1, **replace)
+    return rows + list(extra)
+
+
+CW_VIOLATIONS = {
+    "event_id null": (
+        with_cw(replace={"event_id": None}),
+        "expect_column_values_to_not_be_null(column=event_id): 1 of 6 rows",
+    ),
+    "duplicate event in a stream": (
+        with_cw(cw_row(1, message='{"sessionId":"alice-0123","sessionData":["again"]}')),
+        "expect_compound_columns_to_be_unique(column_list=dt,hour,loggroup,logstream,event_id): 2 of 7 rows",
+    ),
+    "event_timestamp null": (
+        with_cw(replace={"event_timestamp": None}),
+        "expect_column_values_to_not_be_null(column=event_timestamp): 1 of 6 rows",
+    ),
+    "owner not an account": (
+        with_cw(plain(9, owner="29459946879a")),
+        "expect_column_values_to_match_regex(column=owner, regex=^[0-9]{12}\\z): 1 of 7 rows",
+    ),
+    "dt not a date": (
+        with_cw(plain(9, dt="2024-13-01")),
+        "expect_column_values_to_match_regex(column=dt,",
+    ),
+    "hour not an hour": (
+        with_cw(plain(9, hour="24")),
+        "expect_column_values_to_match_regex(column=hour,",
+    ),
+    "session row without target_id": (
+        with_cw(cw_row(9, target_id=None)),
+        "expect_column_values_to_not_be_null(column=target_id, row_condition=sessionid IS NOT NULL): 1 of 4 rows",
+    ),
+    "session record without sessionid": (
+        with_cw(cw_row(9, message='  {"sessionData":["ls"]}', sessionid=None, target_id=None)),
+        "expect_column_values_to_not_be_null(column=sessionid, row_condition=_session_record == True): 1 of 4 rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CW_VIOLATIONS))
+def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
+    rows, expected = CW_VIOLATIONS[case]
+    result = run(spark, "cloudwatch", rows)
+    assert not result.success
+    assert len(result.failed) == 1, result.failed
+    assert result.failed[0].startswith(expected), result.failed[0]
+
+
+def test_session_log_groups_come_from_the_caller(spark):
+    rows = clean_cw_rows() + [plain(9, loggroup="/custom/sessions", message='{"sessionData":[]}')]
+    assert run(spark, "cloudwatch", rows).success
+    result = run(spark, "cloudwatch", rows, session_log_groups=[SSM_GROUP, "/custom/sessions"])
+    assert [line.split(":")[0] for line in result.failed] == [
+        "expect_column_values_to_not_be_null(column=sessionid, row_condition=_session_record == True)"
+    ]
+
+
+def test_a_schema_change_fails_the_gate(spark):
+    df = frame(spark, "cloudtrail", clean_ct_rows()).drop("sessionid").withColumn("extra", quality_lit(1))
+    result = quality.validate(df, "cloudtrail", True)
+    assert not result.success
+    (line,) = [f for f in result.failed if f.startswith("expect_table_columns_to_match_set")]
+    assert '"missing": ["sessionid"]' in line and '"unexpected": ["extra"]' in line
+    # the conditional sessionid check cannot run without the column: a failure, not a crash
+    assert any(f.startswith("expect_column_values_to_not_be_null(column=sessionid") for f in result.failed)
+
+
+def quality_lit(value):
+    from pyspark.sql import functions as F
+
+    return F.lit(value)
+
+
+@pytest.mark.parametrize("source", ["cloudtrail", "cloudwatch"])
+def test_row_count_when_rows_were_expected(spark, source):
+    failed = run(spark, source, [], expect_rows=True)
+    assert not failed.success
+    assert failed.failed == ["expect_table_row_count_to_be_between(min_value=1): observed 0 rows"]
+    assert run(spark, source, [], expect_rows=False).success
+
+
+def test_deadline_is_utc_whatever_the_session_time_zone(spark):
+    tz = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        # 2024-03-10 is a DST change in New York: the deadline is still dt + 48 h in UTC.
+        rows = [ct_row(1, dt="2024-03-10", eventtime=ts("2024-03-12T00:00:00"))]
+        assert run(spark, "cloudtrail", rows).success
+        rows = [ct_row(1, dt="2024-03-10", eventtime=ts("2024-03-12T00:00:01"))]
+        assert not run(spark, "cloudtrail", rows).success
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", tz)
+
+
+def test_unknown_source_is_refused(spark):
+    with pytest.raises(ValueError, match="unknown source"):
+        quality.validate(frame(spark, "cloudtrail", []), "cloudtrial", False)
+
+
+# --------------------------------------------------------------------------- results, docs, no network
+
+
+def test_write_result_round_trips(spark, tmp_path):
+    result = run(spark, "cloudtrail", with_ct(ct_row(9, account="1")))
+    path = tmp_path / "runs" / "r1.json"
+    quality.write_result(result, str(path))
+    data = json.loads(path.read_text())
+    assert data["table"] == CT_TABLE and data["success"] is False and data["failed"] == result.failed
+    assert quality.read_result(str(path)) == result
+    assert [p.name for p in path.parent.iterdir()] == ["r1.json"]  # no temp file left
+
+
+def test_build_docs_renders_results_and_suites(spark, tmp_path, monkeypatch):
+    # Run in an empty working directory and home, with the network blocked: GX must write
+    # only into out_dir and never connect anywhere.
+    work, home = tmp_path / "cwd", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    connections = block_network(monkeypatch)
+
+    results = tmp_path / "results"
+    ok = run(spark, "cloudtrail", clean_ct_rows())
+    bad = run(spark, "cloudwatch", with_cw(replace={"event_id": None}))
+    quality.write_result(ok, str(results / "cloudtrail" / "run-1.json"))
+    quality.write_result(bad, str(results / "cloudwatch" / "run-1.json"))
+    (results / "summary.json").write_text('{"run_id": "not a quality result"}')
+
+    out = tmp_path / "docs"
+    index = quality.build_docs(str(results), str(out))
+
+    assert index == str(out / "index.html")
+    html = (out / "index.html").read_text()
+    assert CT_TABLE in html and CW_TABLE in html
+    pages = sorted(p.relative_to(out).as_posix() for p in (out / "validations").rglob("*.html"))
+    assert len(pages) == 2 and pages[0].startswith(f"validations/{CT_TABLE}/cloudtrail__run-1/")
+    page = (out / pages[1]).read_text()
+    assert "event_id" in page and "Failed" in page
+    assert (out / "expectations" / f"{CW_TABLE}.html").is_file()
+    assert "Session replay orders by event_timestamp" in (out / "expectations" / f"{CW_TABLE}.html").read_text()
+    assert list(work.iterdir()) == [] and list(home.iterdir()) == []
+    assert connections == []
+
+
+def block_network(monkeypatch) -> list:
+    """Refuse (and record) any connection that is not to this machine (Spark's py4j is)."""
+    attempts: list = []
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"network blocked in tests: {address}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "::1", "localhost", None):
+            attempts.append(host)
+            raise OSError(f"DNS blocked in tests: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return attempts
+
+
+def test_failure_lines_name_exceptions_instead_of_crashing():
+    line = quality.describe_failure(
+        {
+            "success": False,
+            "expectation_config": {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}},
+            "result": {},
+            "exception_info": {"m": {"raised_exception": True, "exception_message": "no column x"}},
+        }
+    )
+    assert line == "expect_column_values_to_not_be_null(column=x): raised no column x"
+
+
+def test_schema_sources_match():
+    assert quality.SOURCES == {"cloudtrail": schema.CLOUDTRAIL, "cloudwatch": schema.CLOUDWATCH}

@@ -1,0 +1,268 @@
+"""Nothing lost, nothing wrong published: quarantine reasons, reconciliation, fault survival."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.dataset as pads
+import pytest
+
+from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, place, records_of, session_owner_docs
+from loglake import cli, convert, firehose, storage
+from loglake.config import config_from_dict
+from loglake.sources import CLOUDTRAIL_SOURCE
+
+# Delivery days after the samples' events (CloudTrail delivers an event after it happens;
+# the quality gate checks that): stratus ends 2024-11-30, elastic 2026-01-05.
+DAY = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/01/"
+ELASTIC_DAY = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/01/06/"
+AWSDOCS = CT / "awsdocs" / "awsdocs_cloudtrail_examples.jsonl"
+OTRF = CT / "otrf-security-datasets" / "ec2_proxy_s3_exfiltration_2020-09-14011940.json"
+DIGEST = CT / "elastic-integrations" / "test-cloudtrail-digest-json.log"
+
+
+def gz_records(records) -> bytes:
+    return gzip.compress(json.dumps({"Records": records}).encode())
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run(tmp_path, source, raw, out, *extra, config=None):
+    path = tmp_path / f"s-{time.monotonic_ns()}.json"
+    argv = ["-q", "run", source, "--raw", str(raw), "--out", str(out), "--summary-json", str(path), *extra]
+    if config:
+        argv += ["--config", str(config)]
+    code = cli.main(argv)
+    return code, json.loads(path.read_text())
+
+
+def quarantine_rows(out):
+    return pads.dataset(str(out / "quarantine"), format="orc", partitioning="hive").to_table().to_pylist()
+
+
+def readready_rows(out, table="from_cloudtrail_readready"):
+    return pads.dataset(str(out / table), format="orc", partitioning="hive").to_table().to_pylist()
+
+
+def write_config(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- every reason
+
+
+def test_every_cloudtrail_reason_code_from_real_bad_inputs(spark, tmp_path):
+    stratus = records_of(STRATUS_GZ)
+    awsdocs = lines(AWSDOCS)
+    otrf = lines(OTRF)
+    no_id = [r for r in awsdocs if not r.get("eventID")]
+    bad_time = [dict(r, eventID="added-so-the-time-is-checked") for r in awsdocs if r.get("eventTime") == "2014-03-06T21: 22: 54Z"]
+    # The record with the largest requestParameters (a real CreateTrustAnchor, 2 KB of
+    # certificate) against a limit just above twice the next largest record's text.
+    big = max(stratus, key=lambda r: len(json.dumps(r["requestParameters"])))
+    limit = 2 * len(json.dumps(big["requestParameters"], separators=(",", ":")))
+    full = gzip.decompress(STRATUS_GZ.read_bytes())
+    cut_at = full.index(b"},{", len(full) // 2) + 2  # a record boundary in the middle
+    raw = tmp_path / "raw"
+    inputs = {
+        "truncated.json.gz": STRATUS_GZ.read_bytes()[: len(STRATUS_GZ.read_bytes()) // 2],
+        "plain.json.gz": full,  # the real records, but never gzipped
+        "empty.json.gz": b"",
+        "latin1.json.gz": gzip.compress(json.dumps({"Records": stratus[:2]}).encode().replace(b"amazonaws", b"amaz\xf6naws", 1)),
+        "malformed.json.gz": gzip.compress(full[:cut_at] + b"garbage, " + full[cut_at:]),
+        "digest-in-wrong-place.json.gz": gzip.compress(DIGEST.read_bytes()),  # real digest: no Records
+        "records.json.gz": gz_records(no_id + otrf[:3] + bad_time + [big] + stratus[:20]),
+    }
+    for name, body in inputs.items():
+        place(raw, DAY + name, body)
+    place(raw, "AWSLogs/123456789012/CloudTrail/us-east-1/2024/13/01/bad-date.json.gz", STRATUS_GZ)
+    place(raw, "exports/junk.bin", b"junk")
+    config = write_config(tmp_path, f"quality:\n  max_record_bytes: {limit}\n")
+    out = tmp_path / "lake"
+
+    code, summary = run(tmp_path, "cloudtrail", raw, out, config=config)
+
+    assert code == 0, summary
+    q = summary["quarantined"]["by_reason"]
+    assert q["truncated_gzip"] == 1
+    assert q["not_gzip"] == 1
+    assert q["empty_object"] == 1
+    assert q["invalid_utf8"] == 1
+    assert q["malformed_json"] == 1
+    assert q["no_records"] == 1
+    assert q["missing_event_id"] == len(no_id)
+    assert q["missing_event_time"] == 3
+    assert q["bad_event_time"] == len(bad_time) == 1
+    assert q["record_too_large"] == 1
+    assert q["bad_date"] == 1 and q["no_layout_match"] == 1
+    assert summary["balanced"] is True, summary["reconciliation"]
+    rows = quarantine_rows(out)
+    assert len(rows) == summary["quarantined"]["total"]
+    by_reason = {}
+    for r in rows:
+        by_reason.setdefault(r["reason"], []).append(r)
+    assert {r["record_index"] for r in by_reason["missing_event_id"]} == set(range(len(no_id)))
+    assert json.loads(by_reason["missing_event_time"][0]["payload"]) == otrf[0]
+    assert by_reason["not_gzip"][0]["payload_size"] == len(full)
+    assert by_reason["record_too_large"][0]["payload_size"] >= len(json.dumps(big, separators=(",", ":"))) - 10
+    assert all(r["run_id"] == summary["run_id"] and r["source"] == "cloudtrail" for r in rows)
+    # Good neighbours survive: the records before the break of the truncated and malformed
+    # files, and the good records of the mixed file, are all published.
+    assert by_reason["truncated_gzip"][0]["record_index"] > 0
+    assert by_reason["malformed_json"][0]["record_index"] == full[:cut_at].count(b'"eventID"')
+    written_ids = {r["eventid"] for r in readready_rows(out)}
+    assert {r["eventID"] for r in stratus[:20]} <= written_ids
+
+
+def test_malformed_json_keeps_the_records_before_the_break(spark, tmp_path):
+    stratus = records_of(STRATUS_GZ)
+    parts = [json.dumps(r) for r in stratus[:10]]
+    broken = '{"Records": [' + ", ".join(parts[:7]) + ", <<not json>>" + ", ".join(parts[7:]) + "]}"
+    raw = tmp_path / "raw"
+    place(raw, DAY + "m.json.gz", gzip.compress(broken.encode()))
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 0 and summary["written"] == 7 and summary["records_read"] == 7
+    assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}
+    [row] = quarantine_rows(tmp_path / "lake")
+    assert row["record_index"] == 7 and "<<not json>>" in row["payload"]
+
+
+def test_cloudwatch_reason_codes(spark, tmp_path):
+    raw = tmp_path / "raw"
+    # A real Firehose HTTP delivery request is not a CloudWatch Logs document: no logEvents.
+    vector_request = json.loads((CWL / "vector" / "firehose_http_delivery_request_cwl.json").read_text())
+    docs = session_owner_docs()
+    docs[0]["logEvents"].append({"id": "1" * 56, "timestamp": 1722514756000, "message": '{"sessionId": '})
+    place(raw, "fh/2024/08/01/12/a", firehose.build_object([vector_request, *docs]))
+    place(raw, "fh/2024/08/01/12/b", firehose.build_object(session_owner_docs())[:-30])
+    code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
+    assert code == 0
+    assert summary["quarantined"]["by_reason"] == {
+        "bad_session_record": 1, "no_log_events": 1, "truncated_gzip": 1, "truncated_json": 1,
+    }
+    assert summary["balanced"] is True and summary["duplicates"] > 0  # b repeats a's events
+
+
+def test_object_vanished_between_listing_and_read(spark, aws, tmp_path):
+    aws.s3.create_bucket(Bucket="raw")
+    for name in ("a", "b"):
+        aws.s3.put_object(Bucket="raw", Key=DAY + f"{name}.json.gz", Body=STRATUS_GZ.read_bytes())
+    config = config_from_dict({"aws": {"endpoint_url": aws.endpoint}, "quality": {"expectations": False}})
+    selection = convert.Selection()
+    plan = convert.plan_from_listing(CLOUDTRAIL_SOURCE, "s3://raw/AWSLogs/", config, selection)
+    aws.s3.delete_object(Bucket="raw", Key=DAY + "b.json.gz")
+    summary = convert.convert(spark, CLOUDTRAIL_SOURCE, config, plan, str(tmp_path / "lake"), selection=selection)
+    assert summary["quarantined"]["by_reason"] == {"object_missing": 1}
+    assert summary["written"] == len(records_of(STRATUS_GZ)) and summary["balanced"] is True
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+
+def test_runs_table_and_duplicates(spark, tmp_path):
+    raw = tmp_path / "raw"
+    place(raw, ELASTIC_DAY + "a.json.gz", ELASTIC_GZ)
+    place(raw, ELASTIC_DAY + "b.json.gz", ELASTIC_GZ)  # the same events delivered twice
+    out = tmp_path / "lake"
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    elastic = records_of(ELASTIC_GZ)
+    ids = {r["eventID"] for r in elastic}
+    assert code == 0 and summary["written"] == len(ids)
+    assert summary["duplicates"] == 2 * len(elastic) - len(ids)
+    [run_row] = pads.dataset(str(out / "runs"), format="orc", partitioning="hive").to_table().to_pylist()
+    assert run_row["run_id"] == summary["run_id"] and run_row["status"] == "published"
+    assert run_row["balanced"] is True and run_row["duplicates"] == summary["duplicates"]
+    assert run_row["records_read"] == run_row["written"] + run_row["filtered"] + run_row["quarantined_records"] + \
+        run_row["duplicates"]
+    assert (out / "_runs" / "cloudtrail" / f"{summary['run_id']}.json").is_file()
+
+
+def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    place(raw, DAY + "a.json.gz", STRATUS_GZ)
+    out = tmp_path / "lake"
+    assert run(tmp_path, "cloudtrail", raw, out)[0] == 0
+    before = sorted(p.name for p in (out / "from_cloudtrail_readready").rglob("*.orc"))
+
+    # A bug that silently loses a record between conversion and the written files must be
+    # caught by the reconciliation (the staged files are counted, not trusted).
+    original = convert._read_staged
+    lost = records_of(STRATUS_GZ)[0]["eventID"]
+    monkeypatch.setattr(convert, "_read_staged", lambda *a: original(*a).where(f"eventid != '{lost}'"))
+    place(raw, DAY + "b.json.gz", gz_records([dict(r, eventID=r["eventID"] + "-b") for r in records_of(STRATUS_GZ)]))
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    assert code == 1 and summary["balanced"] is False and summary["status"] == "rejected_unbalanced"
+    assert sorted(p.name for p in (out / "from_cloudtrail_readready").rglob("*.orc")) == before
+    assert len(readready_rows(out)) == len(records_of(STRATUS_GZ))
+    assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
+
+
+# --------------------------------------------------------------------------- fault survival
+
+
+def test_crash_while_publishing_then_rerun_leaves_exactly_one_copy(spark, tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    days = ["2024-12-01", "2024-12-02", "2024-12-03"]
+    for day in days:
+        place(raw, DAY.replace("2024/12/01", day.replace("-", "/")) + "a.json.gz", STRATUS_GZ)
+    out = tmp_path / "lake"
+    assert run(tmp_path, "cloudtrail", raw, out)[0] == 0
+    moved = []
+    real_move = storage.move_tree
+
+    def crash_after_first(src, dst, replace=True):
+        if moved:
+            raise KeyboardInterrupt("killed")  # like a kill: not an Exception the job handles
+        moved.append(dst)
+        return real_move(src, dst, replace)
+
+    monkeypatch.setattr(storage, "move_tree", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "cloudtrail", raw, out)
+    monkeypatch.setattr(storage, "move_tree", real_move)
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    rows = readready_rows(out)
+    assert code == 0 and len(rows) == summary["written"] == 3 * len(records_of(STRATUS_GZ))
+    assert len({(r["dt"], r["eventid"]) for r in rows}) == len(rows)
+
+
+def test_process_killed_mid_write_then_rerun_leaves_exactly_one_copy(tmp_path):
+    """A real kill -9 of a separate loglake process while it writes, then a rerun."""
+    raw = tmp_path / "raw"
+    for i in range(40):
+        place(raw, DAY + f"f{i:02d}.json.gz", gz_records(
+            [dict(r, eventID=f"{r['eventID']}-{i}") for r in records_of(STRATUS_GZ)]))
+    out = tmp_path / "lake"
+    env = {**os.environ, "LOGLAKE_SPARK_MASTER": "local[1]", "LOGLAKE__QUALITY__EXPECTATIONS": "false"}
+    cmd = [sys.executable, "-m", "loglake.cli", "-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "_staging").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((out / "from_cloudtrail_readready").rglob("*.orc")) if (out / "from_cloudtrail_readready").exists() \
+        else True
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    rows = readready_rows(out)
+    assert len(rows) == summary["written"] == 40 * len(records_of(STRATUS_GZ))
+    assert len({r["eventid"] for r in rows}) == len(rows)
+
+
+def test_firehose_fixture_objects_are_balanced(spark, tmp_path):
+    raw = tmp_path / "raw"
+    for key, body in firehose_objects().items():
+        place(raw, key, body)
+    code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
+    assert code == 0 and summary["balanced"] and summary["quarantined"]["total"] == 0
