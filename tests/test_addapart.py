@@ -333,3 +333,20 @@ def test_backfill_registers_existing_objects(aws):
     out = addapart.backfill(AddAPart(config, glue=aws.glue), CLOUDTRAIL_SOURCE, BUCKET, "AWSLogs/")
     assert (out.objects, out.created, out.glue_calls) == (5, 2, 1)
     assert out.key_reasons == {"config_writability_check": 1}
+
+
+def test_burst_of_10000_object_events_across_50_partitions_takes_a_handful_of_calls(aws):
+    config = make_config()
+    setup_catalog(aws.glue, config)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(50)]
+    keys = [ct_key(day=days[i % 50], name=f"f{i}") for i in range(10_000)]
+    messages = [Message(f"m{i}", s3_body(keys[i * 10 : i * 10 + 10])) for i in range(1000)]
+    app = AddAPart(config, glue=aws.glue)
+    total_calls = created = 0
+    for i in range(0, len(messages), 10):  # Lambda's default SQS batch: 10 messages
+        out = app.process(messages[i : i + 10])
+        assert out.failed_message_ids == []
+        total_calls += out.glue_calls
+        created += out.created
+    assert created == 50 and len(partitions_in(aws.glue, config)) == 50
+    assert total_calls <= 2  # the container cache answers the other 99 batches

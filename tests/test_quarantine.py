@@ -65,7 +65,9 @@ def test_every_cloudtrail_reason_code_from_real_bad_inputs(spark, tmp_path):
     awsdocs = lines(AWSDOCS)
     otrf = lines(OTRF)
     no_id = [r for r in awsdocs if not r.get("eventID")]
-    bad_time = [dict(r, eventID="added-so-the-time-is-checked") for r in awsdocs if r.get("eventTime") == "2014-03-06T21: 22: 54Z"]
+    # The one real eventTime that is not ISO-8601 sits on a record without eventID; give it
+    # one so the time check is what rejects it.
+    bad_time = [dict(r, eventID="id-added") for r in awsdocs if r.get("eventTime") == "2014-03-06T21: 22: 54Z"]
     # The record with the largest requestParameters (a real CreateTrustAnchor, 2 KB of
     # certificate) against a limit just above twice the next largest record's text.
     big = max(stratus, key=lambda r: len(json.dumps(r["requestParameters"])))
@@ -77,7 +79,8 @@ def test_every_cloudtrail_reason_code_from_real_bad_inputs(spark, tmp_path):
         "truncated.json.gz": STRATUS_GZ.read_bytes()[: len(STRATUS_GZ.read_bytes()) // 2],
         "plain.json.gz": full,  # the real records, but never gzipped
         "empty.json.gz": b"",
-        "latin1.json.gz": gzip.compress(json.dumps({"Records": stratus[:2]}).encode().replace(b"amazonaws", b"amaz\xf6naws", 1)),
+        "latin1.json.gz": gzip.compress(
+            json.dumps({"Records": stratus[:2]}).encode().replace(b"amazonaws", b"amaz\xf6naws", 1)),
         "malformed.json.gz": gzip.compress(full[:cut_at] + b"garbage, " + full[cut_at:]),
         "digest-in-wrong-place.json.gz": gzip.compress(DIGEST.read_bytes()),  # real digest: no Records
         "records.json.gz": gz_records(no_id + otrf[:3] + bad_time + [big] + stratus[:20]),
@@ -250,8 +253,7 @@ def test_process_killed_mid_write_then_rerun_leaves_exactly_one_copy(tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not list((out / "from_cloudtrail_readready").rglob("*.orc")) if (out / "from_cloudtrail_readready").exists() \
-        else True
+    assert not list(out.glob("from_cloudtrail_readready/**/*.orc"))  # killed before anything was published
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
@@ -266,3 +268,28 @@ def test_firehose_fixture_objects_are_balanced(spark, tmp_path):
         place(raw, key, body)
     code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
     assert code == 0 and summary["balanced"] and summary["quarantined"]["total"] == 0
+
+
+def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    raw = tmp_path / "raw"
+    place(raw, DAY + "a.json.gz", STRATUS_GZ)
+    out = tmp_path / "lake"
+    assert run(tmp_path, "cloudtrail", raw, out, "--catalog")[0] == 0
+    before = readready_rows(out)
+    parts_before = aws.glue.get_partitions(DatabaseName="loglake", TableName="from_cloudtrail_readready")["Partitions"]
+
+    # A record the record checks accept but the gate rejects: not an AWS event source.
+    odd = [dict(r, eventID=r["eventID"] + "-x", eventSource="NOT A SOURCE") for r in records_of(STRATUS_GZ)[:3]]
+    place(raw, DAY.replace("2024/12/01", "2024/12/02") + "b.json.gz", gz_records(odd))
+    capsys.readouterr()
+    code, summary = run(tmp_path, "cloudtrail", raw, out, "--catalog")
+    assert code == 1 and summary["status"] == "rejected_quality" and summary["balanced"] is True
+    assert any("eventsource" in f and "match_regex" in f for f in summary["quality"]["failed"])
+    assert "failed the data-quality gate" in capsys.readouterr().err
+    assert readready_rows(out) == before  # the previous good data is untouched
+    parts = aws.glue.get_partitions(DatabaseName="loglake", TableName="from_cloudtrail_readready")["Partitions"]
+    assert len(parts) == len(parts_before) == 1
+    runs = pads.dataset(str(out / "runs"), format="orc", partitioning="hive").to_table().to_pylist()
+    assert sorted(r["status"] for r in runs) == ["published", "rejected_quality"]
+    assert (out / "_quality" / "cloudtrail" / f"{summary['run_id']}.json").is_file()
