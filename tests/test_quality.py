@@ -150,7 +150,10 @@ def _timings():
 
 
 def test_importing_the_module_loads_neither_gx_nor_spark():
-    code = "import sys, loglake.quality; print(sorted(m for m in ('great_expectations', 'pyspark') if m in sys.modules))"
+    code = (
+        "import sys, loglake.quality;"
+        " print(sorted(m for m in ('great_expectations', 'pyspark') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -167,11 +167,16 @@ def test_gunzip_empty():
     assert (records, problem.reason) == ([], transforms.EMPTY_OBJECT)
 
 
-def test_decode_truncated_real_file():
+def test_decode_truncated_real_file_keeps_the_complete_records_before_the_break():
     data = STRATUS_GZ.read_bytes()
     records, problem = decode_cloudtrail(data[: len(data) // 2])
-    assert records == []
+    originals = records_of(STRATUS_GZ)
+    assert 0 < len(records) < len(originals)
+    assert records == originals[: len(records)]
     assert problem.reason == transforms.TRUNCATED_GZIP
+    assert problem.index == len(records)  # where the break starts
+    # the first record not kept starts at the reported offset of the decompressed text
+    assert raw_bytes(STRATUS_GZ)[problem.offset :].lstrip(b", ").startswith(b"{")
 
 
 # --------------------------------------------------------------------------- decode errors
@@ -197,7 +202,10 @@ def test_malformed_json(text):
 def test_malformed_json_real_file_cut_before_compression():
     raw = raw_bytes(STRATUS_GZ)
     records, problem = decode_cloudtrail(gzip.compress(raw[: len(raw) // 2]))
-    assert (records, problem.reason) == ([], transforms.MALFORMED_JSON)
+    originals = records_of(STRATUS_GZ)
+    assert problem.reason == transforms.MALFORMED_JSON
+    assert 0 < len(records) < len(originals) and records == originals[: len(records)]
+    assert problem.payload and raw[: len(raw) // 2].decode().endswith(problem.payload)
 
 
 @pytest.mark.parametrize(
@@ -676,7 +684,9 @@ def test_filter_rule_on_flattened_real_rows():
 
 
 def assert_counts_identity(result: sources.FileResult) -> None:
-    record_level = [p for p in result.problems if p.index is not None]
+    # Record-level problems are the ones whose record was counted in records_read.
+    record_level = [p for p in result.problems if p.record]
+    assert all(p.index is not None for p in record_level)
     assert result.records_read == len(result.rows) + sum(result.filtered.values()) + len(record_level)
 
 
@@ -750,6 +760,11 @@ def test_process_mixed_file_counts():
 )
 def test_process_file_level_problem(data, reason):
     result = process_cloudtrail(data, "src", FiltersConfig())
-    assert (result.rows, result.records_read, result.filtered) == ([], 0, {})
-    assert [(p.reason, p.index) for p in result.problems] == [(reason, None)]
+    # Complete records before a break are kept (the truncated real file has some).
+    salvaged = len(result.rows)
+    assert result.records_read == salvaged and result.filtered == {}
+    assert (salvaged > 0) == (reason == transforms.TRUNCATED_GZIP)
+    assert [p.reason for p in result.problems] == [reason]
+    assert result.problems[0].index in (None, salvaged)
+    assert result.problems[0].record is False  # a file-level problem, not a counted record
     assert_counts_identity(result)

@@ -108,6 +108,23 @@ def firehose_objects(samples: Path, prefix: str = "firehose/") -> dict[str, byte
     }
 
 
+def bad_objects(samples: Path) -> dict[str, bytes]:
+    """Real data, badly delivered: each must end in the quarantine with a reason, and
+    the good records inside them must still reach readready."""
+    ct = samples / "cloudtrail"
+    stratus = (ct / "stratus-red-team" / "stratus_detonation_logs_all.records.json.gz").read_bytes()
+    otrf = [json.loads(line) for line in (ct / "otrf-security-datasets" /
+                                          "ec2_proxy_s3_exfiltration_2020-09-14011940.json").open() if line.strip()]
+    day = f"AWSLogs/{ORG}/123456789012/CloudTrail/us-east-1/2024/12/01/123456789012_CloudTrail_us-east-1_20241201T"
+    return {
+        # cut in the middle of the gzip stream: the records before the cut are kept
+        f"{day}0000Z_truncated.json.gz": stratus[: len(stratus) // 3],
+        # a real SIEM re-export (Logstash moved eventTime to @timestamp), never gzipped
+        f"{day}0100Z_siem-export.json.gz": gzip.compress(json.dumps({"Records": otrf[:5]}).encode()),
+        f"{day}0200Z_not-gzip.json.gz": json.dumps({"Records": otrf[5:7]}).encode(),
+    }
+
+
 def junk_objects(samples: Path) -> dict[str, bytes]:
     digest = (samples / "cloudtrail" / "elastic-integrations" / "test-cloudtrail-digest-json.log").read_bytes()
     return {
@@ -179,7 +196,7 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         queue_url = setup_local_aws(config, s3, sqs, glue)
 
         records = sample_records(samples_dir)
-        objects = {**trail_objects(records), **junk_objects(samples_dir)}
+        objects = {**trail_objects(records), **junk_objects(samples_dir), **bad_objects(samples_dir)}
         for key, body in objects.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         fh_objects = firehose_objects(samples_dir, CWL_PREFIX)
@@ -187,7 +204,8 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
             s3.put_object(Bucket=CWL_BUCKET, Key=key, Body=body)
         _print("raw logs landed in S3")
         print(f"CloudTrail: {len(objects)} objects: {sum(len(r) for r in records.values())} real records from "
-              f"{len(records)} sample files, plus a digest file, a ConfigWritabilityCheckFile and 2 junk keys")
+              f"{len(records)} sample files; a digest file, a ConfigWritabilityCheckFile and 2 junk keys; "
+              "3 bad objects (truncated gzip, a SIEM re-export without eventTime, not gzipped)")
         print(f"Firehose: {len(fh_objects)} gzip objects without suffix, documents run together: Session Manager "
               "records, a CONTROL_MESSAGE and a Lambda log group")
 
@@ -202,17 +220,18 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         for source in ("cloudtrail", "cloudwatch"):
             _print(f"Glue job glue_jobs/{source}_readready.py (local runtime)")
             summary = run_glue_script(source, config_path, days, work)
-            print(f"files read {summary['files_read']}, records read {summary['records_read']}, "
-                  f"written {summary['written']}, filtered {summary['filtered_by_rule'] or 0}, "
+            print(f"files read {summary['files_read']}, status {summary['status']}, "
                   f"control messages dropped {summary['control_messages']}, "
-                  f"problems {summary['problems'] or 'none'}")
-            for p in summary["problem_samples"][:3]:
-                print(f"  problem: {p['reason']} in {p['file'].split('/')[-1]} record {p['index']}: {p['detail']}")
+                  f"quality gate: {summary['quality']['evaluated']} expectations, "
+                  f"{'passed' if summary['quality']['success'] else 'FAILED'}")
+            print(f"reconciliation: {summary['reconciliation']}")
             rr_table, raw_table = config.table(source, "readready"), config.table(source, "raw")
             n_rr = len(list(catalog.list_partitions(glue, config.catalog.database, rr_table)))
             n_raw = len(list(catalog.list_partitions(glue, config.catalog.database, raw_table)))
             print(f"catalog: {n_raw} partitions in {raw_table}, {n_rr} in {rr_table}")
 
+        _print("reconciliation (the runs table) and the quarantine")
+        _runs_and_quarantine(config)
         _print("readready files (ORC)")
         for source in ("cloudtrail", "cloudwatch"):
             _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))))
@@ -220,6 +239,26 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         _analyst_view(config)
     print(f"\ndemo done in {time.time() - started:.0f}s; output in {work}")
     return 0
+
+
+def _runs_and_quarantine(config) -> None:
+    import pyarrow.dataset as ds
+
+    root = storage.local_path(config.readready.location)
+    runs = ds.dataset(f"{root}/{config.catalog.tables.runs}", format="orc", partitioning="hive").to_table()
+    cols = ["job", "status", "records_read", "written", "filtered", "quarantined_records", "duplicates", "balanced"]
+    rows = sorted(runs.to_pylist(), key=lambda r: r["job"])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    quarantine = ds.dataset(f"{root}/{config.catalog.tables.quarantine}", format="orc", partitioning="hive").to_table()
+    by_reason = collections.Counter((r["source"], r["reason"]) for r in quarantine.to_pylist())
+    print(f"\nquarantine: {quarantine.num_rows} rows, by source and reason:")
+    for (source, reason), n in sorted(by_reason.items()):
+        example = next(r for r in quarantine.to_pylist() if r["reason"] == reason)
+        print(f"  {source:<11} {reason:<24} {n:>3}   e.g. {example['raw_key'].rsplit('/', 1)[-1][:60]}: "
+              f"{(example['detail'] or '')[:70]}")
 
 
 def _show_files(root: str) -> None:

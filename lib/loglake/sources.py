@@ -62,6 +62,10 @@ def process_cloudtrail(
             out.problems.append(_with_payload(bad, record, quality.max_payload_bytes))
             continue
         row = transforms.flatten_cloudtrail(record)
+        unnamed = transforms.check_cloudtrail_row(row, i)
+        if unnamed:
+            out.problems.append(_with_payload(unnamed, record, quality.max_payload_bytes))
+            continue
         size = _row_bytes(row)
         if size > quality.max_record_bytes:
             too_big = transforms.Problem(

@@ -31,6 +31,8 @@ MISSING_EVENT_ID = "missing_event_id"
 MISSING_EVENT_TIME = "missing_event_time"
 BAD_EVENT_TIME = "bad_event_time"
 RECORD_TOO_LARGE = "record_too_large"
+MISSING_EVENT_NAME = "missing_event_name"
+INSIGHT_EVENT = "AwsCloudTrailInsight"
 
 SSM_SESSION_EVENTS = frozenset({"StartSession", "ResumeSession", "TerminateSession"})
 
@@ -304,6 +306,13 @@ def flatten_cloudtrail(record: dict) -> dict[str, Any]:
     for src, col in _JSON.items():
         row[col] = _json(record.get(src))
     row["eventtime"] = parse_time(record.get("eventTime"))
+    if record.get("eventType") == INSIGHT_EVENT and isinstance(record.get("insightDetails"), dict):
+        # Insights events name the API they are about inside insightDetails; surfacing it
+        # lets the same eventsource/eventname queries find them (insightDetails is kept
+        # whole in additional_fields).
+        details = record["insightDetails"]
+        row["eventsource"] = row["eventsource"] or _text(details.get("eventSource"))
+        row["eventname"] = row["eventname"] or _text(details.get("eventName"))
     row.update(_flatten_identity(record.get("userIdentity")))
     row["sessionid"] = session_id(record)
     extra = {k: v for k, v in record.items() if k not in _HANDLED}
@@ -354,6 +363,15 @@ def _flatten_identity(identity: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- filters
+
+
+def check_cloudtrail_row(row: dict[str, Any], index: int) -> Problem | None:
+    """After flattening: every published event says which API call it is."""
+    if not (row.get("eventsource") and str(row["eventsource"]).strip()):
+        return Problem(MISSING_EVENT_NAME, "record has no eventSource", index)
+    if not (row.get("eventname") and str(row["eventname"]).strip()):
+        return Problem(MISSING_EVENT_NAME, "record has no eventName", index)
+    return None
 
 
 def cloudtrail_filter_rule(row: dict[str, Any], filters: FiltersConfig) -> str | None:
