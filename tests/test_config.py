@@ -65,7 +65,7 @@ def test_defaults():
     assert config.filters.accounts == ListFilter()
     assert config.filters.key_deny_patterns == ()
     assert config.readready.location == ""
-    assert config.aws.region == "us-east-1"
+    assert config.aws.region is None  # boto3 resolves it (AWS_REGION on Lambda and Glue)
     assert config.aws.endpoint_url is None
 
 
