@@ -6,6 +6,7 @@ works. Exit codes: 0 done, 1 the run failed, 2 bad arguments or config.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="DIR_OR_URI", help="lake root; tables go below it")
     _add_selection(run)
     run.add_argument("--summary-json", metavar="FILE", help="also write the summary here")
+    sched = run.add_argument_group("scheduled mode (instead of a selection)")
+    sched.add_argument(
+        "--scheduled", action="store_true",
+        help="process only partitions with files modified since the last published run "
+        "(watermark and lock under --out/_state/), oldest change first",
+    )
+    sched.add_argument("--max-partitions", type=int, default=None, help="at most this many partitions per run")
+    sched.add_argument("--max-files", type=int, default=None, help="at most this many files per run")
     run.add_argument(
         "--catalog", action="store_true",
         help="register the written partitions in the config's Glue database (creates the table if missing)",
@@ -184,7 +193,13 @@ def _run(args: argparse.Namespace, config) -> int:
 
     source = get_source(args.source)
     selection = convert.Selection.parse(args.date, args.from_date, args.to_date)
-    plan = convert.plan_from_listing(source, args.raw, config, selection)
+    if args.scheduled and not selection.everything:
+        raise convert.SelectionError("--scheduled replaces --date/--from-date/--to-date; give one or the other")
+    if args.max_partitions is not None or args.max_files is not None:
+        sc = config.scheduled
+        config = dataclasses.replace(config, scheduled=dataclasses.replace(
+            sc, max_partitions=args.max_partitions or sc.max_partitions, max_files=args.max_files or sc.max_files))
+    plan = None if args.scheduled else convert.plan_from_listing(source, args.raw, config, selection)
     glue = None
     if args.catalog:
         glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
@@ -197,12 +212,21 @@ def _run(args: argparse.Namespace, config) -> int:
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0
     try:
-        summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue, raw=args.raw)
+        if args.scheduled:
+            summary = convert.run_scheduled(
+                spark, source, config, args.out,
+                lambda _min_day: convert.plan_from_listing(source, args.raw, config, selection),
+                glue=glue, raw=args.raw,
+            )
+        else:
+            summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue,
+                                      raw=args.raw)
     except convert.RunFailed as exc:
         summary, code = exc.summary, 1
         log.error("%s", exc)
-    for line in convert.summarize_for_humans(summary):
-        log.info(line)
+    if summary.get("status") != "skipped_locked":
+        for line in convert.summarize_for_humans(summary):
+            log.info(line)
     _emit(summary)
     if args.summary_json:
         storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())

@@ -132,6 +132,24 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class ScheduledConfig:
+    """Runs with no selection process what is new since the last published run."""
+
+    # Raw partitions older than the watermark's day minus this many days are not listed:
+    # trails deliver within hours, so older partitions never change.
+    lookback_days: int = 3
+    # The watermark is set this far behind the newest object seen, so an object whose
+    # upload started earlier but finished later is still picked up (reprocessing is
+    # idempotent; missing a file is not).
+    overlap_seconds: int = 300
+    # A run holds a lock object; a lock older than this is taken over (a crashed run).
+    lock_ttl_seconds: int = 7200
+    # Bounds per run (0 = none): a backlog drains over several runs.
+    max_partitions: int = 0
+    max_files: int = 0
+
+
+@dataclass(frozen=True)
 class AwsConfig:
     # None: boto3's own resolution (AWS_REGION, set by Lambda and Glue). Local runs fall
     # back to us-east-1.
@@ -147,6 +165,7 @@ class Config:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    scheduled: ScheduledConfig = field(default_factory=ScheduledConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
     def source(self, name: str) -> SourceConfig | CloudWatchSourceConfig:

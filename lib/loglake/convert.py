@@ -130,6 +130,7 @@ class Selection:
 class PlannedFile:
     uri: str
     values: tuple[str, ...]  # partition values, in the source's partition-key order
+    mtime: float = 0.0  # S3 LastModified / file mtime
 
 
 @dataclass
@@ -137,20 +138,21 @@ class Plan:
     files: list[PlannedFile] = field(default_factory=list)
     skipped_keys: dict[str, int] = field(default_factory=dict)
     skipped_samples: list[dict[str, str]] = field(default_factory=list)
-    rejected: list[keys.KeyResult] = field(default_factory=list)  # key errors: quarantined
+    rejected: list[tuple[keys.KeyResult, float]] = field(default_factory=list)  # key errors and mtimes
 
     @property
     def partitions(self) -> set[tuple[str, ...]]:
         return {f.values for f in self.files}
 
-    def add(self, uri: str, result: keys.KeyResult, selection: Selection, day_index: int) -> None:
+    def add(self, obj: storage.ObjectInfo, result: keys.KeyResult, selection: Selection, day_index: int) -> None:
+        uri = obj.uri
         if result.ok:
             if selection.includes_day(result.partition.values[day_index]):
-                self.files.append(PlannedFile(uri, result.partition.values))
+                self.files.append(PlannedFile(uri, result.partition.values, obj.mtime))
             return
         self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
         if result.status == keys.ERROR:
-            self.rejected.append(dataclasses.replace(result, key=uri))
+            self.rejected.append((dataclasses.replace(result, key=uri), obj.mtime))
             if len(self.skipped_samples) < MAX_SAMPLES:
                 self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
                 log.warning("quarantining key %s: %s (%s)", result.key, result.reason, result.detail)
@@ -168,13 +170,14 @@ def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: S
         raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
     plan = Plan()
     for obj in storage.list_objects(raw_uri):
-        plan.add(obj.uri, source.classify_key(obj.key, config), selection, _day_index(source))
+        plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
     plan.files.sort(key=lambda f: f.uri)
     return plan
 
 
-def plan_from_catalog(glue, source: Source, config: Config, selection: Selection) -> Plan:
-    """Plan from the raw table's registered partitions (as AddAPart registered them)."""
+def plan_from_catalog(glue, source: Source, config: Config, selection: Selection, min_day: str | None = None) -> Plan:
+    """Plan from the raw table's registered partitions (as AddAPart registered them);
+    ``min_day`` skips partitions delivered before that day (scheduled runs)."""
     names = source.schema.partition_names
     table = config.table(source.name, "raw")
     expression = None
@@ -187,11 +190,14 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
         if selection.to_date:
             parts.append(f"dt <= '{selection.to_date}'")
         expression = " AND ".join(parts)
+    if min_day:
+        expression = f"dt >= '{min_day}'" + (f" AND {expression}" if expression else "")
     plan = Plan()
     bucket = config.source(source.name).bucket
     for part in catalog.list_partitions(glue, config.catalog.database, table, expression):
         values = tuple(part["Values"])
-        if len(values) != len(names) or not selection.includes_day(values[names.index("dt")]):
+        day = values[names.index("dt")] if len(values) == len(names) else ""
+        if not day or not selection.includes_day(day) or (min_day and day < min_day):
             continue
         created = part.get("CreationTime")
         if selection.partitions_since and (created is None or created < selection.partitions_since):
@@ -201,9 +207,102 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
             if not storage.is_s3(location):
                 location = f"s3://{bucket}/{location.lstrip('/')}"
             for obj in storage.list_objects(location):
-                plan.add(obj.uri, source.classify_key(obj.key, config), selection, _day_index(source))
+                plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
     plan.files.sort(key=lambda f: f.uri)
     return plan
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What a scheduled run does: the plan for the partitions that changed since the
+    watermark (oldest change first, bounded), and where the watermark moves on success."""
+
+    plan: Plan
+    watermark_before: float | None
+    watermark_after: float | None
+    partitions_changed: int
+    partitions_left: int  # changed, but beyond this run's bounds: the next run takes them
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "watermark_before": self.watermark_before,
+            "watermark_after": self.watermark_after,
+            "partitions_changed": self.partitions_changed,
+            "partitions_taken": len(self.plan.partitions),
+            "partitions_left": self.partitions_left,
+        }
+
+
+def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions: int = 0,
+             max_files: int = 0) -> Schedule:
+    """Keep the partitions holding an object modified after ``watermark``, with all their
+    files (a run replaces whole partitions), oldest change first, within the bounds.
+
+    The new watermark is never past an object that was not processed: with partitions
+    left over it stops just before their oldest change; otherwise it is the newest
+    object seen minus ``overlap``. It never moves backwards.
+    """
+    by_partition: dict[tuple[str, ...], list[PlannedFile]] = {}
+    for f in plan.files:
+        by_partition.setdefault(f.values, []).append(f)
+    first_change = {
+        values: min(f.mtime for f in files if watermark is None or f.mtime > watermark)
+        for values, files in by_partition.items()
+        if any(watermark is None or f.mtime > watermark for f in files)
+    }
+    order = sorted(first_change, key=lambda v: (first_change[v], v))
+    taken, n_files = [], 0
+    for values in order:
+        size = len(by_partition[values])
+        if taken and ((max_partitions and len(taken) >= max_partitions) or (max_files and n_files + size > max_files)):
+            break
+        taken.append(values)
+        n_files += size
+    left = order[len(taken):]
+    newest = max((f.mtime for f in plan.files), default=None)
+    after = None if newest is None else newest - overlap
+    if left:
+        after = min(after, first_change[left[0]] - 1e-3)
+    if watermark is not None:
+        after = watermark if after is None else max(after, watermark)
+    chosen = set(taken)
+    subset = Plan(
+        files=[f for f in plan.files if f.values in chosen],
+        skipped_keys=plan.skipped_keys, skipped_samples=plan.skipped_samples,
+        # a bad key is quarantined once, by the run that first sees it
+        rejected=[(k, m) for k, m in plan.rejected if watermark is None or m > watermark],
+    )
+    return Schedule(subset, watermark, after, len(order), len(left))
+
+
+def run_scheduled(spark, source: Source, config: Config, out_root: str, plan_for, *, glue=None,
+                  raw: str = "") -> dict[str, Any]:
+    """A run with no selection: under the source's lock, process what changed since the
+    watermark (``plan_for(min_day)`` lists the candidates) and advance the watermark
+    only once the run has published. Returns ``status: skipped_locked`` when another
+    run holds the lock."""
+    from loglake import state
+
+    sc = config.scheduled
+    owner = uuid.uuid4().hex
+    try:
+        with state.run_lock(out_root, source.name, owner, sc.lock_ttl_seconds):
+            watermark = state.read_watermark(out_root, source.name)
+            min_day = None
+            if watermark is not None:
+                day = dt.datetime.fromtimestamp(watermark, dt.UTC).date() - dt.timedelta(days=sc.lookback_days)
+                min_day = day.isoformat()
+            sched = schedule(plan_for(min_day), watermark, sc.overlap_seconds, sc.max_partitions, sc.max_files)
+            log.info("scheduled %s: %d changed partitions since %s, taking %d", source.name,
+                     sched.partitions_changed, watermark, len(sched.plan.partitions))
+            summary = convert(spark, source, config, sched.plan, out_root, glue=glue, raw=raw,
+                              scheduled=sched.describe())
+            if sched.watermark_after is not None:
+                state.write_watermark(out_root, source.name, sched.watermark_after, summary["run_id"])
+            return summary
+    except state.LockHeld as exc:
+        log.warning("skipping this run: %s", exc)
+        return {"source": source.name, "status": "skipped_locked", "detail": str(exc)}
 
 
 # --------------------------------------------------------------------------- executors
@@ -322,6 +421,7 @@ def convert(
     selection: Selection = Selection(),
     glue=None,
     raw: str = "",
+    scheduled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Convert the planned files and publish them under ``out_root``; returns the run
     summary, or raises RunFailed (with the summary) when the run must not publish."""
@@ -336,6 +436,8 @@ def convert(
     try:
         staged = _stage(spark, source, config, plan, staging, table, run_id, run_date)
         summary = _summary(run_id, source, plan, staged, selection, raw, out_table, started)
+        if scheduled is not None:
+            summary["scheduled"] = scheduled
         status = "published"
         if not summary["balanced"]:
             status = "rejected_unbalanced"
@@ -440,7 +542,7 @@ _PROBLEM_DDL = (
 
 def _key_quarantine(spark, plan: Plan, run_id: str):
     """Quarantine rows for keys that look like data but match no layout or fail validation."""
-    rows = [(k.key, None, None, None, k.reason, k.detail, None, None, run_id) for k in plan.rejected]
+    rows = [(k.key, None, None, None, k.reason, k.detail, None, None, run_id) for k, _ in plan.rejected]
     return spark.createDataFrame(rows, QUARANTINE.spark_ddl(with_partitions=False)) if rows else None
 
 
@@ -544,7 +646,7 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
 def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, started) -> dict[str, Any]:
     filtered_by_rule: dict[str, int] = {}
     by_reason: dict[str, int] = {}
-    for k in plan.rejected:
+    for k, _ in plan.rejected:
         by_reason[k.reason] = by_reason.get(k.reason, 0) + 1
     for stat in staged.file_stats:
         for rule, n in stat["filtered"].items():

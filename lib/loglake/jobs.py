@@ -4,13 +4,17 @@ Scripts in ``glue_jobs/`` are three lines that call :func:`main`. The same scrip
 runs on AWS Glue (GlueContext/Job, s3:// output) and locally (SparkSession, the
 config's readready location, e.g. file://), through :mod:`loglake.runtime`.
 
-Arguments: ``--JOB_NAME``, ``--config`` (path or s3:// URI), and one bounded
+Arguments: ``--JOB_NAME``, ``--config`` (path or s3:// URI), and optionally one
 selection: ``--date D[,D...]``, ``--from-date``/``--to-date``, or
-``--partitions-since TIMESTAMP`` (raw partitions registered since then). Optional:
-``--summary-json URI``, ``--runtime auto|glue|local``.
+``--partitions-since TIMESTAMP`` (raw partitions registered since then). Without a
+selection the run is *scheduled*: it processes the raw partitions changed since the
+last published run (a watermark next to the data), under a lock, bounded by
+``--max-partitions``/``--max-files``. Optional: ``--summary-json URI``,
+``--runtime auto|glue|local``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -32,21 +36,28 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     selection = convert.Selection.parse(
         args.get("date"), args.get("from_date"), args.get("to_date"), args.get("partitions_since")
     )
-    if selection.everything:
-        raise convert.SelectionError(
-            "a Glue run must be bounded: give --date, --from-date/--to-date or --partitions-since"
-        )
+    if args.get("max_partitions") or args.get("max_files"):
+        config = dataclasses.replace(config, scheduled=dataclasses.replace(
+            config.scheduled,
+            max_partitions=int(args.get("max_partitions") or config.scheduled.max_partitions),
+            max_files=int(args.get("max_files") or config.scheduled.max_files),
+        ))
     if not config.readready.location:
         raise convert.SelectionError("config: readready.location is empty; the job has nowhere to write")
     source = get_source(source_name)
     glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
-    plan = convert.plan_from_catalog(glue, source, config, selection)
+    raw = f"catalog:{config.catalog.database}.{config.table(source.name, 'raw')}"
     rt = runtime.start(args["JOB_NAME"], args)
-    summary = convert.convert(
-        rt.spark, source, config, plan, config.readready.location,
-        selection=selection, glue=glue,
-        raw=f"catalog:{config.catalog.database}.{config.table(source.name, 'raw')}",
-    )
+    if selection.everything:  # scheduled mode: what is new since the last published run
+        summary = convert.run_scheduled(
+            rt.spark, source, config, config.readready.location,
+            lambda min_day: convert.plan_from_catalog(glue, source, config, selection, min_day),
+            glue=glue, raw=raw,
+        )
+    else:
+        plan = convert.plan_from_catalog(glue, source, config, selection)
+        summary = convert.convert(rt.spark, source, config, plan, config.readready.location,
+                                  selection=selection, glue=glue, raw=raw)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.get("summary_json"):

@@ -27,7 +27,9 @@ SPARK_CONF = {
 }
 
 # Glue job arguments loglake understands besides the required ones.
-OPTIONAL_ARGS = ("date", "from-date", "to-date", "partitions-since", "summary-json", "runtime")
+OPTIONAL_ARGS = (
+    "date", "from-date", "to-date", "partitions-since", "summary-json", "runtime", "max-partitions", "max-files",
+)
 REQUIRED_ARGS = ("JOB_NAME", "config")
 
 

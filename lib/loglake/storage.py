@@ -19,6 +19,7 @@ class ObjectInfo:
     uri: str
     key: str  # the object key for s3://, the absolute path for local files
     size: int
+    mtime: float = 0.0  # S3 LastModified / file mtime, epoch seconds
 
 
 def is_s3(uri: str) -> bool:
@@ -87,11 +88,12 @@ def list_objects(uri: str) -> Iterator[ObjectInfo]:
         paginator = _s3().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Key"], obj["Size"])
+                uri = f"s3://{bucket}/{obj['Key']}"
+                yield ObjectInfo(uri, obj["Key"], obj["Size"], obj["LastModified"].timestamp())
         return
     root = local_path(uri)
     if os.path.isfile(root):
-        yield ObjectInfo("file://" + root, root, os.path.getsize(root))
+        yield ObjectInfo("file://" + root, root, os.path.getsize(root), os.path.getmtime(root))
         return
     if not os.path.isdir(root):
         return  # like an S3 prefix with nothing below it
@@ -99,7 +101,8 @@ def list_objects(uri: str) -> Iterator[ObjectInfo]:
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            yield ObjectInfo("file://" + path, path, os.path.getsize(path))
+            stat = os.stat(path)
+            yield ObjectInfo("file://" + path, path, stat.st_size, stat.st_mtime)
 
 
 def exists(uri: str) -> bool:
@@ -203,3 +206,64 @@ def move_tree_object(src: str, dst: str) -> None:
     dst_path = local_path(dst)
     os.makedirs(os.path.dirname(dst_path), exist_ok=True)
     os.replace(local_path(src), dst_path)
+
+
+def read_versioned(uri: str) -> tuple[bytes, str] | None:
+    """An object's bytes and a version tag (S3 ETag, or the file's mtime), or None."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3 = _s3()
+        try:
+            resp = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            return None
+        return resp["Body"].read(), resp["ETag"]
+    path = local_path(uri)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(), str(os.fstat(fh.fileno()).st_mtime_ns)
+    except FileNotFoundError:
+        return None
+
+
+def put_conditional(uri: str, data: bytes, expect: str | None) -> bool:
+    """Write only if the object is absent (``expect=None``) or still at version ``expect``;
+    False when another writer got there first. S3 conditional writes (If-None-Match /
+    If-Match) make this atomic across hosts; locally, O_EXCL and a version check."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        condition = {"IfNoneMatch": "*"} if expect is None else {"IfMatch": expect}
+        try:
+            _s3().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+    path = local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if expect is not None:
+        current = read_versioned(uri)
+        if current is None or current[1] != expect:
+            return False
+        os.remove(path)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return True
+
+
+def delete(uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3().delete_object(Bucket=bucket, Key=key)
+        return
+    try:
+        os.remove(local_path(uri))
+    except FileNotFoundError:
+        pass
