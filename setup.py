@@ -21,11 +21,7 @@ setup(
         "boto3==1.44.5",
         "botocore==1.44.5",
         "pyarrow==26.0.1",
-        # Spark 3.5.x is what AWS Glue 5.0 runs; do not move to 4.x.
-        "pyspark==3.5.7",
         "great-expectations==1.24.1",
-        # awsglue's Python side, for getResolvedOptions; the JVM parts exist only on Glue.
-        "awsglue-dev==2021.12.30",
         # pandas 3 warns under PySpark 3.5.
         "pandas==2.3.3",
         "numpy==2.4.6",
@@ -35,6 +31,14 @@ setup(
         "sqlglot==30.30.0",
     ],
     extras_require={
+        # What AWS Glue provides itself, so the wheel shipped to Glue must not pull it in
+        # (it would replace Glue's Spark): `pip install loglake[local]` to run anywhere else.
+        "local": [
+            # Spark 3.5.x is what AWS Glue 5.0 runs; do not move to 4.x.
+            "pyspark==3.5.7",
+            # awsglue's Python side, for getResolvedOptions; the JVM parts exist only on Glue.
+            "awsglue-dev==2021.12.30",
+        ],
         "test": [
             "pytest==9.2.0",
             "moto[server]==5.2.5",

@@ -236,7 +236,8 @@ def test_glue_script_is_thin():
     assert code == ["from loglake.jobs import main", 'main("cloudtrail")']
 
 
-def test_unbounded_glue_run_is_refused(tmp_path):
-    config = write_config(tmp_path / "c.yaml", readready={"location": str(tmp_path)})
-    with pytest.raises(ValueError, match="must be bounded"):
+def test_a_job_without_a_readready_location_is_refused(tmp_path):
+    """(A job without a selection is a scheduled run: tests/test_scheduled.py.)"""
+    config = write_config(tmp_path / "c.yaml", catalog={"database": "lake"})
+    with pytest.raises(ValueError, match="readready.location is empty"):
         jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config])
