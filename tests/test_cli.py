@@ -22,6 +22,10 @@ COMMANDS = [
     ["config", "show"],
     ["config", "check"],
     ["demo"],
+    ["ddl"],
+    ["query"],
+    ["lookup"],
+    ["lookup", "load"],
 ]
 
 

@@ -122,7 +122,7 @@ def test_addapart_function_and_queue(template):
 # --------------------------------------------------------------------------- IAM vs code
 
 SCANNED = ("lib/loglake", "addapart", "glue_jobs")
-SERVICES = ("glue", "s3", "sqs")
+SERVICES = ("glue", "s3", "sqs", "athena")
 # Modules whose AWS calls never run in the deployment: they are excluded by name.
 NOT_DEPLOYED = {
     "lib/loglake/demo.py": "the local demo (creates buckets, queues, notifications on moto)",
@@ -151,6 +151,7 @@ CALL_SITES = {
     "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
     "lib/loglake/catalog.py:table_location": {OPERATOR},
     "lib/loglake/addapart.py:drain": {OPERATOR},  # in Lambda the event source mapping polls
+    "lib/loglake/sql.py:run_athena": {OPERATOR},  # `loglake query/ddl --engine athena`, an analyst's credentials
 }
 # What the platform does for a component with its role, beyond the code's own calls.
 PLATFORM = {

@@ -117,6 +117,71 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfgsub.add_parser("check", help="validate the config; exit 2 naming the wrong key")
     _add_config(check)
 
+    ddl = sub.add_parser(
+        "ddl",
+        help="print the Athena DDL of every loglake table and view, or --apply it to Glue",
+        description="Prints the rendered statements of ddl/ (CREATE DATABASE, the raw, projected raw, "
+        "readready, quarantine, runs and connect_users tables, the sessions view), with the config's "
+        "database, table names and locations, separated by ';'. --apply creates or updates the "
+        "tables through the Glue API instead (the same definitions) and prints a JSON outcome; "
+        "views need Athena (--athena), otherwise their statements are printed in the outcome. "
+        "The partition-projection variant (cloudtrail_raw_projected) is applied only when "
+        "--table names it.",
+    )
+    ddl.add_argument("--table", action="append", metavar="T",
+                     help="only this table or view: a key (cloudtrail_readready), its configured name, "
+                     "or sessions; repeatable")
+    ddl.add_argument("--org", metavar="o-ID", help="organization id in the projected table's location (org trails)")
+    ddl.add_argument("--projection-start", metavar="yyyy/MM/dd",
+                     help="first day the projected table covers (default 2020/01/01)")
+    ddl.add_argument("--apply", action="store_true", help="create or update the tables in the config's Glue database")
+    ddl.add_argument("--athena", action="store_true", help="with --apply: also create the views through Athena")
+    ddl.add_argument("--athena-output", metavar="S3_URI", help="Athena query result location (else the workgroup's)")
+    ddl.add_argument("--workgroup", metavar="NAME", help="Athena workgroup")
+    _add_config(ddl)
+
+    query = sub.add_parser(
+        "query",
+        help="run a query of the analysts' library (ddl/queries) on local Spark or Athena",
+        description="Runs ddl/queries/NAME.sql, the Athena (Trino) SQL analysts use: on local Spark over "
+        "the readready tables below --lake (transpiled with sqlglot), or with --engine athena through "
+        "Athena (needs AWS credentials). Prints the rows as a table (or --format json). Parameters are "
+        "given as --param key=value and inserted as quoted, validated SQL literals; --list shows "
+        "every query with its question and parameters.",
+    )
+    query.add_argument("name", nargs="?", metavar="NAME", help="the query (see --list)")
+    query.add_argument("--list", action="store_true", help="list the queries, their questions and parameters")
+    query.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a query parameter; repeatable")
+    query.add_argument("--engine", choices=["spark", "athena"], default="spark", help="where to run (default spark)")
+    query.add_argument("--lake", metavar="DIR_OR_URI",
+                       help="lake root with the readready tables (spark; default: readready.location)")
+    query.add_argument("--raw", metavar="DIR_OR_URI",
+                       help="raw CloudTrail folder, for queries of the raw table (spark)")
+    query.add_argument("--sql", action="store_true", help="print the rendered Athena SQL and exit")
+    query.add_argument("--format", choices=["table", "json"], default="table", help="output (default table)")
+    query.add_argument("--athena-output", metavar="S3_URI", help="Athena query result location (else the workgroup's)")
+    query.add_argument("--workgroup", metavar="NAME", help="Athena workgroup")
+    _add_config(query)
+
+    lk = sub.add_parser("lookup", help="load lookup tables the query library joins to")
+    lksub = lk.add_subparsers(dest="action", metavar="ACTION", required=True)
+    load = lksub.add_parser(
+        "load",
+        help="load a lookup table from saved AWS CLI output",
+        description="connect-users: reads saved `aws connect list-users --instance-id ID` output "
+        "(JSON with UserSummaryList) and writes the connect_users table (id, username, instance, arn; "
+        "ORC/ZLIB, one file per instance, replaced on reload) below --out/connect_users/. The instance "
+        "comes from --instance or from each user's ARN. Prints a JSON summary.",
+    )
+    load.add_argument("kind", choices=["connect-users"], help="which lookup table")
+    load.add_argument("file", metavar="FILE", help="the saved JSON (path or s3:// URI)")
+    load.add_argument("--instance", metavar="ID", help="Connect instance id (default: from each user's Arn)")
+    load.add_argument("--out", required=True, metavar="DIR_OR_URI", help="lake root; the table goes below it")
+    load.add_argument("--catalog", action="store_true",
+                      help="also create or update the table in the config's Glue database")
+    _add_config(load)
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on bundled samples against a local moto server",
@@ -166,6 +231,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         return _run(args, config)
+    if args.command == "ddl":
+        return _ddl(args, config)
+    if args.command == "query":
+        return _query(args, config)
+    if args.command == "lookup":
+        return _lookup(args, config)
     if args.command == "addapart":
         from loglake import addapart
         from loglake.sources import get_source
@@ -231,6 +302,87 @@ def _run(args: argparse.Namespace, config) -> int:
     if args.summary_json:
         storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())
     return code
+
+
+def _ddl(args: argparse.Namespace, config) -> int:
+    from loglake import sql
+
+    locations = sql.Locations.from_config(config, org=args.org, projection_start=args.projection_start)
+    if not args.apply:
+        if args.athena:
+            raise ValueError("--athena only goes with --apply")
+        statements = sql.ddl_statements(config, locations, args.table)
+        # One statement per block, each ending in ';' and a blank line.
+        print("\n".join(s.sql.rstrip() + ";\n" for s in statements), end="")
+        unset = [k for k, v in (("sources.cloudtrail.bucket", locations.cloudtrail_raw),
+                                ("sources.cloudwatch.bucket", locations.cloudwatch_raw),
+                                ("readready.location", locations.readready)) if not v]
+        if unset:
+            log.warning("not configured, shown as <...> in the locations: %s", ", ".join(unset))
+        return 0
+    glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
+    athena = storage.client("athena", config.aws.endpoint_url, config.aws.region) if args.athena else None
+    outcome = sql.apply_ddl(glue, config, locations, args.table, athena=athena,
+                            athena_output=args.athena_output, workgroup=args.workgroup)
+    _emit(outcome)
+    return 0
+
+
+def _query(args: argparse.Namespace, config) -> int:
+    from loglake import sql
+
+    if args.list:
+        for name in sql.list_queries():
+            q = sql.load_query(name)
+            print(f"{name}\n  {q.description}")
+            for p in q.params:
+                default = "required" if p.required else f"default {p.default}"
+                print(f"  --param {p.name}=<{p.type}>  ({default}) {p.doc}")
+        return 0
+    if not args.name:
+        raise ValueError("give a query NAME (or --list)")
+    query = sql.load_query(args.name)
+    params = sql.parse_params(args.param)
+    if args.sql:
+        print(sql.render_query(query, params, config))
+        return 0
+    if args.engine == "athena":
+        athena_sql = sql.render_query(query, params, config)
+        athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
+        try:
+            columns, rows = sql.run_athena(athena, athena_sql, database=config.catalog.database,
+                                           output_location=args.athena_output, workgroup=args.workgroup)
+        except sql.AthenaQueryFailed as exc:
+            log.error("%s", exc)
+            return 1
+    else:
+        from loglake import runtime
+
+        sql.render_query(query, params, config)  # bad parameters fail before Spark starts
+        lake = args.lake or config.readready.location
+        if not lake:
+            raise ValueError("--lake is required (or set readready.location)")
+        spark = runtime.local_spark("loglake-query")
+        result = sql.run_query(spark, query.name, params, config, lake, raw_root=args.raw)
+        columns = list(result[0].__fields__) if result else []
+        rows = [tuple(r) for r in result]
+    if args.format == "json":
+        _emit({"query": query.name, "columns": columns, "rows": [dict(zip(columns, r, strict=True)) for r in rows]})
+    else:
+        print(sql.format_table(columns, rows))
+    return 0
+
+
+def _lookup(args: argparse.Namespace, config) -> int:
+    from loglake import catalog, lookup
+
+    summary = lookup.load_connect_users(args.file, args.out, instance=args.instance)
+    if args.catalog:
+        glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
+        catalog.ensure_database(glue, config.catalog.database)
+        summary["catalog"] = catalog.ensure_table(glue, config.catalog.database, lookup.table_input(args.out))
+    _emit(summary)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -295,18 +295,42 @@ def _analyst_view(config) -> None:
         print(f"\n-- {title}")
         _print_rows(spark.sql(query).collect())
     _privileged_session(spark)
+    _library_queries(spark, config)
     spark.stop()
 
 
-def _print_rows(rows) -> None:
+def _library_queries(spark, config) -> None:
+    """Three queries of the analysts' library (ddl/queries), as `loglake query` runs them."""
+    asks = [
+        ("iam_changes", {}),
+        ("console_logins_without_mfa", {}),
+        ("privileged_session", {"sessionid": "christophe-s7uathgenk3m4qa2s33wio5gpu"}),
+    ]
+    for name, params in asks:
+        query = sql.load_query(name)
+        shown = " ".join(f"--param {k}={v}" for k, v in params.items())
+        print(f"\n-- $ loglake query {name} {shown}".rstrip())
+        print(f"-- {query.description[:150]}")
+        rows = sql.run_query(spark, name, params, config, config.readready.location)
+        _print_rows(rows[:8], max_width=48)
+        if len(rows) > 8:
+            print(f"... {len(rows)} rows")
+
+
+def _print_rows(rows, max_width: int = 120) -> None:
     if not rows:
         print("(no rows)")
         return
     cols = rows[0].__fields__
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+
+    def cell(value) -> str:
+        text = str(value)
+        return text if len(text) <= max_width else text[: max_width - 3] + "..."
+
+    widths = [max(len(c), *(len(cell(r[c])) for r in rows)) for c in cols]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in rows:
-        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+        print("  ".join(cell(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
 
 
 def _privileged_session(spark) -> None:

@@ -5,15 +5,34 @@ in tests they run on Spark after ``sqlglot`` transpiles them, so what is tested 
 the very SQL analysts get. Templates name tables with ``{database}`` and
 ``{<table key>}`` placeholders (``{cloudtrail_readready}``, ...) filled from the
 config; any other brace is left alone.
+
+Three kinds of templates live in ``ddl/``:
+
+* ``ddl/<table key>.sql``: one ``CREATE EXTERNAL TABLE`` per table loglake owns.
+  They are *generated* from the very TableInputs ``catalog.table_inputs`` gives Glue
+  (columns from ``schema.py``, formats from ``catalog.py``) by
+  ``python -m loglake.sql render-ddl``; a test fails while a committed file is stale,
+  so the DDL, the Glue definitions and the jobs' schema cannot drift apart.
+* ``ddl/views/*.sql``: views (``sessions``), hand-written Trino.
+* ``ddl/queries/*.sql``: the analysts' query library, hand-written Trino with a header
+  (question, parameters) and ``:name`` parameters that are substituted as SQL literals
+  (quoted, validated), never as raw text.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import importlib.resources
+import json
 import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from loglake import storage
-from loglake.config import Config
+from loglake.config import CatalogConfig, Config, TablesConfig
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -35,14 +54,47 @@ def render(template: str, config: Config, database: str | None = None, **extra: 
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+class DialectGap(ValueError):
+    """Trino SQL that sqlglot would translate into Spark SQL with another meaning."""
+
+
 def to_spark(trino_sql: str) -> str:
-    """Trino SQL -> Spark SQL. A CREATE VIEW becomes its SELECT (registered as a temp view)."""
+    """Trino SQL -> Spark SQL. A CREATE VIEW becomes its SELECT (registered as a temp view).
+
+    Two sqlglot 30 translations change the meaning of the query; they are fixed or
+    refused here rather than silently answering something else:
+
+    * ``date_add('hour', n, ts)`` becomes Spark's ``DATE_ADD(ts, n)``, which adds *days*,
+      and ``date_add('day', n, ts)`` one that drops the time of day: both are rewritten to
+      Spark's ``TIMESTAMPADD(unit, n, ts)``, except days added to what is surely a date
+      (a DATE literal or cast, current_date), which stay ``DATE_ADD`` and a date.
+    * ``LEFT JOIN UNNEST(...) ON TRUE`` becomes an inner ``LATERAL VIEW`` (rows without
+      elements vanish): refused, write ``CROSS JOIN UNNEST(coalesce(...))`` instead.
+    """
     import sqlglot
     from sqlglot import exp
 
     tree = sqlglot.parse_one(trino_sql, read="trino")
     if isinstance(tree, exp.Create):
         tree = tree.expression
+    for join in tree.find_all(exp.Join):
+        if isinstance(join.this, exp.Unnest) and join.side in ("LEFT", "RIGHT", "FULL"):
+            raise DialectGap(f"{join.side} JOIN UNNEST has no Spark translation that keeps its meaning: "
+                             "use CROSS JOIN UNNEST(coalesce(array, ARRAY[NULL]))")
+
+    def is_date(node) -> bool:
+        return isinstance(node, exp.CurrentDate) or (
+            isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE)
+
+    def fix(node):
+        if isinstance(node, exp.DateAdd):
+            unit = node.args.get("unit")
+            name = unit.name.upper() if unit is not None else "DAY"
+            if name not in ("DAY", "DAYS") or not is_date(node.this):
+                return exp.TimestampAdd(this=node.this, expression=node.expression, unit=exp.var(name.rstrip("S")))
+        return node
+
+    tree = tree.transform(fix)
     return tree.sql(dialect="spark")
 
 
@@ -74,3 +126,809 @@ def _orc_files(location: str):
                 yield obj
     except FileNotFoundError:
         return
+
+
+# =========================================================================== DDL
+
+# The DDL files, in the order `loglake ddl` prints them (after CREATE DATABASE).
+TABLE_KEYS = (
+    "cloudtrail_raw",
+    "cloudtrail_raw_projected",
+    "cloudwatch_raw",
+    "cloudtrail_readready",
+    "cloudwatch_readready",
+    "quarantine",
+    "runs",
+    "connect_users",
+)
+VIEW_KEYS = ("sessions",)
+# Not applied by `ddl --apply` unless asked for by --table: an alternative to the AddAPart table.
+OPTIONAL_KEYS = ("cloudtrail_raw_projected",)
+PROJECTED_SUFFIX = "_projected"
+PROJECTION_START = "2020/01/01"
+# Regions projected when the config has no filters.regions.allow list (partition
+# projection needs the list up front). Edit projection.region.values to add one.
+AWS_REGIONS = (
+    "af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+    "ap-southeast-5", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2",
+    "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1",
+    "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-1",
+    "us-west-2",
+)
+
+_GENERATED = (
+    "-- GENERATED by `python -m loglake.sql render-ddl` from the table schemas (lib/loglake/schema.py,\n"
+    "-- lookup.py) and formats (catalog.py): the same TableInput `loglake ddl --apply` gives Glue.\n"
+    "-- Do not edit: tests/test_ddl.py fails while this file differs from what is generated.\n"
+)
+
+DDL_NOTES: dict[str, str] = {
+    "cloudtrail_raw": """\
+Raw CloudTrail as delivered: gzip JSON objects {"Records": [...]} below
+  s3://<sources.cloudtrail.bucket>/<prefix>AWSLogs/, read through CloudTrail's input format and
+  the Hive JSON SerDe, as in Athena's documented CloudTrail table.
+Partitions (org, account, region, dt) are registered by AddAPart as objects arrive (or by
+  `loglake addapart backfill`): no crawler, no MSCK REPAIR TABLE. org is the organization id
+  (o-...) or 'none' for an account trail, dt is the delivery date 'YYYY-MM-DD' of the key.
+Shape: useridentity, resources and tlsdetails stay nested. requestparameters, responseelements,
+  additionaleventdata and serviceeventdetails are JSON text, eventtime is ISO 8601 text
+  (from_iso8601_timestamp) and readonly is 'true'/'false' text. Every query decompresses and
+  parses JSON: analysts should query {cloudtrail_readready}, which has the same rows, flat.""",
+    "cloudtrail_raw_projected": """\
+OPTIONAL variant of {cloudtrail_raw} with Athena partition projection, for deployments that
+  do not run AddAPart: Athena computes the partitions from the properties below, nothing is
+  registered. `loglake ddl --apply` creates it only when asked (--table cloudtrail_raw_projected).
+Partition columns differ from {cloudtrail_raw}, because projection must derive every value from
+  the key without a catalog:
+  - account: projection type 'injected': every query must pin it (WHERE account = '...'),
+    since an organization has too many (and changing) accounts to enumerate.
+  - region: 'enum' of the config's filters.regions.allow list, else of the commercial regions.
+  - dt: 'date' in the key's own form 'yyyy/MM/dd' (e.g. dt = '2024/12/01'), NOT the
+    'YYYY-MM-DD' of {cloudtrail_raw}. Range from --projection-start to NOW, one day a step.
+  - org: not a column. The LOCATION is one organization's folder (`loglake ddl --org o-...`)
+    or an account trail's AWSLogs/ folder: one projected table per organization.
+Columns are those of {cloudtrail_raw}.""",
+    "cloudwatch_raw": """\
+Raw CloudWatch Logs delivered by Firehose: below s3://<sources.cloudwatch.bucket>/<prefix>,
+  one object per Firehose buffer, keyed YYYY/MM/DD/HH/ (partitions dt, hour, registered by
+  AddAPart like {cloudtrail_raw}).
+What Athena can read here, and what it cannot (which is why {cloudwatch_readready} exists):
+  - CloudWatch Logs gzips every document, and Firehose writes the objects with NO .gz suffix.
+    Athena picks a text file's codec from its name, so objects without a suffix are read as
+    plain text: nothing usable comes back unless the stream adds a suffix or decompresses.
+  - Firehose runs the documents together with no separator ({...}{...}{...}) and, one per
+    Firehose record, in several gzip members. The JSON SerDe reads one document per line:
+    at most the first document of each object, or a malformed-JSON error.
+  - logevents is an array: one row per document, not per log event. Session Manager records
+    stay JSON text inside logevents[].message.
+  - CONTROL_MESSAGE health checks are rows like any other.
+{cloudwatch_readready} has one row per log event, with the session fields as columns.""",
+    "cloudtrail_readready": """\
+Readready CloudTrail: one flat row per CloudTrail event, ORC/ZLIB, written by the cloudtrail
+  job (`loglake run cloudtrail`, glue_jobs/cloudtrail_readready.py) below
+  <readready.location>/{cloudtrail_readready}/org=/account=/region=/dt=/, partitions
+  registered by the job. Same partition columns and values as {cloudtrail_raw}.
+Scalar columns only: eventtime is a UTC timestamp, readonly/managementevent are booleans,
+  useridentity_* is flattened, free-form objects (requestparameters, ...) are JSON text
+  (json_extract_scalar), sessionid is the Session Manager session of StartSession/
+  ResumeSession/TerminateSession events. Events with the same eventid in one partition are
+  stored once. Columns are only ever added at the end.""",
+    "cloudwatch_readready": """\
+Readready CloudWatch Logs: one row per log event (CONTROL_MESSAGEs dropped), ORC/ZLIB, written
+  by the cloudwatch job below <readready.location>/{cloudwatch_readready}/dt=/hour=/.
+For Session Manager log groups the session record's fields are columns (sessionid,
+  target_id, useridentity_arn, runasuser, session_eventtime) and sessiondata holds its lines
+  joined with newlines: the keystrokes of a session, in order, are
+  ORDER BY event_timestamp, event_id (see the sessions view).""",
+    "quarantine": """\
+Every raw record, object or key that did not reach readready, with a reason (README:
+  Quarantine reasons) and the raw payload (truncated): nothing is lost silently.
+  Written by both jobs below <readready.location>/{quarantine}/source=/run_date=/.""",
+    "runs": """\
+One row per job run: selection, counts (records_read = written + filtered +
+  quarantined_records + duplicates), the reconciliation and quality-gate outcome.
+  Written below <readready.location>/{runs}/source=/run_date=/.""",
+    "connect_users": """\
+Lookup table: Amazon Connect user id -> user name, loaded from saved
+  `aws connect list-users --instance-id ID` output by
+  `loglake lookup load connect-users FILE --out <lake>` (one ORC file per instance, below
+  <readready.location>/{connect_users}/). Used by the connect_user_management query.""",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where the tables live: the values of the DDL's location placeholders."""
+
+    readready: str
+    cloudtrail_raw: str | None  # s3://bucket/prefix/AWSLogs, no trailing slash; None: not configured
+    cloudwatch_raw: str | None
+    org: str | None = None  # organization id for the projected table
+    regions: tuple[str, ...] = AWS_REGIONS
+    projection_start: str = PROJECTION_START
+
+    @classmethod
+    def from_config(cls, config: Config, *, readready: str | None = None, org: str | None = None,
+                    projection_start: str | None = None) -> Locations:
+        def raw(name: str, subdir: str) -> str | None:
+            sc = config.source(name)
+            if not sc.bucket:
+                return None
+            prefix = sc.prefix.strip("/")
+            return f"s3://{sc.bucket}/" + "/".join(p for p in (prefix, subdir) if p)
+
+        start = projection_start or PROJECTION_START
+        if not re.fullmatch(r"[0-9]{4}/[0-9]{2}/[0-9]{2}", start):
+            raise ValueError(f"--projection-start {start!r}: expected yyyy/MM/dd")
+        if org is not None and not re.fullmatch(r"o-[a-z0-9]{10,32}", org):
+            raise ValueError(f"--org {org!r} is not an organization id (o-...)")
+        return cls(
+            readready=(readready or config.readready.location or "").rstrip("/"),
+            cloudtrail_raw=raw("cloudtrail", "AWSLogs"),
+            cloudwatch_raw=raw("cloudwatch", ""),
+            org=org,
+            regions=tuple(config.filters.regions.allow) or AWS_REGIONS,
+            projection_start=start,
+        )
+
+    def placeholders(self) -> dict[str, str]:
+        """Values for the DDL templates; unset locations render as a visible <setting>."""
+        return {
+            "readready_location": self.readready or "s3://<readready.location>",
+            "cloudtrail_raw_location": self.cloudtrail_raw or "s3://<sources.cloudtrail.bucket>/AWSLogs",
+            "cloudwatch_raw_location": self.cloudwatch_raw or "s3://<sources.cloudwatch.bucket>",
+            "org_prefix": f"/{self.org}" if self.org else "",
+            "projection_regions": ",".join(self.regions),
+            "projection_start": self.projection_start,
+        }
+
+
+def _placeholder_config() -> Config:
+    """A Config whose names are the placeholders themselves (dataclasses do not validate)."""
+    tables = TablesConfig(**{f.name: "{" + f.name + "}" for f in dataclasses.fields(TablesConfig)})
+    return Config(catalog=CatalogConfig(database="{database}", tables=tables))
+
+
+def _projected_table_input(raw_name: str, raw_location: str, org_prefix: str, regions: str, start: str) -> dict:
+    from loglake import catalog
+    from loglake.schema import CLOUDTRAIL_RAW, Column, TableSchema
+
+    keys = (
+        Column("account", "string", "account id of the key, projection type injected: pin it in every query"),
+        Column("region", "string", "region of the key, projection type enum"),
+        Column("dt", "string", "delivery date of the key as yyyy/MM/dd (not YYYY-MM-DD), projection type date"),
+    )
+    location = f"{raw_location}{org_prefix}"
+    tinput = catalog.table_input(
+        raw_name + PROJECTED_SUFFIX, TableSchema(CLOUDTRAIL_RAW.columns, keys), location, "cloudtrail_json",
+        "raw cloudtrail logs as delivered; partitions by Athena partition projection (no AddAPart)",
+    )
+    tinput["Parameters"].update({
+        "projection.enabled": "true",
+        "projection.account.type": "injected",
+        "projection.region.type": "enum",
+        "projection.region.values": regions,
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy/MM/dd",
+        "projection.dt.range": f"{start},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "storage.location.template": location + "/${account}/CloudTrail/${region}/${dt}",
+    })
+    return tinput
+
+
+def table_definitions(config: Config, locations: Locations, *, placeholders: bool = False) -> dict[str, dict]:
+    """Glue TableInputs by DDL key: ``catalog.table_inputs`` (raw, readready, quarantine,
+    runs), the connect_users lookup and the projected raw variant.
+
+    With ``placeholders``, names and locations are the templates' ``{placeholders}``: the
+    committed ddl/*.sql files are exactly these, printed as DDL.
+    """
+    from loglake import catalog, lookup
+
+    if placeholders:
+        cfg = _placeholder_config()
+        rr = "{readready_location}"
+        raw = {"cloudtrail": "{cloudtrail_raw_location}", "cloudwatch": "{cloudwatch_raw_location}"}
+        ct_raw, org_prefix, regions, start = "{cloudtrail_raw_location}", "{org_prefix}", "{projection_regions}", \
+            "{projection_start}"
+        users = "{connect_users}"
+    else:
+        cfg = config
+        values = locations.placeholders()
+        rr = values["readready_location"]
+        raw = {k: v for k, v in (("cloudtrail", locations.cloudtrail_raw), ("cloudwatch", locations.cloudwatch_raw))
+               if v is not None}
+        ct_raw, org_prefix, regions, start = (values["cloudtrail_raw_location"], values["org_prefix"],
+                                              values["projection_regions"], values["projection_start"])
+        users = lookup.CONNECT_USERS_TABLE
+    by_name = {getattr(cfg.catalog.tables, f.name): f.name for f in dataclasses.fields(TablesConfig)}
+    out = {by_name[t["Name"]]: t for t in catalog.table_inputs(cfg, rr, raw)}
+    out["connect_users"] = lookup.table_input(rr, users)
+    out["cloudtrail_raw_projected"] = _projected_table_input(
+        cfg.catalog.tables.cloudtrail_raw, ct_raw, org_prefix, regions, start)
+    return {k: out[k] for k in TABLE_KEYS if k in out}
+
+
+def _hive_string(text: str) -> str:
+    """A Hive DDL string literal (Athena DDL is HiveQL: backslash escapes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _column_lines(columns: Sequence[Mapping[str, str]]) -> str:
+    lines = []
+    for c in columns:
+        line = f"  `{c['Name']}` {c['Type']}"
+        if c.get("Comment"):
+            line += f" COMMENT {_hive_string(c['Comment'])}"
+        lines.append(line)
+    return ",\n".join(lines)
+
+
+def ddl_from_table_input(tinput: Mapping[str, Any], database: str = "{database}") -> str:
+    """CREATE EXTERNAL TABLE for a Glue TableInput (Athena's Hive DDL)."""
+    sd = tinput["StorageDescriptor"]
+    serde = sd["SerdeInfo"]
+    parts = [f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{tinput['Name']} (\n{_column_lines(sd['Columns'])}\n)"]
+    if tinput.get("Description"):
+        parts.append(f"COMMENT {_hive_string(tinput['Description'])}")
+    if tinput.get("PartitionKeys"):
+        parts.append(f"PARTITIONED BY (\n{_column_lines(tinput['PartitionKeys'])}\n)")
+    parts.append(f"ROW FORMAT SERDE {_hive_string(serde['SerializationLibrary'])}")
+    if serde.get("Parameters"):
+        props = ",\n".join(f"  {_hive_string(k)} = {_hive_string(v)}" for k, v in serde["Parameters"].items())
+        parts.append(f"WITH SERDEPROPERTIES (\n{props}\n)")
+    parts.append(f"STORED AS INPUTFORMAT {_hive_string(sd['InputFormat'])}")
+    parts.append(f"OUTPUTFORMAT {_hive_string(sd['OutputFormat'])}")
+    parts.append(f"LOCATION {_hive_string(sd['Location'])}")
+    params = {k: v for k, v in tinput.get("Parameters", {}).items() if k != "EXTERNAL"}
+    if params:
+        props = ",\n".join(f"  {_hive_string(k)} = {_hive_string(v)}" for k, v in params.items())
+        parts.append(f"TBLPROPERTIES (\n{props}\n)")
+    return "\n".join(parts) + "\n"
+
+
+def _comment(text: str) -> str:
+    return "".join(f"-- {line}\n" if line else "--\n" for line in text.splitlines())
+
+
+def generated_ddl_files() -> dict[str, str]:
+    """``{file name: text}`` of every generated ddl/<key>.sql."""
+    defs = table_definitions(Config(), Locations("", None, None), placeholders=True)
+    files = {}
+    for key, tinput in defs.items():
+        header = _comment(f"Table {{{key}}} (config: catalog.tables.{key})" if key in _table_fields()
+                          else f"Table {tinput['Name']}")
+        header += _comment(DDL_NOTES[key])
+        header += _comment("Placeholders, filled from the config by `loglake ddl`: "
+                           f"{', '.join(_placeholders_of(tinput))}.")
+        files[f"{key}.sql"] = header + _GENERATED + ddl_from_table_input(tinput)
+    return files
+
+
+def _table_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(TablesConfig)}
+
+
+def _placeholders_of(tinput: Mapping[str, Any]) -> list[str]:
+    text = "{database} " + json.dumps(tinput)
+    seen: list[str] = []
+    for m in _PLACEHOLDER.finditer(text):
+        name = m.group(1)
+        if name not in ("account", "region", "dt") and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def write_ddl_files(directory: Path | None = None) -> list[str]:
+    """Write the generated DDL into ddl/ (the package directory); returns changed files."""
+    directory = directory or Path(str(importlib.resources.files("loglake.ddl")))
+    changed = []
+    for name, text in generated_ddl_files().items():
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(name)
+    return changed
+
+
+def stale_ddl_files() -> list[str]:
+    """Committed ddl/<key>.sql files that differ from what is generated."""
+    stale = []
+    for name, text in generated_ddl_files().items():
+        try:
+            committed = read_template(name)
+        except FileNotFoundError:
+            committed = None
+        if committed != text:
+            stale.append(name)
+    return stale
+
+
+@dataclasses.dataclass(frozen=True)
+class Statement:
+    key: str  # DDL key (cloudtrail_readready, sessions, database)
+    name: str  # the table or view name it creates
+    kind: str  # database, table, view
+    sql: str
+
+
+def ddl_statements(config: Config, locations: Locations, tables: Iterable[str] | None = None,
+                   database: str | None = None) -> list[Statement]:
+    """The rendered DDL, in dependency order; ``tables`` selects by key, configured
+    name or view name (all when None; CREATE DATABASE only then)."""
+    db = config.catalog.database if database is None else database
+    extra = {"connect_users": _connect_users_name(), **locations.placeholders()}
+    names = {key: _name_of(config, key) for key in (*TABLE_KEYS, *VIEW_KEYS)}
+    wanted = None if tables is None else {_resolve_key(t, names) for t in tables}
+    out = []
+    if wanted is None:
+        out.append(Statement("database", db, "database", f"CREATE DATABASE IF NOT EXISTS {db}\n"))
+    for key in TABLE_KEYS:
+        if wanted is None or key in wanted:
+            out.append(Statement(key, names[key], "table", render(read_template(f"{key}.sql"), config, db, **extra)))
+    for key in VIEW_KEYS:
+        if wanted is None or key in wanted:
+            out.append(Statement(key, names[key], "view",
+                                 render(read_template(f"views/{key}.sql"), config, db, **extra)))
+    return out
+
+
+def _connect_users_name() -> str:
+    from loglake import lookup
+
+    return lookup.CONNECT_USERS_TABLE
+
+
+def _name_of(config: Config, key: str) -> str:
+    if key in _table_fields():
+        return getattr(config.catalog.tables, key)
+    if key == "cloudtrail_raw_projected":
+        return config.catalog.tables.cloudtrail_raw + PROJECTED_SUFFIX
+    if key == "connect_users":
+        return _connect_users_name()
+    return key
+
+
+def _resolve_key(wanted: str, names: Mapping[str, str]) -> str:
+    if wanted in names:
+        return wanted
+    for key, name in names.items():
+        if name == wanted:
+            return key
+    raise ValueError(f"--table {wanted!r}: not a loglake table or view "
+                     f"(known: {', '.join(sorted(set(names) | set(names.values())))})")
+
+
+def apply_ddl(glue, config: Config, locations: Locations, tables: Iterable[str] | None = None,
+              athena=None, athena_output: str | None = None, workgroup: str | None = None) -> dict[str, Any]:
+    """Create or update the tables in the config's Glue database (``loglake ddl --apply``).
+
+    Tables go through the Glue API (``catalog.ensure_table``), from the same TableInputs
+    the DDL files print. Views cannot: Glue stores an Athena view as Presto-encoded view
+    text that only Athena writes, so views are created through Athena when ``athena`` (a
+    client) is given, and otherwise returned as statements to run in Athena.
+    """
+    from loglake import catalog
+
+    names = {key: _name_of(config, key) for key in (*TABLE_KEYS, *VIEW_KEYS)}
+    wanted = None if tables is None else {_resolve_key(t, names) for t in tables}
+    defs = table_definitions(config, locations)
+    outcome: dict[str, Any] = {"database": config.catalog.database, "tables": {}, "skipped": {}, "views": {}}
+    catalog.ensure_database(glue, config.catalog.database)
+    for key in TABLE_KEYS:
+        if wanted is None and key in OPTIONAL_KEYS or wanted is not None and key not in wanted:
+            continue
+        tinput = defs.get(key)
+        if tinput is None or (key in ("cloudtrail_raw_projected",) and locations.cloudtrail_raw is None):
+            source = "cloudtrail" if key.startswith("cloudtrail") else "cloudwatch"
+            outcome["skipped"][names[key]] = f"sources.{source}.bucket is not set"
+            continue
+        if not locations.readready and key not in ("cloudtrail_raw", "cloudwatch_raw", "cloudtrail_raw_projected"):
+            outcome["skipped"][names[key]] = "readready.location is not set"
+            continue
+        outcome["tables"][tinput["Name"]] = catalog.ensure_table(glue, config.catalog.database, tinput)
+    views = [s for s in ddl_statements(config, locations, tables) if s.kind == "view"]
+    for view in views:
+        if athena is None:
+            outcome["views"][view.name] = "not applied: Glue cannot store Athena views; run it in Athena " \
+                                          "(`loglake ddl --table sessions`) or pass --athena"
+            outcome.setdefault("athena_statements", []).append(view.sql)
+        else:
+            run_athena(athena, view.sql, database=config.catalog.database,
+                       output_location=athena_output, workgroup=workgroup)
+            outcome["views"][view.name] = "created (Athena)"
+    return outcome
+
+
+# =========================================================================== queries
+
+PARAM_TYPES = ("string", "int", "timestamp", "date")
+_QUERY_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+_PARAM_LINE = re.compile(
+    r"^--\s+:(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>\w+)(?:\s*=\s*(?P<default>\S+))?\s*(?P<doc>.*)$")
+_SECTION = re.compile(r"^--\s*(?P<section>Query|Question|Parameters|Returns|Notes):\s*(?P<rest>.*)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: str | None  # as written in the header; None: required
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    sql: str  # the whole file (header comments included): Trino with {placeholders} and :params
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    @property
+    def uses_raw(self) -> bool:
+        return "{cloudtrail_raw}" in self.sql
+
+
+def list_queries() -> list[str]:
+    folder = importlib.resources.files("loglake.ddl").joinpath("queries")
+    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+def load_query(name: str) -> Query:
+    if not _QUERY_NAME.match(name or "") or name not in list_queries():
+        raise ValueError(f"no query {name!r} (known: {', '.join(list_queries())})")
+    return parse_query(name, read_template(f"queries/{name}.sql"))
+
+
+def parse_query(name: str, text: str) -> Query:
+    """Read the header: ``-- Question:`` (the description) and ``-- Parameters:`` lines
+    ``--   :name type [= default]  doc``."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            if line.strip():
+                break
+            continue
+        m = _SECTION.match(line)
+        if m:
+            current = m.group("section").lower()
+            sections.setdefault(current, [])
+            if m.group("rest"):
+                sections[current].append(m.group("rest").strip())
+        elif current:
+            sections[current].append(line)
+    if "question" not in sections:
+        raise ValueError(f"query {name}: the header has no '-- Question:' line")
+    description = " ".join(s.lstrip("-").strip() for s in sections["question"] if s.lstrip("-").strip())
+    params = []
+    for line in sections.get("parameters", []):
+        if line.strip() in ("--", "") or line.lstrip("-").strip().lower() == "none":
+            continue
+        m = _PARAM_LINE.match(line)
+        if not m:
+            if params and line.startswith("--     "):  # continuation of the previous doc
+                params[-1] = dataclasses.replace(params[-1], doc=params[-1].doc + " " + line.lstrip("-").strip())
+                continue
+            raise ValueError(f"query {name}: bad parameter line {line!r}")
+        if m.group("type") not in PARAM_TYPES:
+            raise ValueError(f"query {name}: parameter :{m.group('name')} has unknown type {m.group('type')!r}")
+        param = Param(m.group("name"), m.group("type"), m.group("default"), m.group("doc").strip())
+        if param.default is not None:
+            literal(param, param.default)  # a default must be valid
+        params.append(param)
+    query = Query(name, description, tuple(params), text)
+    used = set(placeholders_in(text))
+    declared = set(query.param_names)
+    if used != declared:
+        raise ValueError(f"query {name}: parameters used {sorted(used)} != declared {sorted(declared)}")
+    return query
+
+
+def _scan(sql: str):
+    """Yield (start, end, name) of every ``:name`` outside strings, quoted names and comments."""
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c == "'" or c == '"':
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:  # '' or "" escape
+                        j += 2
+                        continue
+                    break
+                j += 1
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c == ":" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_:")):
+            m = re.compile(r"[a-z_][a-z0-9_]*").match(sql, i + 1)
+            if m:
+                yield i, m.end(), m.group(0)
+                i = m.end()
+            else:
+                i += 1
+        else:
+            i += 1
+
+
+def placeholders_in(sql: str) -> list[str]:
+    return [name for _, _, name in _scan(sql)]
+
+
+_TS_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+                    r"(Z|[+-][0-9]{2}:?[0-9]{2})?\Z")
+_SQL_NULL = {"string": "CAST(NULL AS VARCHAR)", "int": "CAST(NULL AS BIGINT)",
+             "timestamp": "CAST(NULL AS TIMESTAMP)", "date": "CAST(NULL AS DATE)"}
+
+
+def literal(param: Param, value: Any) -> str:
+    """The Trino SQL literal for a parameter value (validated; strings quoted)."""
+    if value is None or (isinstance(value, str) and value.lower() == "null"):
+        return _SQL_NULL[param.type]
+    if param.type == "string":
+        text = str(value)
+        if any(ord(ch) < 32 and ch not in "\t" for ch in text):
+            raise ValueError(f"--param {param.name}: control characters are not allowed")
+        return "'" + text.replace("'", "''") + "'"
+    if param.type == "int":
+        if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]{1,18}", str(value).strip()):
+            raise ValueError(f"--param {param.name}={value!r}: expected a whole number")
+        return str(int(str(value).strip()))
+    if param.type == "timestamp":
+        if isinstance(value, str) and value.lower() == "now":
+            return "current_timestamp"
+        ts = _parse_timestamp(param, value)
+        return f"TIMESTAMP '{ts:%Y-%m-%d %H:%M:%S.%f}'"
+    if param.type == "date":
+        if isinstance(value, str) and value.lower() == "today":
+            return "current_date"
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if isinstance(value, dt.date):
+            return f"DATE '{value.isoformat()}'"
+        try:
+            day = dt.date.fromisoformat(str(value).strip()) if re.fullmatch(
+                r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(value).strip()) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise ValueError(f"--param {param.name}={value!r}: expected a date YYYY-MM-DD or 'today'")
+        return f"DATE '{day.isoformat()}'"
+    raise AssertionError(param.type)  # pragma: no cover - parse_query checks types
+
+
+def _parse_timestamp(param: Param, value: Any) -> dt.datetime:
+    """ISO 8601, 'Z' or an offset (converted to UTC), or naive (taken as UTC)."""
+    if isinstance(value, dt.datetime):
+        ts = value
+    else:
+        text = str(value).strip()
+        if not _TS_RE.match(text):
+            raise ValueError(f"--param {param.name}={value!r}: expected an ISO 8601 timestamp "
+                             "(2024-12-01T08:00:00Z) or 'now'")
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            ts = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"--param {param.name}={value!r}: not a valid timestamp") from None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+    return ts
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, str]:
+    """``key=value`` strings (``--param``) -> dict; a key given twice is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--param {pair!r}: expected KEY=VALUE")
+        if key in out:
+            raise ValueError(f"--param {key} given twice")
+        out[key] = value
+    return out
+
+
+def render_query(query: Query, params: Mapping[str, Any], config: Config, database: str | None = None) -> str:
+    """The query as Trino SQL for ``database`` (``''``: unqualified, for Spark): table
+    placeholders from the config, then every ``:param`` as a literal."""
+    unknown = sorted(set(params) - set(query.param_names))
+    if unknown:
+        raise ValueError(f"query {query.name}: unknown parameter {unknown[0]!r} "
+                         f"(known: {', '.join(query.param_names) or 'none'})")
+    values = {}
+    for p in query.params:
+        if p.name in params:
+            values[p.name] = literal(p, params[p.name])
+        elif p.required:
+            raise ValueError(f"query {query.name}: parameter {p.name!r} ({p.type}) is required")
+        else:
+            values[p.name] = literal(p, p.default)
+    text = render(query.sql, config, database, connect_users=_connect_users_name())
+    out, last = [], 0
+    for start, end, name in _scan(text):
+        out.append(text[last:start])
+        out.append(values[name])
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def run_query(spark, name: str, params: Mapping[str, Any], config: Config, lake_root: str,
+              raw_root: str | None = None) -> list:
+    """Run a library query on local Spark over the readready tables below ``lake_root``
+    (plus the connect_users lookup and, for raw queries, the raw CloudTrail below
+    ``raw_root``); returns the rows."""
+    from loglake import lookup
+
+    query = load_query(name)
+    sql_text = render_query(query, params, config, database="")
+    register_lake(spark, config, lake_root)
+    lookup.register(spark, lake_root)
+    if query.uses_raw:
+        if not raw_root:
+            raise ValueError(f"query {name} reads the raw table: give the raw CloudTrail folder (--raw)")
+        register_raw(spark, config, raw_root)
+    return spark.sql(to_spark(sql_text)).collect()
+
+
+def register_raw(spark, config: Config, raw_root: str) -> str:
+    """Temp view of the raw CloudTrail table below ``raw_root``, shaped as Athena's
+    CloudTrail SerDe presents it (``schema.CLOUDTRAIL_RAW``: nested identity, JSON text
+    for free-form objects, eventtime as text; partitions from the keys). Local stand-in
+    for {cloudtrail_raw}, so raw-table queries are tested like the others."""
+    from loglake import keys, transforms
+    from loglake.schema import CLOUDTRAIL_RAW
+
+    schema = spark.createDataFrame([], CLOUDTRAIL_RAW.spark_ddl()).schema
+    fields = schema.fields[: len(CLOUDTRAIL_RAW.columns)]
+    rows = []
+    for obj in storage.list_objects(raw_root):
+        result = keys.classify_cloudtrail_key(obj.key, config)
+        if not result.ok:
+            continue
+        records, _problem = transforms.decode_cloudtrail(storage.read_bytes(obj.uri))
+        for record in records:
+            if not isinstance(record, dict):
+                continue
+            low = {k.lower(): v for k, v in record.items()}
+            rows.append(tuple(_serde_value(low.get(f.name), f.dataType) for f in fields)
+                        + tuple(result.partition.values))
+    table = config.table("cloudtrail", "raw")
+    spark.createDataFrame(rows, schema).createOrReplaceTempView(table)
+    return table
+
+
+def _serde_value(value: Any, dtype) -> Any:
+    """A JSON value as the Hive JSON SerDe reads it into a column of ``dtype``."""
+    from pyspark.sql.types import ArrayType, StructType
+
+    if value is None:
+        return None
+    if isinstance(dtype, StructType):
+        if not isinstance(value, dict):
+            return None
+        low = {k.lower(): v for k, v in value.items()}
+        return tuple(_serde_value(low.get(f.name), f.dataType) for f in dtype.fields)
+    if isinstance(dtype, ArrayType):
+        if not isinstance(value, list):
+            return None
+        return [_serde_value(v, dtype.elementType) for v in value]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(",", ":"))
+
+
+# =========================================================================== Athena
+
+
+class AthenaQueryFailed(RuntimeError):
+    pass
+
+
+def run_athena(athena, sql_text: str, *, database: str, output_location: str | None = None,
+               workgroup: str | None = None, poll_seconds: float = 0.25, max_poll_seconds: float = 2.0,
+               timeout: float = 1800.0, sleep=time.sleep) -> tuple[list[str], list[tuple]]:
+    """Run one statement through Athena (StartQueryExecution, poll, GetQueryResults);
+    returns (column names, rows of strings or None). Polls back off from ``poll_seconds``
+    to ``max_poll_seconds``."""
+    kwargs: dict[str, Any] = {"QueryString": sql_text, "QueryExecutionContext": {"Database": database}}
+    if output_location:
+        kwargs["ResultConfiguration"] = {"OutputLocation": output_location}
+    if workgroup:
+        kwargs["WorkGroup"] = workgroup
+    qid = athena.start_query_execution(**kwargs)["QueryExecutionId"]
+    deadline = time.monotonic() + timeout
+    while True:
+        status = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]
+        state = status["State"]
+        if state == "SUCCEEDED":
+            break
+        if state in ("FAILED", "CANCELLED"):
+            raise AthenaQueryFailed(f"Athena query {qid} {state}: {status.get('StateChangeReason', '')}")
+        if time.monotonic() > deadline:
+            athena.stop_query_execution(QueryExecutionId=qid)
+            raise AthenaQueryFailed(f"Athena query {qid} still {state} after {timeout:.0f}s; stopped")
+        sleep(poll_seconds)
+        poll_seconds = min(max_poll_seconds, poll_seconds * 2)
+    columns: list[str] = []
+    rows: list[tuple] = []
+    first = True
+    for page in athena.get_paginator("get_query_results").paginate(QueryExecutionId=qid):
+        result = page["ResultSet"]
+        if not columns:
+            info = result.get("ResultSetMetadata", {}).get("ColumnInfo", [])
+            columns = [c.get("Label") or c.get("Name") for c in info]
+        for row in result.get("Rows", []):
+            values = tuple(d.get("VarCharValue") for d in row.get("Data", []))
+            if first and columns and list(values) == columns:  # Athena repeats the header as row 1
+                first = False
+                continue
+            first = False
+            rows.append(values)
+    return columns, rows
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as an aligned text table (NULL for None), one line per row."""
+    def cell(v: Any) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, dt.datetime):
+            return v.isoformat(sep=" ")
+        return str(v).replace("\n", "\\n")
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+# =========================================================================== python -m loglake.sql
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m loglake.sql render-ddl [--check]``: (re)generate ddl/<table>.sql."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m loglake.sql")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rd = sub.add_parser("render-ddl", help="write ddl/<table>.sql from schema.py and catalog.py")
+    rd.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_ddl_files()
+        for name in stale:
+            print(f"stale: ddl/{name}", file=sys.stderr)
+        return 1 if stale else 0
+    for name in write_ddl_files():
+        print(f"wrote ddl/{name}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

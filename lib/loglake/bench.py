@@ -1,0 +1,1019 @@
+"""``loglake bench``: readready vs raw, measured in one run on the same generated data.
+
+Steps (all on the data generated at the start of the run, on this machine):
+
+1. **generate** realistic raw data (``loglake.generate``);
+2. **ingest** with loglake: ``convert.plan_from_listing`` + ``convert.convert`` for
+   both sources, quality gate on, as a separate process (default) whose whole process
+   tree (Python driver, JVM, Python workers) is sampled for peak RSS;
+3. the **decompress-only bound**: ``gzip -dc`` of the same raw files, one process;
+4. the **naive peer**: ``spark.read.json`` on the raw CloudTrail files, explode
+   ``Records``, flatten the same columns, write ORC/ZLIB partitioned like loglake;
+5. **queries** on raw JSON (Spark's JSON reader with the raw schema, as an engine
+   reading through a JSON SerDe would) and on readready ORC, median of N runs after a
+   warm-up, with the bytes each run read (Hadoop filesystem statistics of the JVM:
+   the input metrics Spark reports and what Athena bills);
+6. **AddAPart** against a local moto server: S3 notifications for every generated
+   object, in batches, through ``AddAPart.process``; Glue calls counted at botocore.
+
+Writes ``results.json`` (stable top-level keys, details below them),
+``results-<scale>.json`` (kept per scale, so the next run shows before/after) and
+``RESULTS.md``. See ``bench/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import glob
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+log = logging.getLogger("loglake.bench")
+
+SCALES: dict[str, dict[str, Any]] = {
+    # for the smoke test: seconds, one run per query
+    "tiny": {"events": 2_000, "accounts": 2, "regions": 2, "days": 1, "runs": 1, "warmup": 0},
+    # CI-sized: a few minutes on 2 cores
+    "small": {"events": 100_000, "accounts": 5, "regions": 3, "days": 2, "runs": 3, "warmup": 1},
+    # by hand
+    "large": {"events": 5_000_000, "accounts": 20, "regions": 4, "days": 7, "runs": 3, "warmup": 1},
+}
+
+TARGETS = {
+    "size_ratio_cloudtrail": (4.0, ">=", "readready at least 4x smaller than raw gzip"),
+    "size_ratio_cloudwatch": (4.0, ">=", "readready at least 4x smaller than raw gzip"),
+    "needle_speedup": (20.0, ">=", "needle at least 20x faster than raw"),
+    "needle_bytes_ratio": (50.0, ">=", "needle reads at least 50x fewer bytes"),
+    "ingest_vs_gzip_bound": (1 / 3, ">=", "ingest per core at least 1/3 of gzip -dc"),
+    "ingest_vs_naive_peer": (1.0, ">", "ingest faster than the naive peer"),
+    "glue_calls_per_100_new_partitions": (1.0, "<=", "at most 1 Glue call per 100 new partitions"),
+    "glue_calls_known_partitions": (0, "<=", "0 Glue calls for known partitions"),
+}
+REQUIRED_KEYS = (
+    "scale", "events", "size_ratio_cloudtrail", "size_ratio_cloudwatch", "needle_speedup", "needle_bytes_ratio",
+    "scan_speedup", "session_join_speedup", "ingest_events_per_s_per_core", "ingest_vs_gzip_bound",
+    "ingest_vs_naive_peer", "peak_rss_mb", "addapart_events_per_s", "glue_calls_per_1000_files",
+)
+CT_BUCKET = "bench-org-trail"
+CW_BUCKET = "bench-firehose"
+
+
+def _say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    import pyarrow
+    import pyspark
+
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "pyarrow": pyarrow.__version__,
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
+        info["ram_gb"] = round(kb / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+        info["java"] = (out.stderr or out.stdout).splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        info["java"] = None
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        info["commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        info["commit"] = None
+    return info
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, comm, rss bytes) for every process we can read."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+            with open(f"/proc/{name}/statm") as fh:
+                rss = int(fh.read().split()[1]) * page
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        out[int(name)] = (ppid, comm, rss)
+    return out
+
+
+class TreeRSS:
+    """Samples the summed RSS of a process and all its descendants (Python driver, the
+    Spark JVM, Python workers) every ``interval`` seconds; keeps the peaks."""
+
+    def __init__(self, root: int, interval: float = 0.1):
+        self.root, self.interval = root, interval
+        self.peak_total = self.peak_jvm = self.peak_python = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        todo, seen = [self.root], []
+        while todo:
+            pid = todo.pop()
+            if pid in table:
+                seen.append(pid)
+                todo.extend(children.get(pid, []))
+        total = sum(table[p][2] for p in seen)
+        jvm = sum(table[p][2] for p in seen if table[p][1] == "java")
+        self.peak_total = max(self.peak_total, total)
+        self.peak_jvm = max(self.peak_jvm, jvm)
+        self.peak_python = max(self.peak_python, total - jvm)
+        self.samples += 1
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> TreeRSS:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def as_dict(self) -> dict[str, float]:
+        mb = 1024 * 1024
+        return {"peak_total_mb": round(self.peak_total / mb, 1), "peak_jvm_mb": round(self.peak_jvm / mb, 1),
+                "peak_python_mb": round(self.peak_python / mb, 1), "samples": self.samples}
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _lake_config(lake: str):
+    from loglake.config import config_from_dict
+
+    # Production settings: default filters (the Session Manager log group only) and the
+    # great-expectations gate on.
+    return config_from_dict({"readready": {"location": lake}, "quality": {"expectations": True}})
+
+
+def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
+    """Both loglake jobs on the generated data, timed (plan + convert, no JVM start)."""
+    from loglake import convert
+    from loglake.sources import SOURCES
+
+    config = _lake_config(str(lake))
+    out: dict[str, Any] = {"cores": spark.sparkContext.defaultParallelism}
+    for name in ("cloudtrail", "cloudwatch"):
+        source = SOURCES[name]
+        t0 = time.perf_counter()
+        plan = convert.plan_from_listing(source, str(raw / name), config, convert.Selection())
+        t1 = time.perf_counter()
+        summary = convert.convert(spark, source, config, plan, str(lake))
+        t2 = time.perf_counter()
+        out[name] = {
+            "seconds": round(t2 - t0, 3), "plan_seconds": round(t1 - t0, 3), "files": len(plan.files),
+            "status": summary["status"], "records_read": summary["records_read"], "written": summary["written"],
+            "filtered": summary["filtered"], "quarantined": summary["quarantined"]["total"],
+            "duplicates": summary["duplicates"], "control_messages": summary["control_messages"],
+            "quality_evaluated": summary["quality"]["evaluated"], "quality_success": summary["quality"]["success"],
+            "partitions_written": summary.get("partitions_written"),
+        }
+    return out
+
+
+def _ingest_child(argv: Sequence[str]) -> int:
+    """``python -m loglake.bench _ingest RAW LAKE RESULT``: the job in its own process."""
+    from loglake import logs
+    from loglake.runtime import local_spark
+
+    raw, lake, result = argv
+    logs.setup(quiet=True)
+    spark = local_spark("loglake-bench-ingest")
+    try:
+        Path(result).write_text(json.dumps(ingest(spark, Path(raw), Path(lake))))
+    finally:
+        spark.stop()
+    return 0
+
+
+def run_ingest(raw: Path, lake: Path, work: Path, spark=None) -> dict[str, Any]:
+    """The loglake jobs and their peak memory: in a child process, or in this process
+    (on ``spark``, for tests that must not start a second Spark)."""
+    shutil.rmtree(lake, ignore_errors=True)
+    if spark is not None:
+        with TreeRSS(os.getpid()) as rss:
+            out = ingest(spark, raw, lake)
+        out["memory"] = {**rss.as_dict(), "mode": "in-process (includes the benchmark's own process)"}
+        return out
+    result = work / "ingest-result.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "loglake.bench", "_ingest", str(raw), str(lake), str(result)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    with TreeRSS(proc.pid) as rss:
+        code = proc.wait()
+    wall = time.perf_counter() - t0
+    if code != 0 or not result.exists():
+        raise RuntimeError(f"ingest child failed with exit code {code}: {' '.join(cmd)}")
+    out = json.loads(result.read_text())
+    import resource
+
+    out["memory"] = {**rss.as_dict(), "mode": "child process tree (driver + JVM + Python workers)",
+                     "ru_maxrss_largest_child_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                                                         1)}
+    out["process_wall_seconds"] = round(wall, 2)
+    return out
+
+
+# --------------------------------------------------------------------------- gzip bound
+
+
+def gzip_bound(files: list[str], events: int) -> dict[str, Any]:
+    """``gzip -dc`` of every file, one process at a time (one core): the decompress-only
+    bound of anything that reads these files."""
+    t0 = time.perf_counter()
+    for i in range(0, len(files), 500):
+        subprocess.run(["gzip", "-dc", *files[i : i + 500]], stdout=subprocess.DEVNULL, check=True)
+    seconds = time.perf_counter() - t0
+    return {"seconds": round(seconds, 3), "files": len(files), "events": events,
+            "events_per_s": round(events / seconds, 1) if seconds else None}
+
+
+# --------------------------------------------------------------------------- raw schema
+
+# CloudTrail's JSON names for the lower-case columns of schema.CLOUDTRAIL_RAW: Spark's
+# JSON reader matches names exactly (a Hive JSON SerDe does it case-insensitively).
+_JSON_NAMES = {
+    "eventversion": "eventVersion", "useridentity": "userIdentity", "principalid": "principalId",
+    "accountid": "accountId", "invokedby": "invokedBy", "accesskeyid": "accessKeyId", "username": "userName",
+    "sessioncontext": "sessionContext", "mfaauthenticated": "mfaAuthenticated", "creationdate": "creationDate",
+    "sessionissuer": "sessionIssuer", "sourceidentity": "sourceIdentity", "ec2roledelivery": "ec2RoleDelivery",
+    "eventtime": "eventTime", "eventsource": "eventSource", "eventname": "eventName", "awsregion": "awsRegion",
+    "sourceipaddress": "sourceIPAddress", "useragent": "userAgent", "errorcode": "errorCode",
+    "errormessage": "errorMessage", "requestparameters": "requestParameters",
+    "responseelements": "responseElements", "additionaleventdata": "additionalEventData",
+    "requestid": "requestID", "eventid": "eventID", "eventtype": "eventType", "apiversion": "apiVersion",
+    "readonly": "readOnly", "recipientaccountid": "recipientAccountId",
+    "serviceeventdetails": "serviceEventDetails", "sharedeventid": "sharedEventID",
+    "vpcendpointid": "vpcEndpointId", "eventcategory": "eventCategory", "tlsdetails": "tlsDetails",
+    "tlsversion": "tlsVersion", "ciphersuite": "cipherSuite", "clientprovidedhostheader": "clientProvidedHostHeader",
+}
+
+
+def raw_json_schema() -> str:
+    """A CloudTrail file as Spark's JSON reader sees it: ``Records`` of the raw table's
+    columns (``schema.CLOUDTRAIL_RAW``; free-form objects as JSON text)."""
+    import re
+
+    from loglake.schema import CLOUDTRAIL_RAW
+
+    def names(text: str) -> str:
+        return re.sub(r"(\w+):", lambda m: f"{_JSON_NAMES.get(m.group(1), m.group(1))}:", text)
+
+    cols = ", ".join(f"`{_JSON_NAMES.get(c.name, c.name)}`: {names(c.type)}" for c in CLOUDTRAIL_RAW.columns)
+    # resources[].ARN is upper case in CloudTrail
+    cols = cols.replace("array<struct<arn:string,accountId:string,type:string>>",
+                        "array<struct<ARN:string,accountId:string,type:string>>")
+    return f"Records array<struct<{cols}>>"
+
+
+def _ct_glob(root: Path, day: str | None = None) -> str:
+    date = day.replace("-", "/") if day else "*/*/*"
+    return f"{root}/AWSLogs/*/*/CloudTrail/*/{date}/*.json.gz"
+
+
+def _raw_records(spark, root: Path, day: str | None = None):
+    from pyspark.sql import functions as F
+
+    df = spark.read.schema(raw_json_schema()).json(_ct_glob(root, day))
+    return df.select(F.explode("Records").alias("r"))
+
+
+# --------------------------------------------------------------------------- naive peer
+
+
+def naive_peer(spark, ct_raw: Path, out: Path) -> dict[str, Any]:
+    """What most public CloudTrail-to-columnar jobs do: read the JSON with Spark, explode
+    Records, flatten, write ORC. Given the raw schema (no inference pass: its best case)."""
+    from pyspark.sql import functions as F
+
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    f = F.input_file_name()
+    pattern = r"AWSLogs/(?:(o-[a-z0-9]+)/)?([0-9]{12})/CloudTrail/([^/]+)/([0-9]{4})/([0-9]{2})/([0-9]{2})/"
+    df = spark.read.schema(raw_json_schema()).json(_ct_glob(ct_raw)).select(f.alias("f"), F.explode("Records").alias("r"))
+    ident = "r.userIdentity"
+    issuer = f"{ident}.sessionContext.sessionIssuer"
+    scalars = ["eventVersion", "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent", "errorCode",
+               "errorMessage", "requestID", "eventID", "eventType", "apiVersion", "recipientAccountId",
+               "sharedEventID", "vpcEndpointId", "eventCategory", "requestParameters", "responseElements",
+               "additionalEventData", "serviceEventDetails"]
+    flat = df.select(
+        *[F.col(f"r.{c}").alias(c.lower()) for c in scalars],
+        F.to_timestamp("r.eventTime").alias("eventtime"),
+        (F.col("r.readOnly") == "true").alias("readonly"),
+        *[F.col(f"{ident}.{c}").alias(f"useridentity_{c.lower()}")
+          for c in ("type", "arn", "accountId", "principalId", "accessKeyId", "userName", "invokedBy")],
+        *[F.col(f"{issuer}.{c}").alias(f"useridentity_sessioncontext_sessionissuer_{c.lower()}")
+          for c in ("type", "principalId", "arn", "accountId", "userName")],
+        F.col(f"{ident}.sessionContext.attributes.mfaAuthenticated").alias("mfaauthenticated"),
+        F.to_timestamp(f"{ident}.sessionContext.attributes.creationDate").alias("creationdate"),
+        F.to_json("r.resources").alias("resources"),
+        F.to_json("r.tlsDetails").alias("tlsdetails"),
+        F.col("f").alias("source_file"),
+        F.when(F.regexp_extract("f", pattern, 1) == "", "none").otherwise(F.regexp_extract("f", pattern, 1))
+        .alias("org"),
+        F.regexp_extract("f", pattern, 2).alias("account"),
+        F.regexp_extract("f", pattern, 3).alias("region"),
+        F.concat_ws("-", *[F.regexp_extract("f", pattern, i) for i in (4, 5, 6)]).alias("dt"),
+    )
+    (flat.write.mode("overwrite").option("compression", "zlib").partitionBy("org", "account", "region", "dt")
+     .orc(f"file://{out}"))
+    seconds = time.perf_counter() - t0
+    return {"seconds": round(seconds, 3), "bytes": _orc_bytes(out), "files": len(_orc_files(out)),
+            "rows": spark.read.orc(f"file://{out}").count()}
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _fs_bytes_read(spark) -> int:
+    """Bytes read through Hadoop's local filesystem by this JVM so far (Spark's input
+    metrics come from the same counters; executors share the JVM in local mode)."""
+    total = 0
+    for st in spark._jvm.org.apache.hadoop.fs.FileSystem.getAllStatistics():
+        if st.getScheme() == "file":
+            total += st.getBytesRead()
+    return total
+
+
+def measure(spark, fn: Callable[[], list], runs: int, warmup: int) -> dict[str, Any]:
+    for _ in range(warmup):
+        fn()
+    times, scanned, rows = [], [], None
+    for _ in range(runs):
+        b0 = _fs_bytes_read(spark)
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        scanned.append(_fs_bytes_read(spark) - b0)
+        rows = result
+    return {"median_s": round(statistics.median(times), 4), "runs_s": [round(t, 4) for t in times],
+            "bytes_scanned": int(statistics.median(scanned)), "rows": len(rows or []), "_result": rows}
+
+
+def _session_rows_from_firehose(batches):
+    """mapInArrow: raw Firehose objects (binaryFile rows) -> one row per Session Manager
+    log event. Spark cannot read JSON documents run together, so raw needs this code."""
+    import pyarrow as pa
+
+    from loglake import firehose, transforms
+
+    names = ["sessionid", "event_timestamp", "event_id", "runasuser", "sessiondata"]
+    for batch in batches:
+        out: dict[str, list] = {n: [] for n in names}
+        for content in batch.column("content").to_pylist():
+            for item in firehose.iter_documents(firehose.GzipChunks(content)):
+                if isinstance(item, transforms.Problem):
+                    continue
+                _, doc = item
+                if not isinstance(doc, dict) or doc.get("logGroup") != "/aws/ssm/sessionlogs":
+                    continue
+                for ev in doc.get("logEvents") or []:
+                    try:
+                        rec = json.loads(ev["message"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    out["sessionid"].append(rec.get("sessionId"))
+                    out["event_timestamp"].append(ev.get("timestamp"))
+                    out["event_id"].append(ev.get("id"))
+                    out["runasuser"].append(rec.get("runAsUser"))
+                    out["sessiondata"].append("\n".join(rec.get("sessionData") or []))
+        yield pa.RecordBatch.from_pydict(out, schema=pa.schema(
+            [("sessionid", pa.string()), ("event_timestamp", pa.int64()), ("event_id", pa.string()),
+             ("runasuser", pa.string()), ("sessiondata", pa.string())]))
+
+
+def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int) -> dict[str, Any]:
+    from pyspark.sql import functions as F
+
+    ct_rr = str(lake / "from_cloudtrail_readready")
+    cw_rr = str(lake / "from_cloudwatch_readready")
+
+    def rr_ct():
+        return spark.read.option("basePath", f"file://{ct_rr}").orc(f"file://{ct_rr}")
+
+    def rr_cw():
+        return spark.read.option("basePath", f"file://{cw_rr}").orc(f"file://{cw_rr}")
+
+    arn, day = needle["arn"], needle["dt"]
+    cols = ["eventid", "eventtime", "eventsource", "eventname", "sourceipaddress", "errorcode"]
+
+    def needle_rr():
+        return (rr_ct().where((F.col("dt") == day) & (F.col("useridentity_arn") == arn)).select(*cols).collect())
+
+    def needle_raw():
+        r = _raw_records(spark, raw / "cloudtrail", day)
+        return (r.where(F.col("r.userIdentity.arn") == arn)
+                .select(*[F.col(f"r.{_JSON_NAMES.get(c, c)}").alias(c) for c in cols]).collect())
+
+    def scan_rr():
+        return rr_ct().groupBy("eventname").count().collect()
+
+    def scan_raw():
+        return _raw_records(spark, raw / "cloudtrail").groupBy(F.col("r.eventName").alias("eventname")).count().collect()
+
+    def session_rr():
+        starts = rr_ct().where(
+            (F.col("eventsource") == "ssm.amazonaws.com") & (F.col("eventname") == "StartSession")
+            & F.col("sessionid").isNotNull()
+        ).select("sessionid", F.col("eventtime").alias("start_time"), F.col("useridentity_arn").alias("started_by"),
+                 F.col("sourceipaddress").alias("source_ip"),
+                 F.get_json_object("requestparameters", "$.target").alias("target"))
+        keys = rr_cw().where(F.col("sessionid").isNotNull()).select(
+            "sessionid", "event_timestamp", "event_id", "runasuser", "sessiondata")
+        return starts.join(keys, "sessionid").collect()
+
+    def session_raw():
+        r = _raw_records(spark, raw / "cloudtrail")
+        starts = r.where((F.col("r.eventSource") == "ssm.amazonaws.com") & (F.col("r.eventName") == "StartSession"))
+        starts = starts.select(
+            F.get_json_object("r.responseElements", "$.sessionId").alias("sessionid"),
+            F.col("r.eventTime").alias("start_time"), F.col("r.userIdentity.arn").alias("started_by"),
+            F.col("r.sourceIPAddress").alias("source_ip"),
+            F.get_json_object("r.requestParameters", "$.target").alias("target"),
+        ).where(F.col("sessionid").isNotNull())
+        objects = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+                   .load(f"file://{raw / 'cloudwatch'}").select("content"))
+        keys = objects.mapInArrow(
+            _session_rows_from_firehose,
+            "sessionid string, event_timestamp bigint, event_id string, runasuser string, sessiondata string")
+        return starts.join(keys, "sessionid").collect()
+
+    out: dict[str, Any] = {}
+    for name, raw_fn, rr_fn in (("needle", needle_raw, needle_rr), ("scan", scan_raw, scan_rr),
+                                ("session_join", session_raw, session_rr)):
+        _say(f"query {name}: raw")
+        r = measure(spark, raw_fn, runs, warmup)
+        _say(f"query {name}: readready")
+        q = measure(spark, rr_fn, runs, warmup)
+        same = _same_answer(name, r.pop("_result"), q.pop("_result"))
+        out[name] = {
+            "raw": r, "readready": q, "same_answer": same,
+            "speedup": round(r["median_s"] / q["median_s"], 2) if q["median_s"] else None,
+            "bytes_ratio": round(r["bytes_scanned"] / q["bytes_scanned"], 2) if q["bytes_scanned"] else None,
+        }
+    out["needle"]["principal"] = arn
+    out["needle"]["dt"] = day
+    return out
+
+
+def _same_answer(name: str, raw_rows: list, rr_rows: list) -> bool:
+    if name == "needle":
+        return sorted(r["eventid"] for r in raw_rows) == sorted(r["eventid"] for r in rr_rows)
+    if name == "scan":
+        return {r["eventname"]: r["count"] for r in raw_rows} == {r["eventname"]: r["count"] for r in rr_rows}
+    return sorted((r["sessionid"], r["event_id"]) for r in raw_rows) == sorted(
+        (r["sessionid"], r["event_id"]) for r in rr_rows)
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def _orc_files(root: Path) -> list[str]:
+    return sorted(glob.glob(f"{root}/**/*.orc", recursive=True))
+
+
+def _orc_bytes(root: Path) -> int:
+    return sum(os.path.getsize(f) for f in _orc_files(root))
+
+
+def _files_bytes(root: Path) -> tuple[int, int]:
+    n = b = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            n += 1
+            b += os.path.getsize(os.path.join(dirpath, name))
+    return n, b
+
+
+# --------------------------------------------------------------------------- per-file profile
+
+
+def per_file_profile(ct_files: list[str], sample: int = 200) -> dict[str, Any]:
+    """Where one core's time goes in loglake's per-file reader (the Python side of the
+    job, inside the Spark tasks), on a sample of the generated CloudTrail files."""
+    from loglake import convert, transforms
+    from loglake.config import config_from_dict
+    from loglake.sources import CLOUDTRAIL_SOURCE, process_cloudtrail
+
+    step = max(1, len(ct_files) // sample)
+    files = ct_files[::step][:sample]
+    datas = [Path(f).read_bytes() for f in files]
+    config = config_from_dict({})
+    values = ("o-x", "111111111111", "us-east-1", "2024-01-01")
+
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        for i, d in enumerate(datas):
+            fn(i, d)
+        return time.perf_counter() - t0
+
+    raws = [transforms.gunzip(d)[0] for d in datas]
+    events = sum(len(transforms.loads(r)["Records"]) for r in raws)
+    t_gunzip = timed(lambda i, d: transforms.gunzip(d))
+    t_parse = timed(lambda i, d: transforms.loads(raws[i]))
+    t_process = timed(lambda i, d: process_cloudtrail(d, files[i], config.filters, config.quality))
+    t_convert = timed(lambda i, d: convert.convert_file(CLOUDTRAIL_SOURCE, "file://" + files[i], values, config))
+    t_gzip = time.perf_counter()
+    subprocess.run(["gzip", "-dc", *files], stdout=subprocess.DEVNULL, check=True)
+    t_gzip = time.perf_counter() - t_gzip
+    prof = cProfile.Profile()
+    prof.enable()
+    for f in files:
+        convert.convert_file(CLOUDTRAIL_SOURCE, "file://" + f, values, config)
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    total = sum(v[2] for v in stats.stats.values())  # tottime of everything
+    top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]
+    hot = [{"function": f"{Path(k[0]).name}:{k[1]}({k[2]})", "tottime_s": round(v[2], 4),
+            "share": round(v[2] / total, 3) if total else None} for k, v in top]
+
+    def us(t: float) -> float:
+        return round(t / events * 1e6, 2)
+
+    return {
+        "files": len(files), "events": events,
+        "us_per_event": {"gzip_dc": us(t_gzip), "gunzip_python": us(t_gunzip), "json_parse": us(t_parse),
+                         "process_cloudtrail": us(t_process), "convert_file": us(t_convert)},
+        "events_per_s_one_core": {"gzip_dc": round(events / t_gzip), "convert_file": round(events / t_convert)},
+        "convert_file_hotspots": hot,
+    }
+
+
+# --------------------------------------------------------------------------- AddAPart
+
+
+def _delivery_time(key: str) -> str:
+    """Delivery time from a generated key (CloudTrail YYYYMMDDTHHMMZ, Firehose -YYYY-MM-DD-HH-MM-SS-)."""
+    import re
+
+    name = key.rsplit("/", 1)[-1]
+    m = re.search(r"_(\d{8}T\d{4})Z_", name)
+    if m:
+        return m.group(1)
+    m = re.search(r"-(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-\d{2}-", name)
+    return "".join(m.groups()[:3]) + "T" + "".join(m.groups()[3:]) if m else "0"
+
+
+def _notification(bucket: str, key: str, size: int, when: str) -> str:
+    from urllib.parse import quote_plus
+
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": when,
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key, safe="/"), "size": size}}}]})
+
+
+def addapart_bench(raw: Path, work: Path) -> dict[str, Any]:
+    """Object events through AddAPart.process against a moto server: events/s and Glue
+    calls, in SQS-sized batches of 10 (the brief) and 100 (the stack's default BatchSize)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    from loglake import addapart, catalog, localaws
+    from loglake.config import config_from_dict
+
+    objects = []
+    for bucket, root in ((CT_BUCKET, raw / "cloudtrail"), (CW_BUCKET, raw / "cloudwatch")):
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                key = os.path.relpath(path, root)
+                objects.append((_delivery_time(key), bucket, key, os.path.getsize(path)))
+    objects.sort()  # notifications arrive in delivery order
+    bodies = [_notification(b, k, s, "2024-01-01T00:00:00.000Z") for _, b, k, s in objects]
+    out: dict[str, Any] = {"objects": len(bodies)}
+    with localaws.MotoServer(log_path=str(work / "moto.log")) as moto:
+        for batch_size in (10, 100):
+            database = f"loglake_bench_{batch_size}"
+            config = config_from_dict({
+                "sources": {"cloudtrail": {"bucket": CT_BUCKET}, "cloudwatch": {"bucket": CW_BUCKET, "prefix": "cwl/"}},
+                "catalog": {"database": database}, "readready": {"location": f"file://{work}/unused"},
+                "aws": {"endpoint_url": moto.endpoint, "region": "us-east-1"},
+            })
+            session = boto3.session.Session(**{k.lower(): v for k, v in localaws.FAKE_CREDENTIALS.items()
+                                               if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                        "AWS_SESSION_TOKEN")})
+            glue = session.client("glue", endpoint_url=moto.endpoint, region_name="us-east-1",
+                                  config=BotoConfig(retries={"max_attempts": 1}))
+            catalog.ensure_database(glue, database)
+            for tinput in catalog.table_inputs(config, f"file://{work}/unused",
+                                               {"cloudtrail": f"s3://{CT_BUCKET}/AWSLogs/",
+                                                "cloudwatch": f"s3://{CW_BUCKET}/cwl/"}):
+                catalog.ensure_table(glue, database, tinput)
+            calls: dict[str, int] = {}
+
+            def count(model, **_kw):
+                calls[model.name] = calls.get(model.name, 0) + 1
+
+            glue.meta.events.register("before-call.glue", count)
+            app = addapart.AddAPart(config, glue=glue)
+            passes = {}
+            for label in ("new", "known"):
+                calls.clear()
+                totals = {"partitions_created": 0, "failed": 0, "objects": 0}
+                t0 = time.perf_counter()
+                for i in range(0, len(bodies), batch_size):
+                    msgs = [addapart.Message(f"m{j}", bodies[j]) for j in range(i, min(i + batch_size, len(bodies)))]
+                    res = app.process(msgs)
+                    totals["partitions_created"] += res.created
+                    totals["failed"] += res.failed
+                    totals["objects"] += res.objects
+                seconds = time.perf_counter() - t0
+                batch_calls = calls.get("BatchCreatePartition", 0)
+                passes[label] = {
+                    **totals, "seconds": round(seconds, 3),
+                    "events_per_s": round(len(bodies) / seconds, 1) if seconds else None,
+                    "glue_calls": dict(calls), "glue_calls_total": sum(calls.values()),
+                    "glue_calls_per_1000_files": round(1000 * sum(calls.values()) / len(bodies), 2),
+                    "batch_create_per_100_new_partitions": (
+                        round(100 * batch_calls / totals["partitions_created"], 2)
+                        if totals["partitions_created"] else None),
+                }
+            out[f"batch_{batch_size}"] = passes
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _met(key: str, value: Any) -> bool | None:
+    if value is None or key not in TARGETS:
+        return None
+    target, op, _ = TARGETS[key]
+    return {">=": value >= target, ">": value > target, "<=": value <= target}[op]
+
+
+def build_results(scale: str, gen: dict, ing: dict, gz: dict, naive: dict, sizes: dict, q: dict, aap: dict,
+                  prof: dict, machine: dict, timings: dict) -> dict[str, Any]:
+    cores = ing["cores"]
+    ct = ing["cloudtrail"]
+    ingest_eps_core = ct["records_read"] / ct["seconds"] / cores if ct["seconds"] else None
+    new10 = aap["batch_10"]["new"]
+    res: dict[str, Any] = {
+        "scale": scale,
+        "events": gen["cloudtrail"]["events"],
+        "size_ratio_cloudtrail": _ratio(sizes["cloudtrail"]["raw_bytes"], sizes["cloudtrail"]["readready_bytes"]),
+        "size_ratio_cloudwatch": _ratio(sizes["cloudwatch"]["raw_bytes"], sizes["cloudwatch"]["readready_bytes"]),
+        "needle_speedup": q["needle"]["speedup"],
+        "needle_bytes_ratio": q["needle"]["bytes_ratio"],
+        "scan_speedup": q["scan"]["speedup"],
+        "session_join_speedup": q["session_join"]["speedup"],
+        "ingest_events_per_s_per_core": round(ingest_eps_core, 1) if ingest_eps_core else None,
+        "ingest_vs_gzip_bound": _ratio(ingest_eps_core, gz["cloudtrail"]["events_per_s"]),
+        "ingest_vs_naive_peer": _ratio(naive["seconds"], ct["seconds"]),
+        "peak_rss_mb": ing["memory"]["peak_total_mb"],
+        "addapart_events_per_s": new10["events_per_s"],
+        "glue_calls_per_1000_files": new10["glue_calls_per_1000_files"],
+    }
+    res["glue_calls_per_100_new_partitions"] = new10["batch_create_per_100_new_partitions"]
+    res["glue_calls_known_partitions"] = aap["batch_10"]["known"]["glue_calls_total"]
+    res["targets"] = {k: {"target": f"{op} {round(t, 3)}", "measured": res.get(k), "met": _met(k, res.get(k)),
+                          "what": what} for k, (t, op, what) in TARGETS.items()}
+    res["details"] = {
+        "machine": machine, "timings_s": timings, "cores": cores,
+        "generate": {k: v for k, v in gen.items() if k != "session_ids"},
+        "ingest": ing, "gzip_bound": gz, "naive_peer": naive, "sizes": sizes, "queries": q, "addapart": aap,
+        "per_file_profile": prof,
+    }
+    return res
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _mb(b: int) -> str:
+    return f"{b / 1024 / 1024:,.1f} MiB"
+
+
+def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) -> str:
+    d = res["details"]
+    m = d["machine"]
+    gen = d["generate"]
+    lines = [
+        f"# loglake benchmark: `{res['scale']}` scale",
+        "",
+        f"Run {m.get('date')} at commit `{m.get('commit')}`, all figures measured in this one run on the same data.",
+        f"Machine: {m.get('nproc')} cores ({m.get('cpu', '?')}), {m.get('ram_gb')} GB RAM, {m.get('platform')}; "
+        f"Python {m['python']}, {m.get('java')}, PySpark {m['pyspark']} (local[*] = {d['cores']} cores), "
+        f"pyarrow {m['pyarrow']}. Load average at start {m.get('loadavg_at_start')} "
+        "(the machine is shared: timings carry that noise).",
+        "",
+        f"Data: {gen['cloudtrail']['events']:,} CloudTrail events in {gen['cloudtrail']['files']:,} files "
+        f"({_mb(gen['cloudtrail']['bytes'])} gzip; {gen['accounts'].__len__()} accounts x {len(gen['regions'])} "
+        f"regions x {gen['days']} days; {gen['cloudtrail']['events_per_file']} events per file, file size "
+        f"p50/p90/max {gen['cloudtrail']['file_bytes']['p50']:,}/{gen['cloudtrail']['file_bytes']['p90']:,}/"
+        f"{gen['cloudtrail']['file_bytes']['max']:,} bytes), {gen['sessions']} Session Manager sessions, "
+        f"{gen['cloudwatch']['log_events']:,} CloudWatch log events in {gen['cloudwatch']['files']:,} Firehose "
+        f"objects ({_mb(gen['cloudwatch']['bytes'])}). Generated in {gen['seconds']} s.",
+        f"Gzip ratio (uncompressed/compressed) of the generated CloudTrail files "
+        f"**{gen['gzip_ratio']['generated_cloudtrail']}** vs the real sample files "
+        f"{gen['gzip_ratio']['real']['reference']} (stratus + elastic files; stratus alone "
+        f"{gen['gzip_ratio']['real']['stratus_files']}; the derived one-file concatenations "
+        f"{gen['gzip_ratio']['real']['stratus_stored']} / {gen['gzip_ratio']['real']['elastic_stored']}): "
+        f"deviation {gen['gzip_ratio']['deviation']:.0%}, "
+        f"{'within' if gen['gzip_ratio']['within_25pct'] else '**outside**'} 25 %.",
+        "",
+        "## Targets",
+        "",
+    ]
+    prev_col = previous is not None
+    head = "| figure | target | measured | met |" + (" previous run |" if prev_col else "")
+    lines += [head, "|---|---|---|---|" + ("---|" if prev_col else "")]
+    rows = [(k, v["what"], v["target"], v["measured"], v["met"]) for k, v in res["targets"].items()]
+    for k, what, target, measured, met in rows:
+        line = f"| {what} (`{k}`) | {target} | {_fmt(measured)} | {_fmt(met)} |"
+        if prev_col:
+            line += f" {_fmt(previous.get(k))} |"
+        lines.append(line)
+    lines += ["", "## All figures", "", "| key | value |" + (" previous run |" if prev_col else ""),
+              "|---|---|" + ("---|" if prev_col else "")]
+    for k in REQUIRED_KEYS:
+        line = f"| `{k}` | {_fmt(res.get(k))} |"
+        if prev_col:
+            line += f" {_fmt(previous.get(k))} |"
+        lines.append(line)
+    if prev_col:
+        lines += ["", f"Previous run: {previous.get('details', {}).get('machine', {}).get('date')} at commit "
+                      f"`{previous.get('details', {}).get('machine', {}).get('commit')}`."]
+    s = d["sizes"]
+    lines += ["", "## 1. Size", "", "| source | raw gzip | readready ORC/ZLIB | ratio | rows |", "|---|---|---|---|---|"]
+    for src in ("cloudtrail", "cloudwatch"):
+        lines.append(f"| {src} | {_mb(s[src]['raw_bytes'])} | {_mb(s[src]['readready_bytes'])} | "
+                     f"{_fmt(res['size_ratio_' + src])} | {s[src]['readready_rows']:,} |")
+    lines.append(f"| naive peer (CloudTrail) | | {_mb(d['naive_peer']['bytes'])} | "
+                 f"{_fmt(_ratio(s['cloudtrail']['raw_bytes'], d['naive_peer']['bytes']))} | "
+                 f"{d['naive_peer']['rows']:,} |")
+    q = d["queries"]
+    lines += ["", "## 2. Queries (Spark, median of the runs after a warm-up)", "",
+              f"Needle: `{q['needle']['principal']}` on dt={q['needle']['dt']}.", "",
+              "| query | raw s | readready s | speedup | raw bytes scanned | readready bytes scanned | bytes ratio "
+              "| rows | same answer |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in ("needle", "scan", "session_join"):
+        x = q[name]
+        lines.append(f"| {name} | {x['raw']['median_s']} | {x['readready']['median_s']} | {_fmt(x['speedup'])} | "
+                     f"{_mb(x['raw']['bytes_scanned'])} | {_mb(x['readready']['bytes_scanned'])} | "
+                     f"{_fmt(x['bytes_ratio'])} | {x['readready']['rows']:,} | {_fmt(x['same_answer'])} |")
+    ing, gz, nv = d["ingest"], d["gzip_bound"], d["naive_peer"]
+    ct, cw = ing["cloudtrail"], ing["cloudwatch"]
+    eps_core = res["ingest_events_per_s_per_core"]
+    lines += ["", "## 3. Ingest (CloudTrail)", "",
+              "| job | seconds | events/s | events/s per core |", "|---|---|---|---|",
+              f"| loglake (plan {ct['plan_seconds']} s + convert, quality gate on) | {ct['seconds']} | "
+              f"{_fmt(ct['records_read'] / ct['seconds'])} | {_fmt(eps_core)} |",
+              f"| `gzip -dc` of the same files (1 core) | {gz['cloudtrail']['seconds']} | "
+              f"{_fmt(gz['cloudtrail']['events_per_s'])} | {_fmt(gz['cloudtrail']['events_per_s'])} |",
+              f"| naive peer: spark.read.json, explode, flatten, write ORC | {nv['seconds']} | "
+              f"{_fmt(ct['records_read'] / nv['seconds'])} | {_fmt(ct['records_read'] / nv['seconds'] / d['cores'])} |",
+              "", f"CloudWatch job: {cw['records_read']:,} log events ({cw['written']:,} written, "
+              f"{cw['filtered']:,} filtered out by log group, {cw['control_messages']} control messages) in "
+              f"{cw['seconds']} s. Runs: CloudTrail {ct['status']} ({ct['written']:,} written, quality "
+              f"{ct['quality_evaluated']} expectations), CloudWatch {cw['status']}."]
+    pf = d["per_file_profile"]
+    lines += ["", f"Per-file reader, one core, {pf['files']} files / {pf['events']:,} events "
+                  "(µs per event):", "",
+              "| gzip -dc | gunzip (Python zlib) | JSON parse | process_cloudtrail (all checks, flatten) "
+              "| convert_file (+ Arrow batch) |", "|---|---|---|---|---|",
+              "| " + " | ".join(str(pf["us_per_event"][k]) for k in
+                                ("gzip_dc", "gunzip_python", "json_parse", "process_cloudtrail", "convert_file"))
+              + " |", "", "Hottest functions in convert_file (own time):", "",
+              "| function | s | share |", "|---|---|---|"]
+    for h in pf["convert_file_hotspots"][:8]:
+        lines.append(f"| `{h['function']}` | {h['tottime_s']} | {h['share']:.0%} |")
+    mem = ing["memory"]
+    lines += ["", "## 4. Memory of the ingest job", "",
+              f"Peak RSS of the {mem['mode']}: **{mem['peak_total_mb']} MiB** (JVM {mem['peak_jvm_mb']} MiB, Python "
+              f"{mem['peak_python_mb']} MiB), sampled every 0.1 s."]
+    if other_scale:
+        om = other_scale["details"]["ingest"]["memory"]
+        lines.append(f"At the `{other_scale['scale']}` scale ({other_scale['events']:,} events, "
+                     f"{other_scale['details']['machine'].get('date')}): {om['peak_total_mb']} MiB "
+                     f"(JVM {om['peak_jvm_mb']}, Python {om['peak_python_mb']}).")
+    a = d["addapart"]
+    lines += ["", "## 5. AddAPart (moto server)", "",
+              f"{a['objects']:,} S3 object notifications (one object per message, in delivery order).", "",
+              "| batch | pass | events/s | Glue calls | per 1,000 files | BatchCreatePartition per 100 new partitions "
+              "| partitions created |", "|---|---|---|---|---|---|---|"]
+    for b in ("batch_10", "batch_100"):
+        for p in ("new", "known"):
+            x = a[b][p]
+            lines.append(f"| {b.split('_')[1]} messages | {p} | {_fmt(x['events_per_s'])} | {x['glue_calls']} | "
+                         f"{x['glue_calls_per_1000_files']} | {_fmt(x['batch_create_per_100_new_partitions'])} | "
+                         f"{x['partitions_created']} |")
+    t = d["timings_s"]
+    lines += ["", "## Run time", "", " | ".join(f"{k} {v} s" for k, v in t.items()), "",
+              "Methods and caveats: `bench/README.md`.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: int = 1, runs: int | None = None,
+        warmup: int | None = None, ingest_mode: str = "subprocess", reuse: bool = False, spark=None) -> dict:
+    params = dict(SCALES[scale])
+    if events:
+        params["events"] = events
+    runs = runs if runs is not None else params["runs"]
+    warmup = warmup if warmup is not None else params["warmup"]
+    work = work.resolve()
+    out = out.resolve()
+    raw, lake, naive_dir = work / "raw", work / "lake", work / "naive"
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    machine["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    from loglake import generate
+
+    gen_args = {k: params[k] for k in ("events", "accounts", "regions", "days")} | {"seed": seed}
+    stats_file = work / "generate.json"
+    t0 = time.perf_counter()
+    if reuse and stats_file.exists() and json.loads(stats_file.read_text()).get("_args") == gen_args:
+        gen = json.loads(stats_file.read_text())
+        _say(f"reusing the generated data in {raw}")
+    else:
+        shutil.rmtree(raw, ignore_errors=True)
+        _say(f"generating {params['events']:,} events ({params['accounts']} accounts, {params['regions']} regions, "
+             f"{params['days']} days) into {raw}")
+        gen = generate.generate(raw, workers=None if scale != "tiny" else 1, **gen_args)
+        stats_file.write_text(json.dumps({**gen, "_args": gen_args}))
+    timings["generate"] = round(time.perf_counter() - t0, 1)
+    gen.pop("_args", None)
+
+    if ingest_mode == "in-process" and spark is None:
+        from loglake.runtime import local_spark
+
+        spark = local_spark("loglake-bench")
+    _say(f"ingest (loglake, {ingest_mode})")
+    t0 = time.perf_counter()
+    ing = run_ingest(raw, lake, work, spark=spark if ingest_mode == "in-process" else None)
+    timings["ingest"] = round(time.perf_counter() - t0, 1)
+    for name in ("cloudtrail", "cloudwatch"):
+        if ing[name]["status"] != "published":
+            raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
+
+    ct_files = sorted(glob.glob(_ct_glob(raw / "cloudtrail")))
+    cw_files = sorted(str(p) for p in (raw / "cloudwatch").rglob("*") if p.is_file())
+    _say("gzip -dc bound")
+    t0 = time.perf_counter()
+    gz = {"cloudtrail": gzip_bound(ct_files, gen["cloudtrail"]["events"]),
+          "cloudwatch": gzip_bound(cw_files, gen["cloudwatch"]["log_events"])}
+    timings["gzip_bound"] = round(time.perf_counter() - t0, 1)
+
+    _say("per-file profile")
+    t0 = time.perf_counter()
+    prof = per_file_profile(ct_files)
+    timings["per_file_profile"] = round(time.perf_counter() - t0, 1)
+
+    if spark is None:
+        from loglake.runtime import local_spark
+
+        spark = local_spark("loglake-bench")
+    _say("naive peer")
+    t0 = time.perf_counter()
+    naive = naive_peer(spark, raw / "cloudtrail", naive_dir)
+    timings["naive_peer"] = round(time.perf_counter() - t0, 1)
+
+    sizes = {}
+    for src, table in (("cloudtrail", "from_cloudtrail_readready"), ("cloudwatch", "from_cloudwatch_readready")):
+        n_raw, b_raw = _files_bytes(raw / src)
+        sizes[src] = {"raw_files": n_raw, "raw_bytes": b_raw, "readready_files": len(_orc_files(lake / table)),
+                      "readready_bytes": _orc_bytes(lake / table), "readready_rows": ing[src]["written"]}
+
+    t0 = time.perf_counter()
+    needle = gen["needle"]
+    q = queries(spark, raw, lake, needle, runs, warmup)
+    timings["queries"] = round(time.perf_counter() - t0, 1)
+
+    _say("AddAPart")
+    t0 = time.perf_counter()
+    aap = addapart_bench(raw, work)
+    timings["addapart"] = round(time.perf_counter() - t0, 1)
+    timings["total"] = round(time.perf_counter() - started, 1)
+
+    res = build_results(scale, gen, ing, gz, naive, sizes, q, aap, prof, machine, timings)
+    per_scale = out / f"results-{scale}.json"
+    previous = json.loads(per_scale.read_text()) if per_scale.exists() else None
+    other = None
+    for s in SCALES:
+        f = out / f"results-{s}.json"
+        if s != scale and s != "tiny" and f.exists():
+            other = json.loads(f.read_text())
+    text = json.dumps(res, indent=2, default=str)
+    (out / "results.json").write_text(text)
+    per_scale.write_text(text)
+    (out / "RESULTS.md").write_text(render_markdown(res, previous, other))
+    _say(f"done in {timings['total']} s: {out / 'results.json'}, {out / 'RESULTS.md'}")
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_ingest"]:
+        return _ingest_child(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="loglake bench",
+        description="Generate realistic raw logs, convert them with loglake, and measure, in one run on the same "
+        "data: readready vs raw size, query time and bytes scanned (raw JSON vs readready ORC on Spark), "
+        "ingest speed next to gzip -dc and a naive spark.read.json job, peak memory of the job, and AddAPart "
+        "against a moto server. Writes OUT/results.json, OUT/results-SCALE.json and OUT/RESULTS.md.",
+    )
+    parser.add_argument("--scale", choices=[s for s in SCALES if s != "tiny"] + ["tiny"], default="small",
+                        help="small: ~100k events, a few minutes on 2 cores (CI smoke); large: 5M events, by hand")
+    parser.add_argument("--work", default=str(REPO / "bench" / "work"), metavar="DIR",
+                        help="scratch folder for raw, lake and naive output (default bench/work, git-ignored)")
+    parser.add_argument("--out", default=str(REPO / "bench"), metavar="DIR",
+                        help="where results.json and RESULTS.md go (default bench/)")
+    parser.add_argument("--events", type=int, help=argparse.SUPPRESS)  # override the scale's event count
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument("--runs", type=int, help="timed runs per query (default: 3, tiny 1)")
+    parser.add_argument("--warmup", type=int, help="untimed warm-up runs per query (default: 1, tiny 0)")
+    parser.add_argument("--ingest", choices=("subprocess", "in-process"), default="subprocess",
+                        help="run the loglake jobs in a child process (default; its memory is measured alone) "
+                        "or in this process")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the generated data in --work when it was made with the same parameters")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
+    run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
+        warmup=args.warmup, ingest_mode=args.ingest, reuse=args.reuse)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
