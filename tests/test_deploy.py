@@ -140,7 +140,7 @@ CALL_SITES = {
     "lib/loglake/storage.py:write_bytes": {JOB},  # run summaries
     "lib/loglake/storage.py:delete_tree": {JOB},  # emptied readready partitions
     "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
-    "lib/loglake/storage.py:move_tree_object": {JOB},  # staged quarantine files into place
+    "lib/loglake/storage.py:move_object": {JOB},  # staged quarantine files into place
     "lib/loglake/storage.py:read_versioned": {JOB},  # scheduled runs: watermark and lock
     "lib/loglake/storage.py:put_conditional": {JOB},  # scheduled runs: the lock (If-None-Match / If-Match)
     "lib/loglake/storage.py:delete": {JOB},  # scheduled runs: releasing the lock

@@ -593,7 +593,7 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
     for obj in storage.list_objects(storage.join(staging, "quarantine")):
         if obj.key.endswith(".orc"):
             name = obj.uri.rsplit("/", 1)[-1]
-            storage.move_tree_object(obj.uri, storage.join(quarantine_dir, name))
+            storage.move_object(obj.uri, storage.join(quarantine_dir, name))
     out: dict[str, Any] = {"partitions_written": sum(1 for n in staged.written.values() if n),
                            "partitions_emptied": emptied}
     if glue is not None:

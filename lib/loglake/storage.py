@@ -195,7 +195,7 @@ def move_tree(src: str, dst: str, replace: bool = True) -> int:
     return count
 
 
-def move_tree_object(src: str, dst: str) -> None:
+def move_object(src: str, dst: str) -> None:
     """Move one object (file) to ``dst``."""
     if is_s3(src):
         sb, sk = split_s3(src)
