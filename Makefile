@@ -47,3 +47,7 @@ template: $(STAMP)
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache build dist lib/*.egg-info spark-warehouse metastore_db derby.log
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# SCALE=small (~100k events, minutes) or large (>= 5M events, hours on 2 cores): bench/RESULTS.md
+bench: java $(STAMP)
+	$(BIN)/python -m loglake.bench --scale $(SCALE)

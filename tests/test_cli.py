@@ -16,6 +16,8 @@ COMMANDS = [
     ["addapart"],
     ["addapart", "drain"],
     ["addapart", "backfill"],
+    ["generate"],
+    ["bench"],
     ["quality"],
     ["quality", "docs"],
     ["config"],

@@ -142,13 +142,28 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
     return out
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: RSS with each shared page divided among its sharers, so
+    summing it over processes counts memory once (forked Python workers share a lot)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class TreeRSS:
-    """Samples the summed RSS of a process and all its descendants (Python driver, the
-    Spark JVM, Python workers) every ``interval`` seconds; keeps the peaks."""
+    """Samples the memory of a process and all its descendants (Python driver, the
+    Spark JVM, Python workers) every ``interval`` seconds; keeps the peaks of the summed
+    RSS, the summed PSS, and of each part."""
 
     def __init__(self, root: int, interval: float = 0.1):
         self.root, self.interval = root, interval
-        self.peak_total = self.peak_jvm = self.peak_python = 0
+        self.peaks = {"rss": 0, "pss": 0, "jvm": 0, "driver": 0, "workers": 0, "largest_worker": 0}
+        self.max_workers = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -164,11 +179,24 @@ class TreeRSS:
             if pid in table:
                 seen.append(pid)
                 todo.extend(children.get(pid, []))
-        total = sum(table[p][2] for p in seen)
-        jvm = sum(table[p][2] for p in seen if table[p][1] == "java")
-        self.peak_total = max(self.peak_total, total)
-        self.peak_jvm = max(self.peak_jvm, jvm)
-        self.peak_python = max(self.peak_python, total - jvm)
+        if not seen:
+            return  # the process has exited
+        jvm = [p for p in seen if table[p][1] == "java"]
+        workers = [p for p in seen if p != self.root and p not in jvm]
+        # the test runner's own process tree may hold other servers (moto): count Python only
+        workers = [p for p in workers if table[p][1].startswith("python")]
+        counted = [p for p in (self.root, *jvm, *workers) if p in table]
+        now = {
+            "rss": sum(table[p][2] for p in counted),
+            "pss": sum(_pss(p) for p in counted),
+            "jvm": sum(table[p][2] for p in jvm),
+            "driver": table[self.root][2] if self.root in table else 0,
+            "workers": sum(table[p][2] for p in workers),
+            "largest_worker": max((table[p][2] for p in workers), default=0),
+        }
+        for k, v in now.items():
+            self.peaks[k] = max(self.peaks[k], v)
+        self.max_workers = max(self.max_workers, len(workers))
         self.samples += 1
 
     def _loop(self) -> None:
@@ -186,8 +214,11 @@ class TreeRSS:
 
     def as_dict(self) -> dict[str, float]:
         mb = 1024 * 1024
-        return {"peak_total_mb": round(self.peak_total / mb, 1), "peak_jvm_mb": round(self.peak_jvm / mb, 1),
-                "peak_python_mb": round(self.peak_python / mb, 1), "samples": self.samples}
+        out = {f"peak_{k}_mb": round(v / mb, 1) for k, v in self.peaks.items()}
+        out["peak_total_mb"] = out.pop("peak_rss_mb")
+        out["python_processes_max"] = self.max_workers
+        out["samples"] = self.samples
+        return out
 
 
 # --------------------------------------------------------------------------- ingest
@@ -213,7 +244,12 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         plan = convert.plan_from_listing(source, str(raw / name), config, convert.Selection())
         t1 = time.perf_counter()
-        summary = convert.convert(spark, source, config, plan, str(lake))
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            summary = convert.convert(spark, source, config, plan, str(lake))
+        finally:
+            prof.disable()
         t2 = time.perf_counter()
         out[name] = {
             "seconds": round(t2 - t0, 3), "plan_seconds": round(t1 - t0, 3), "files": len(plan.files),
@@ -222,7 +258,33 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
             "duplicates": summary["duplicates"], "control_messages": summary["control_messages"],
             "quality_evaluated": summary["quality"]["evaluated"], "quality_success": summary["quality"]["success"],
             "partitions_written": summary.get("partitions_written"),
+            "phases_s": _phases(prof),
         }
+    return out
+
+
+# Where a convert() run spends its wall time, from the driver's point of view: the
+# driver waits inside these calls while Spark runs the jobs they start.
+_PHASES = (
+    ("convert.py", "_stage", "stage: convert, dedup, write, count, read back (all of _stage)"),
+    ("readwriter.py", "orc", "  ORC writes (readready staging, quarantine)"),
+    ("dataframe.py", "first", "  duplicates count"),
+    ("dataframe.py", "collect", "  collects (file stats, rows per partition, quality)"),
+    ("dataframe.py", "count", "  counts"),
+    ("quality.py", "validate", "  great-expectations gate"),
+    ("convert.py", "_publish", "publish: move partitions into place"),
+    ("convert.py", "_record_run", "runs row"),
+    ("storage.py", "delete_tree", "delete staging"),
+)
+
+
+def _phases(prof: cProfile.Profile) -> dict[str, float]:
+    stats = pstats.Stats(prof)
+    out: dict[str, float] = {}
+    for filename, func, label in _PHASES:
+        total = sum(v[3] for k, v in stats.stats.items() if k[0].endswith("/" + filename) and k[2] == func)
+        if total:
+            out[label] = round(total, 2)
     return out
 
 
@@ -346,7 +408,8 @@ def naive_peer(spark, ct_raw: Path, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     f = F.input_file_name()
     pattern = r"AWSLogs/(?:(o-[a-z0-9]+)/)?([0-9]{12})/CloudTrail/([^/]+)/([0-9]{4})/([0-9]{2})/([0-9]{2})/"
-    df = spark.read.schema(raw_json_schema()).json(_ct_glob(ct_raw)).select(f.alias("f"), F.explode("Records").alias("r"))
+    df = (spark.read.schema(raw_json_schema()).json(_ct_glob(ct_raw))
+          .select(f.alias("f"), F.explode("Records").alias("r")))
     ident = "r.userIdentity"
     issuer = f"{ident}.sessionContext.sessionIssuer"
     scalars = ["eventVersion", "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent", "errorCode",
@@ -439,7 +502,8 @@ def _session_rows_from_firehose(batches):
              ("runasuser", pa.string()), ("sessiondata", pa.string())]))
 
 
-def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int) -> dict[str, Any]:
+def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int, raw_runs: int | None = None,
+            raw_warmup: int | None = None) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     ct_rr = str(lake / "from_cloudtrail_readready")
@@ -466,7 +530,8 @@ def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int) 
         return rr_ct().groupBy("eventname").count().collect()
 
     def scan_raw():
-        return _raw_records(spark, raw / "cloudtrail").groupBy(F.col("r.eventName").alias("eventname")).count().collect()
+        records = _raw_records(spark, raw / "cloudtrail")
+        return records.groupBy(F.col("r.eventName").alias("eventname")).count().collect()
 
     def session_rr():
         starts = rr_ct().where(
@@ -499,7 +564,7 @@ def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int) 
     for name, raw_fn, rr_fn in (("needle", needle_raw, needle_rr), ("scan", scan_raw, scan_rr),
                                 ("session_join", session_raw, session_rr)):
         _say(f"query {name}: raw")
-        r = measure(spark, raw_fn, runs, warmup)
+        r = measure(spark, raw_fn, runs if raw_runs is None else raw_runs, warmup if raw_warmup is None else raw_warmup)
         _say(f"query {name}: readready")
         q = measure(spark, rr_fn, runs, warmup)
         same = _same_answer(name, r.pop("_result"), q.pop("_result"))
@@ -510,6 +575,11 @@ def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int) 
         }
     out["needle"]["principal"] = arn
     out["needle"]["dt"] = day
+    # What touching the day's readready files costs before reading any column: their
+    # tails and stripe footers (the floor of any query on that day)
+    floor = measure(spark, lambda: [rr_ct().where(F.col("dt") == day).count()], 1, 0)
+    out["needle"]["readready_floor_bytes"] = floor["bytes_scanned"]
+    out["needle"]["readready_files_on_day"] = len(glob.glob(f"{ct_rr}/*/*/*/dt={day}/*.orc"))
     return out
 
 
@@ -540,6 +610,26 @@ def _files_bytes(root: Path) -> tuple[int, int]:
             n += 1
             b += os.path.getsize(os.path.join(dirpath, name))
     return n, b
+
+
+def column_bytes(table: Path, max_files: int = 20) -> dict[str, Any]:
+    """Share of each column in the readready bytes, on a sample of files: each column
+    written alone with the same ORC/ZLIB settings (the sum slightly exceeds the file)."""
+    import pyarrow as pa
+    import pyarrow.orc as orc
+
+    files = _orc_files(table)
+    step = max(1, len(files) // max_files)
+    sizes: dict[str, int] = {}
+    for f in files[::step][:max_files]:
+        tab = orc.read_table(f)
+        for name in tab.column_names:
+            buf = io.BytesIO()
+            orc.write_table(pa.table({name: tab[name]}), buf, compression="zlib")
+            sizes[name] = sizes.get(name, 0) + len(buf.getvalue())
+    total = sum(sizes.values()) or 1
+    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:10]
+    return {"files_sampled": len(files[::step][:max_files]), "share": {k: round(v / total, 3) for k, v in top}}
 
 
 # --------------------------------------------------------------------------- per-file profile
@@ -661,8 +751,8 @@ def addapart_bench(raw: Path, work: Path) -> dict[str, Any]:
                 catalog.ensure_table(glue, database, tinput)
             calls: dict[str, int] = {}
 
-            def count(model, **_kw):
-                calls[model.name] = calls.get(model.name, 0) + 1
+            def count(model, _calls=calls, **_kw):
+                _calls[model.name] = _calls.get(model.name, 0) + 1
 
             glue.meta.events.register("before-call.glue", count)
             app = addapart.AddAPart(config, glue=glue)
@@ -808,15 +898,22 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
         lines += ["", f"Previous run: {previous.get('details', {}).get('machine', {}).get('date')} at commit "
                       f"`{previous.get('details', {}).get('machine', {}).get('commit')}`."]
     s = d["sizes"]
-    lines += ["", "## 1. Size", "", "| source | raw gzip | readready ORC/ZLIB | ratio | rows |", "|---|---|---|---|---|"]
+    lines += ["", "## 1. Size", "", "| source | raw gzip | readready ORC/ZLIB | ratio | rows |",
+              "|---|---|---|---|---|"]
     for src in ("cloudtrail", "cloudwatch"):
         lines.append(f"| {src} | {_mb(s[src]['raw_bytes'])} | {_mb(s[src]['readready_bytes'])} | "
                      f"{_fmt(res['size_ratio_' + src])} | {s[src]['readready_rows']:,} |")
     lines.append(f"| naive peer (CloudTrail) | | {_mb(d['naive_peer']['bytes'])} | "
                  f"{_fmt(_ratio(s['cloudtrail']['raw_bytes'], d['naive_peer']['bytes']))} | "
                  f"{d['naive_peer']['rows']:,} |")
+    for src in ("cloudtrail", "cloudwatch"):
+        share = s[src]["columns"]["share"]
+        lines.append(f"\nLargest {src} readready columns (share of the bytes): "
+                     + ", ".join(f"`{k}` {v:.0%}" for k, v in list(share.items())[:6]) + ".")
     q = d["queries"]
-    lines += ["", "## 2. Queries (Spark, median of the runs after a warm-up)", "",
+    q.setdefault("runs", {"readready": [1, 3], "raw": [1, 3]})
+    lines += ["", f"## 2. Queries (Spark; readready: median of {q['runs']['readready'][1]} runs after "
+                  f"{q['runs']['readready'][0]} warm-up; raw: {q['runs']['raw'][1]} after {q['runs']['raw'][0]})", "",
               f"Needle: `{q['needle']['principal']}` on dt={q['needle']['dt']}.", "",
               "| query | raw s | readready s | speedup | raw bytes scanned | readready bytes scanned | bytes ratio "
               "| rows | same answer |", "|---|---|---|---|---|---|---|---|---|"]
@@ -825,6 +922,9 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
         lines.append(f"| {name} | {x['raw']['median_s']} | {x['readready']['median_s']} | {_fmt(x['speedup'])} | "
                      f"{_mb(x['raw']['bytes_scanned'])} | {_mb(x['readready']['bytes_scanned'])} | "
                      f"{_fmt(x['bytes_ratio'])} | {x['readready']['rows']:,} | {_fmt(x['same_answer'])} |")
+    lines += ["", f"Opening the {q['needle']['readready_files_on_day']} readready files of dt={q['needle']['dt']} "
+                  f"without reading a column (`count()`) reads {_mb(q['needle']['readready_floor_bytes'])}: the floor "
+                  "of any readready query on that day."]
     ing, gz, nv = d["ingest"], d["gzip_bound"], d["naive_peer"]
     ct, cw = ing["cloudtrail"], ing["cloudwatch"]
     eps_core = res["ingest_events_per_s_per_core"]
@@ -851,15 +951,23 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
               "| function | s | share |", "|---|---|---|"]
     for h in pf["convert_file_hotspots"][:8]:
         lines.append(f"| `{h['function']}` | {h['tottime_s']} | {h['share']:.0%} |")
+    lines += ["", "Where the CloudTrail job's wall time goes (driver-side cProfile of `convert.convert`; "
+                  "indented lines are inside `_stage`, and may overlap):", "", "| phase | seconds |", "|---|---|"]
+    for label, sec in ct.get("phases_s", {}).items():
+        lines.append(f"| {label.replace('  ', '&nbsp;&nbsp;')} | {sec} |")
     mem = ing["memory"]
     lines += ["", "## 4. Memory of the ingest job", "",
-              f"Peak RSS of the {mem['mode']}: **{mem['peak_total_mb']} MiB** (JVM {mem['peak_jvm_mb']} MiB, Python "
-              f"{mem['peak_python_mb']} MiB), sampled every 0.1 s."]
+              f"Peak of the summed RSS of the {mem['mode']}: **{mem['peak_total_mb']} MiB**; summed PSS (shared "
+              f"pages counted once) {mem.get('peak_pss_mb')} MiB. Parts (each its own peak): JVM "
+              f"{mem.get('peak_jvm_mb')} MiB, Python driver {mem.get('peak_driver_mb')} MiB, Python workers "
+              f"{mem.get('peak_workers_mb')} MiB (largest {mem.get('peak_largest_worker_mb')} MiB, up to "
+              f"{mem.get('python_processes_max')} processes). Sampled every 0.1 s from /proc."]
     if other_scale:
         om = other_scale["details"]["ingest"]["memory"]
         lines.append(f"At the `{other_scale['scale']}` scale ({other_scale['events']:,} events, "
                      f"{other_scale['details']['machine'].get('date')}): {om['peak_total_mb']} MiB "
-                     f"(JVM {om['peak_jvm_mb']}, Python {om['peak_python_mb']}).")
+                     f"(PSS {om.get('peak_pss_mb')}, JVM {om.get('peak_jvm_mb')}, driver {om.get('peak_driver_mb')}, "
+                     f"workers {om.get('peak_workers_mb')}).")
     a = d["addapart"]
     lines += ["", "## 5. AddAPart (moto server)", "",
               f"{a['objects']:,} S3 object notifications (one object per message, in delivery order).", "",
@@ -881,7 +989,8 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
 
 
 def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: int = 1, runs: int | None = None,
-        warmup: int | None = None, ingest_mode: str = "subprocess", reuse: bool = False, spark=None) -> dict:
+        warmup: int | None = None, raw_runs: int | None = None, raw_warmup: int | None = None,
+        ingest_mode: str = "subprocess", reuse: bool = False, spark=None) -> dict:
     params = dict(SCALES[scale])
     if events:
         params["events"] = events
@@ -952,11 +1061,14 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     for src, table in (("cloudtrail", "from_cloudtrail_readready"), ("cloudwatch", "from_cloudwatch_readready")):
         n_raw, b_raw = _files_bytes(raw / src)
         sizes[src] = {"raw_files": n_raw, "raw_bytes": b_raw, "readready_files": len(_orc_files(lake / table)),
-                      "readready_bytes": _orc_bytes(lake / table), "readready_rows": ing[src]["written"]}
+                      "readready_bytes": _orc_bytes(lake / table), "readready_rows": ing[src]["written"],
+                      "columns": column_bytes(lake / table)}
 
     t0 = time.perf_counter()
     needle = gen["needle"]
-    q = queries(spark, raw, lake, needle, runs, warmup)
+    q = queries(spark, raw, lake, needle, runs, warmup, raw_runs, raw_warmup)
+    q["runs"] = {"readready": [warmup, runs], "raw": [warmup if raw_warmup is None else raw_warmup,
+                                                     runs if raw_runs is None else raw_runs]}
     timings["queries"] = round(time.perf_counter() - t0, 1)
 
     _say("AddAPart")
@@ -1002,6 +1114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--runs", type=int, help="timed runs per query (default: 3, tiny 1)")
     parser.add_argument("--warmup", type=int, help="untimed warm-up runs per query (default: 1, tiny 0)")
+    parser.add_argument("--raw-runs", type=int,
+                        help="timed runs of the raw-side queries (default: --runs; 1 makes a large run hours shorter)")
+    parser.add_argument("--raw-warmup", type=int, help="warm-up runs of the raw-side queries (default: --warmup)")
     parser.add_argument("--ingest", choices=("subprocess", "in-process"), default="subprocess",
                         help="run the loglake jobs in a child process (default; its memory is measured alone) "
                         "or in this process")
@@ -1011,7 +1126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
     run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
-        warmup=args.warmup, ingest_mode=args.ingest, reuse=args.reuse)
+        warmup=args.warmup, raw_runs=args.raw_runs, raw_warmup=args.raw_warmup, ingest_mode=args.ingest,
+        reuse=args.reuse)
     return 0
 
 

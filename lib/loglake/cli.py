@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--prefix", default=None, help="key prefix to list (default: the source's prefix)")
     _add_config(backfill)
 
+    for name, text in (
+        ("generate", "write realistic raw CloudTrail and Firehose logs built from the real samples (see --help)"),
+        ("bench", "benchmark readready against raw and the naive Spark job; writes bench/results.json (see --help)"),
+    ):
+        sub.add_parser(name, help=text, add_help=False)  # main() hands these to their own parsers
+
     qual = sub.add_parser("quality", help="data-quality results of past runs")
     qualsub = qual.add_subparsers(dest="action", metavar="ACTION", required=True)
     docs = qualsub.add_parser(
@@ -195,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("generate", "bench"):  # tools with their own argument parsers
+        import importlib
+
+        logs.setup()
+        return int(importlib.import_module(f"loglake.{argv[0]}").main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     logs.setup(verbose=args.verbose, quiet=args.quiet)
     try:

@@ -579,7 +579,8 @@ class _Day:
                     chosen.append(t)
                 if len(chosen) == size:
                     break
-            rep = self.repertoires[key] = (chosen, list(itertools.accumulate(1.0 / (i + 1) for i in range(len(chosen)))))
+            weights = list(itertools.accumulate(1.0 / (i + 1) for i in range(len(chosen))))
+            rep = self.repertoires[key] = (chosen, weights)
         return rep
 
     # ------------------------------------------------------------------ sessions
@@ -587,8 +588,10 @@ class _Day:
     def _sessions(self, n: int) -> list[dict]:
         rng = self.rng
         out = []
-        starts = [t for t in self.by_cat.get("session", []) if t.name == "StartSession" and t.pool_identity]
-        ends = [t for t in self.by_cat.get("session", []) if t.name == "TerminateSession" and t.pool_identity]
+        # real session events of a person, that name their session (one sample's response is redacted)
+        usable = [t for t in self.by_cat.get("session", []) if t.pool_identity and t.session_id]
+        starts = [t for t in usable if t.name == "StartSession"]
+        ends = [t for t in usable if t.name == "TerminateSession"]
         for _ in range(n):
             account = rng.choices(self.accounts, weights=self._account_weights())[0]
             region = self.regions[0] if rng.random() < 0.7 else rng.choice(self.regions)
@@ -781,7 +784,8 @@ class _Day:
 
 
 def _lambda_template(samples: Path, owner: str) -> dict:
-    doc = json.loads((samples / "cloudwatch_logs" / "datadog-serverless-functions" / "cloudwatch_logs.json").read_text())
+    path = samples / "cloudwatch_logs" / "datadog-serverless-functions" / "cloudwatch_logs.json"
+    doc = json.loads(path.read_text())
     messages = [e["message"] for e in doc["logEvents"]
                 if not e["message"].startswith(("START", "END", "REPORT"))]
     return {"owner": owner, "messages": messages}

@@ -1,0 +1,156 @@
+"""The data generator and the benchmark, at a size that runs in seconds.
+
+No timing is asserted: the machine is shared. What is checked is what the benchmark's
+numbers rest on: the generated data is deterministic, realistic in its compression and
+key layout, its sessions join, and a whole benchmark run reports every figure.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES
+from loglake import bench, firehose, generate, transforms
+from loglake.keys import parse_cloudtrail_key, parse_firehose_key
+
+# One account, region and day: about 14 events per 5-minute file, close to the small
+# benchmark's density (gzip ratios depend on how many records share a file).
+DENSE = {"events": 4_000, "accounts": 1, "regions": 1, "days": 1, "seed": 7}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    stats = generate.generate(out / "a", samples=SAMPLES, workers=1, **DENSE)
+    return out, stats
+
+
+def test_same_seed_same_bytes(generated, tmp_path):
+    out, stats = generated
+    again = generate.generate(tmp_path / "b", samples=SAMPLES, workers=1, **DENSE)
+    assert tree_digest(out / "a") == tree_digest(tmp_path / "b")
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in stats.items() if k != "seconds"}
+    other = generate.generate(tmp_path / "c", samples=SAMPLES, workers=1, **{**DENSE, "seed": 8})
+    assert tree_digest(tmp_path / "c") != tree_digest(out / "a")
+    assert other["cloudtrail"]["events"] == DENSE["events"]
+
+
+def test_gzip_ratio_close_to_the_real_samples(generated):
+    _, stats = generated
+    ratio = stats["gzip_ratio"]
+    real = ratio["real"]
+    # recomputed here from the files, not trusted from the stats
+    assert ratio["generated_cloudtrail"] == pytest.approx(
+        stats["cloudtrail"]["uncompressed_bytes"] / stats["cloudtrail"]["bytes"], rel=1e-3)
+    for reference in (real["reference"], real["stratus_files"]):
+        assert abs(ratio["generated_cloudtrail"] / reference - 1) <= 0.25, ratio
+    assert ratio["within_25pct"]
+
+
+def test_keys_and_records_are_what_loglake_expects(generated):
+    out, stats = generated
+    ct_files = sorted((out / "a" / "cloudtrail").rglob("*.json.gz"))
+    assert len(ct_files) == stats["cloudtrail"]["files"]
+    events, errors, types = 0, 0, set()
+    for path in ct_files:
+        key = str(path.relative_to(out / "a" / "cloudtrail"))
+        parsed = parse_cloudtrail_key(key)
+        assert parsed.ok, (key, parsed.reason)
+        org, account, region, day = parsed.partition.values
+        assert org == stats["org"] and account in stats["accounts"] and region in stats["regions"]
+        raw = gzip.decompress(path.read_bytes())
+        assert raw.startswith(b'{"Records":[') and b"\n" not in raw  # compact, as trails deliver
+        records, problem = transforms.decode_cloudtrail(path.read_bytes())
+        assert problem is None
+        for i, rec in enumerate(records):
+            assert transforms.check_cloudtrail_record(rec, i) is None
+            assert rec["recipientAccountId"] == account and rec["awsRegion"] == region
+            assert rec["eventTime"][:10] <= day  # delivered on or after the event's day
+            errors += bool(rec.get("errorCode"))
+            types.add((rec.get("userIdentity") or {}).get("type"))
+        events += len(records)
+    assert events == DENSE["events"]
+    assert 0.02 <= errors / events <= 0.07
+    assert {"AssumedRole", "IAMUser", "AWSService"} <= types
+    cw_files = sorted(p for p in (out / "a" / "cloudwatch").rglob("*") if p.is_file())
+    assert cw_files and len(cw_files) == stats["cloudwatch"]["files"]
+    for path in cw_files:
+        key = str(path.relative_to(out / "a" / "cloudwatch"))
+        assert key.startswith("cwl/") and not key.endswith(".gz")
+        assert parse_firehose_key(key).ok, key
+
+
+def test_session_ids_match_the_firehose_session_records(generated):
+    out, stats = generated
+    started, terminated = {}, set()
+    for path in (out / "a" / "cloudtrail").rglob("*.json.gz"):
+        for rec in json.loads(gzip.decompress(path.read_bytes()))["Records"]:
+            sid = transforms.session_id(rec)
+            if rec["eventName"] == "StartSession":
+                started[sid] = rec["userIdentity"]["arn"]
+            elif rec["eventName"] == "TerminateSession":
+                terminated.add(sid)
+    assert started and len(started) == stats["sessions"]
+    assert terminated <= set(started)
+    user_part = {sid: sid.rsplit("-", 1) for sid in started}
+    assert all(len(suffix) == 26 and suffix.isalnum() and suffix.islower() for _, suffix in user_part.values())
+    seen: dict[str, str] = {}
+    members = control = 0
+    for path in (p for p in (out / "a" / "cloudwatch").rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        members += data.count(b"\x1f\x8b\x08")
+        stream = firehose.GzipChunks(data)
+        for item in firehose.iter_documents(stream):
+            assert not isinstance(item, transforms.Problem), item
+            _, doc = item
+            if doc["messageType"] == "CONTROL_MESSAGE":
+                control += 1
+                continue
+            if doc["logGroup"] != generate.SESSION_LOG_GROUP:
+                continue
+            for event in doc["logEvents"]:
+                fields, problem = transforms.parse_session_record(event["message"])
+                assert problem is None and fields
+                seen[fields["sessionid"]] = fields["useridentity_arn"]
+        assert stream.problem is None
+    assert seen == started  # every session's keystrokes, by the principal who started it
+    assert control >= 1 and members > len(list((out / "a" / "cloudwatch").rglob("loglake-cwl-*")))
+
+
+def test_bench_tiny_reports_every_figure(spark, tmp_path):
+    """The whole benchmark on ~2k events, in this process (the session's Spark)."""
+    out = tmp_path / "out"
+    res = bench.run("tiny", tmp_path / "work", out, ingest_mode="in-process", spark=spark)
+    results = json.loads((out / "results.json").read_text())
+    for key in bench.REQUIRED_KEYS:
+        assert key in results, key
+        assert results[key] is not None, key
+    assert results["scale"] == "tiny" and results["events"] == bench.SCALES["tiny"]["events"]
+    queries = results["details"]["queries"]
+    assert all(queries[q]["same_answer"] for q in ("needle", "scan", "session_join")), queries
+    assert queries["needle"]["readready"]["rows"] == results["details"]["generate"]["needle"]["events"] > 0
+    assert results["glue_calls_known_partitions"] == 0
+    assert results["details"]["ingest"]["cloudtrail"]["records_read"] == results["events"]
+    md = (out / "RESULTS.md").read_text()
+    assert "| figure | target | measured | met |" in md and "needle" in md
+    assert res["targets"].keys() == bench.TARGETS.keys()
+    assert (out / "results-tiny.json").exists()
+
+
+def test_generate_main_help_and_bad_args(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        generate.main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--out", "--events", "--accounts", "--regions", "--days", "--seed"):
+        assert flag in text
+    assert generate.main(["--out", str(tmp_path), "--regions", "99"]) == 2
