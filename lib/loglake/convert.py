@@ -484,7 +484,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     quarantine_rows = _key_quarantine(spark, plan, run_id)
     if not plan.files:
         staged = _Staged([], {}, 0, 0)
-        staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names)
+        staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names, run_id)
         return staged
     slices = max(1, min(len(plan.files), spark.sparkContext.defaultParallelism * 4))
     files_df = spark.createDataFrame(
@@ -514,7 +514,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 events.groupBy(*key).count().where("count > 1").agg(F.sum(F.col("count") - 1)).first()[0] or 0
             )
             problems = converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
-            n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names)
+            n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
         stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
     finally:
         converted.unpersist()
@@ -555,7 +555,7 @@ def _key_quarantine(spark, plan: Plan, run_id: str):
     return spark.createDataFrame(rows, QUARANTINE.spark_ddl(with_partitions=False)) if rows else None
 
 
-def _write_quarantine(spark, key_rows, problems, staging: str, names: list[str]) -> int:
+def _write_quarantine(spark, key_rows, problems, staging: str, names: list[str], run_id: str) -> int:
     from pyspark.sql import functions as F
 
     frames = [key_rows] if key_rows is not None else []
@@ -579,7 +579,6 @@ def _write_quarantine(spark, key_rows, problems, staging: str, names: list[str])
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other)
-    run_id = staging.rstrip("/").rsplit("/", 1)[-1]
     df = df.withColumn("run_id", F.lit(run_id)).coalesce(1)
     df.write.mode("overwrite").option("compression", "zlib").orc(storage.spark_uri(storage.join(staging, "quarantine")))
     return spark.read.orc(storage.spark_uri(storage.join(staging, "quarantine"))).count()

@@ -143,6 +143,13 @@ def _get_validator(spark) -> _Validator:
 # --------------------------------------------------------------------------- suites
 
 
+def _dedup_key(source: str) -> tuple[str, ...]:
+    """The columns the job dedups on (declared once, in sources.py): what must be unique."""
+    from loglake.sources import get_source
+
+    return get_source(source).dedup_key
+
+
 def cloudtrail_expectations(expect_rows: bool = True) -> list:
     """The from_cloudtrail_readready suite: one expectation per rule, with why in its notes."""
     _gx()
@@ -170,7 +177,7 @@ def cloudtrail_expectations(expect_rows: bool = True) -> list:
             " quarantined before the gate, so a null here is a flattening bug.",
         ),
         gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=[*schema.partition_names, "eventid"],
+            column_list=[*schema.partition_names, *_dedup_key("cloudtrail")],
             notes="Dedup by (partition, eventid) runs before the gate, and a rerun replaces its"
             " partitions: a duplicate here means the dedup or the publish step is broken.",
         ),
@@ -260,7 +267,7 @@ def cloudwatch_expectations(expect_rows: bool = True) -> list:
             " are quarantined, so a null here is a bug.",
         ),
         gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=[*schema.partition_names, "loggroup", "logstream", "event_id"],
+            column_list=[*schema.partition_names, *_dedup_key("cloudwatch")],
             notes="Dedup by (partition, log group, stream, event id) runs before the gate and a"
             " rerun replaces its partitions: a duplicate here means one of them is broken.",
         ),
