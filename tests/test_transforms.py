@@ -396,6 +396,35 @@ def test_big_integers_round_trip_through_decode(number):
     assert json.loads(flatten_cloudtrail(decoded)["requestparameters"]) == {"n": number}
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    (b'{"a": 12345678901234567890}', True),
+    (b'{"a":[1,\n  -1234567890123456789]}', True),
+    (b'[1234567890123456789]', True),
+    (b'{"a": 123456789012345678}', False),  # 18 digits: orjson keeps it exact
+    (b'{"id": "1234567890123456789012"}', False),  # digits in a string
+    (b'{"a": 0.1234567890123456789}', False),  # a fraction
+    (b'{"a": 1e1234567890123456789}', False),  # an exponent
+    (b'{"s": "x:1234567890123456789"}', True),  # looks like one: only costs the slow parser
+])
+def test_has_big_int(text, expected):
+    assert transforms.has_big_int(text) is expected
+
+
+def test_has_big_int_agrees_with_the_regex_it_replaced():
+    import random
+    import re
+
+    reference = re.compile(rb"[:\[,][ \t\r\n]*-?[0-9]{19,}")
+    rng = random.Random(7)
+    hits = 0
+    for _ in range(20_000):
+        text = bytes(rng.choice(b'01234567890123456789 :,[-"\n') for _ in range(rng.randint(0, 70)))
+        expected = bool(reference.search(text))
+        hits += expected
+        assert transforms.has_big_int(text) is expected, text
+    assert hits > 100  # the fuzz reaches both answers
+
+
 # --------------------------------------------------------------------------- flatten: additional_fields
 
 

@@ -80,13 +80,38 @@ def gunzip(data: bytes) -> tuple[bytes, Problem | None]:
 # orjson is several times faster than json, but turns integers beyond 64 bits into
 # floats (and cannot write them back). A number token of 19+ digits is rare in audit
 # logs; when one is present, the exact (slower) json module decodes the document.
-_BIG_INT = re.compile(rb"[:\[,]\s*-?[0-9]{19,}")
-_DIGIT_RUN = re.compile(rb"[0-9]{19}")  # a cheap first pass (about half the cost of _BIG_INT)
+_DIGITS_AS_9 = bytes.maketrans(b"0123456789", b"9" * 10)
+_RUN_19 = b"9" * 19
+
+
+def has_big_int(raw: bytes) -> bool:
+    """Might ``raw`` hold an integer literal of 19+ digits (one orjson would turn into a
+    float)? A run of 19 digits not inside a string follows ``:``, ``[`` or ``,``.
+
+    Finding the digit runs through ``bytes.translate`` is some 10x faster than a regex
+    over the whole text; a false positive only costs the exact (slower) parser."""
+    digits = raw.translate(_DIGITS_AS_9)
+    at = digits.find(_RUN_19)
+    while at != -1:
+        i = at
+        while i > 0 and digits[i - 1] == 57:  # back to the run's first digit
+            i -= 1
+        if i > 0 and raw[i - 1] == 45:  # a minus sign
+            i -= 1
+        while i > 0 and raw[i - 1] in b" \t\r\n":
+            i -= 1
+        if i > 0 and raw[i - 1] in b":[,":
+            return True
+        end = at + 19
+        while end < len(digits) and digits[end] == 57:  # past this run
+            end += 1
+        at = digits.find(_RUN_19, end)
+    return False
 
 
 def loads(raw: bytes) -> Any:
     """Parse JSON bytes exactly; raises ValueError (JSONDecodeError, UnicodeDecodeError)."""
-    if _DIGIT_RUN.search(raw) and _BIG_INT.search(raw):
+    if has_big_int(raw):
         return json.loads(raw)
     return orjson.loads(raw)
 
