@@ -241,3 +241,85 @@ def test_a_job_without_a_readready_location_is_refused(tmp_path):
     config = write_config(tmp_path / "c.yaml", catalog={"database": "lake"})
     with pytest.raises(ValueError, match="readready.location is empty"):
         jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config])
+
+
+def test_converter_batches_rows_of_many_files_and_loses_none(tmp_path):
+    """The mapInArrow function, without Spark: small files share a batch, a big one goes
+    whole, and every file's events and its counts row come out exactly once."""
+    import pyarrow as pa
+
+    from loglake import convert
+    from loglake.config import config_from_dict
+
+    stratus, elastic = records_of(STRATUS_GZ), records_of(ELASTIC_GZ)
+    files = []
+    for i, records in enumerate([stratus[:3], stratus[3:5], elastic[:4], stratus, elastic[4:6]]):
+        path = tmp_path / f"f{i}.json.gz"
+        path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+        files.append((f"file://{path}", len(records)))
+    names = CLOUDTRAIL_SOURCE.schema.partition_names
+    items = pa.RecordBatch.from_pylist([{"uri": u, **dict.fromkeys(names, "x")} for u, _ in files])
+    run = convert._convert_partition("cloudtrail", config_from_dict({}), batch_rows=8)
+    batches = list(run(iter([items])))
+    rows = [r for b in batches for r in b.to_pylist()]
+    kinds = collections.Counter(r["_kind"] for r in rows)
+    assert kinds[convert.KIND_EVENT] == sum(n for _, n in files) > len(stratus)
+    assert kinds[convert.KIND_FILE] == len(files)
+    assert all(b.schema == convert._output_schema(CLOUDTRAIL_SOURCE) for b in batches)
+    # 3 + 2 + 4 rows (plus counts rows) fill the first batch; the big file rides in the
+    # second whole; the last small file is flushed at the end.
+    assert len(batches) == 3 and [b.num_rows >= 8 for b in batches[:2]] == [True, True]
+    counted = {json.loads(r["_detail"])["file"]: json.loads(r["_detail"])["kept"]
+               for r in rows if r["_kind"] == convert.KIND_FILE}
+    assert counted == dict(files)
+
+
+def test_readready_files_carry_bloom_filters_on_the_needle_columns(spark, tmp_path, raw):
+    out = tmp_path / "lake"
+    run_cli(tmp_path, raw, out)
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"file://{orc_files(out)[0]}")
+    reader = jvm.org.apache.orc.OrcFile.createReader(
+        path, jvm.org.apache.orc.OrcFile.readerOptions(spark._jsc.hadoopConfiguration()))
+    names = list(reader.getSchema().getFieldNames())
+    n = reader.getSchema().getMaximumId() + 1
+    included = spark.sparkContext._gateway.new_array(jvm.boolean, n)
+    for i in range(n):
+        included[i] = True
+    rows = reader.rows()
+    try:
+        blooms = rows.readRowIndex(0, included, included).getBloomFilterIndex()
+    finally:
+        rows.close()
+    with_bloom = {names[i - 1] for i in range(1, n) if blooms[i] is not None}
+    assert with_bloom == set(CLOUDTRAIL_SOURCE.bloom_columns)
+
+
+def test_read_ahead_keeps_order_bounds_the_window_and_defers_errors():
+    import threading
+    import time
+
+    from loglake import convert
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def read(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+        if i == 5:
+            raise FileNotFoundError(f"no such object: {i}")
+        return f"bytes of {i}".encode()
+
+    got = []
+    for item, fetch in convert.read_ahead(range(40), read, window=4):
+        try:
+            got.append((item, fetch()))
+        except FileNotFoundError as exc:
+            got.append((item, str(exc)))
+    assert [i for i, _ in got] == list(range(40))
+    assert got[5] == (5, "no such object: 5") and got[6] == (6, b"bytes of 6")
+    assert 1 < peak[0] <= 4
