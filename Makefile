@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | cksum | cut -d' ' -f1)
 SCALE ?= small
+BENCH_ARGS ?=
 
 .PHONY: demo test lint clean lock java install bench
 
@@ -50,4 +51,4 @@ clean:
 
 # SCALE=small (~100k events, minutes) or large (>= 5M events, hours on 2 cores): bench/RESULTS.md
 bench: java $(STAMP)
-	$(BIN)/python -m loglake.bench --scale $(SCALE)
+	$(BIN)/python -m loglake.bench --scale $(SCALE) $(BENCH_ARGS)
