@@ -57,6 +57,7 @@ MAX_SAMPLES = 20  # problem/skip examples kept in a summary
 MAX_RECORDS_PER_FILE = 2_000_000
 READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound)
 _END = object()
+SLICE_BYTES = 16 << 20  # raw (gzip) bytes per Spark partition of the file list, at most
 BATCH_ROWS = 4096  # rows per Arrow batch handed to Spark: the rows of several small files (a big file goes whole)
 
 
@@ -138,6 +139,7 @@ class PlannedFile:
     uri: str
     values: tuple[str, ...]  # partition values, in the source's partition-key order
     mtime: float = 0.0  # S3 LastModified / file mtime
+    size: int = 0  # bytes as stored (gzip)
 
 
 @dataclass
@@ -155,7 +157,7 @@ class Plan:
         uri = obj.uri
         if result.ok:
             if selection.includes_day(result.partition.values[day_index]):
-                self.files.append(PlannedFile(uri, result.partition.values, obj.mtime))
+                self.files.append(PlannedFile(uri, result.partition.values, obj.mtime, obj.size))
             return
         self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
         if result.status == keys.ERROR:
@@ -533,7 +535,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         staged = _Staged([], {}, 0, 0)
         staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names, run_id)
         return staged
-    slices = max(1, min(len(plan.files), spark.sparkContext.defaultParallelism * 4))
+    slices = _slices(plan, spark.sparkContext.defaultParallelism)
     files_df = spark.createDataFrame(
         [(f.uri, *f.values) for f in plan.files],
         "uri string, " + ", ".join(f"`{n}` string" for n in names),
@@ -592,6 +594,15 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             session_log_groups=config.sources.cloudwatch.session_log_groups,
         )
     return result
+
+
+def _slices(plan: Plan, parallelism: int) -> int:
+    """Spark partitions for the file list: enough to keep every core busy, and enough that
+    no partition holds more than ~SLICE_BYTES of raw input. A slice's converted rows are
+    cached as one block, which Spark unrolls in memory before it can spill it: slices
+    sized by the input, not by the core count, keep that bounded at any input size."""
+    by_bytes = -(-sum(f.size for f in plan.files) // SLICE_BYTES)
+    return max(1, min(len(plan.files), max(parallelism * 4, by_bytes)))
 
 
 def _read_staged(spark, source: Source, staging: str, table: str):
