@@ -323,3 +323,16 @@ def test_read_ahead_keeps_order_bounds_the_window_and_defers_errors():
     assert [i for i, _ in got] == list(range(40))
     assert got[5] == (5, "no such object: 5") and got[6] == (6, b"bytes of 6")
     assert 1 < peak[0] <= 4
+
+
+def test_file_list_slices_follow_the_input_size_not_just_the_cores():
+    from loglake import convert
+
+    def plan(n, size):
+        return convert.Plan(files=[convert.PlannedFile(f"f{i}", ("x",), 0.0, size) for i in range(n)])
+
+    assert convert._slices(plan(3, 1000), parallelism=2) == 3  # never more slices than files
+    assert convert._slices(plan(100, 1000), parallelism=2) == 8  # small input: 4 per core
+    big = plan(157_000, 9_000)  # ~1.3 GiB of gzip: each slice holds at most SLICE_BYTES
+    slices = convert._slices(big, parallelism=2)
+    assert 157_000 * 9_000 / slices <= convert.SLICE_BYTES < 157_000 * 9_000 / (slices - 1)

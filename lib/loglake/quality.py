@@ -361,6 +361,7 @@ def validate(
     *,
     table: str | None = None,
     session_log_groups: Sequence[str] | None = None,
+    cache: bool = True,
 ) -> QualityResult:
     """Run the source's suite on ``df`` (readready + partition columns) and report.
 
@@ -373,9 +374,10 @@ def validate(
     table = table or TABLES[source]
     the_suite = suite(source, expect_rows, table)
     work = with_derived_columns(df, source, session_log_groups)
-    # The suite runs some 30-40 small Spark jobs. Unless the caller persisted df, compute
-    # it once for all of them (and let it go afterwards) rather than once per job.
-    persisted = not df.is_cached
+    # The suite runs some 30-40 small Spark jobs. Unless the caller persisted df, or says
+    # it is cheap to read again (``cache=False``: ORC files, read a few columns at a time),
+    # compute it once for all of them (and let it go afterwards) rather than once per job.
+    persisted = cache and not df.is_cached
     if persisted:
         work = work.persist()
     try:
