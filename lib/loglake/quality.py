@@ -26,9 +26,11 @@ How GX is run:
   down); the test suite blocks sockets to prove it.
 * Regular expressions run in Spark (``rlike``, Java syntax). Java's ``$`` also
   matches before a trailing newline, so patterns end with ``\\z`` (end of input).
-* The suite runs 30-40 small Spark jobs on ``df``. Unless ``df`` is already persisted,
-  :func:`validate` persists its working copy (MEMORY_AND_DISK) for the duration of the
-  call, so ``df`` is computed once by the gate; it is unpersisted before returning.
+* The suite runs 30-40 small Spark jobs on ``df``. Unless ``df`` is already persisted
+  or the caller passes ``cache=False`` (the job does: its ``df`` is the staged ORC, and
+  each check reads back only its columns), :func:`validate` persists its working copy
+  (MEMORY_AND_DISK) for the duration of the call, so ``df`` is computed once by the
+  gate; it is unpersisted before returning.
   Persist ``df`` yourself if you publish from the same DataFrame afterwards.
 """
 from __future__ import annotations
