@@ -88,8 +88,9 @@ def has_big_int(raw: bytes) -> bool:
     """Might ``raw`` hold an integer literal of 19+ digits (one orjson would turn into a
     float)? A run of 19 digits not inside a string follows ``:``, ``[`` or ``,``.
 
-    Finding the digit runs through ``bytes.translate`` is some 10x faster than a regex
-    over the whole text; a false positive only costs the exact (slower) parser."""
+    Digit runs are found with ``bytes.translate`` and ``find`` (C loops over the text)
+    rather than a regex scan, which cost ~18 µs per event under cProfile against ~2.5
+    for this; a false positive only costs the exact (slower) parser."""
     digits = raw.translate(_DIGITS_AS_9)
     at = digits.find(_RUN_19)
     while at != -1:
