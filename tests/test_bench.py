@@ -20,6 +20,8 @@ from loglake.keys import parse_cloudtrail_key, parse_firehose_key
 # One account, region and day: about 14 events per 5-minute file, close to the small
 # benchmark's density (gzip ratios depend on how many records share a file).
 DENSE = {"events": 4_000, "accounts": 1, "regions": 1, "days": 1, "seed": 7}
+# a real results file, as the benchmark wrote it (the committed small run)
+COMMITTED_SMALL = Path(bench.REPO) / "bench" / "results-small.json"
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -129,6 +131,9 @@ def test_session_ids_match_the_firehose_session_records(generated):
 def test_bench_tiny_reports_every_figure(spark, tmp_path):
     """The whole benchmark on ~2k events, in this process (the session's Spark)."""
     out = tmp_path / "out"
+    out.mkdir()
+    earlier = json.loads(COMMITTED_SMALL.read_text()) | {"scale": "tiny", "needle_speedup": 12345.5}
+    (out / "results-tiny.json").write_text(json.dumps(earlier))  # an earlier run at this scale
     res = bench.run("tiny", tmp_path / "work", out, ingest_mode="in-process", spark=spark)
     results = json.loads((out / "results.json").read_text())
     for key in bench.REQUIRED_KEYS:
@@ -143,7 +148,46 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     md = (out / "RESULTS.md").read_text()
     assert "| figure | target | measured | met |" in md and "needle" in md
     assert res["targets"].keys() == bench.TARGETS.keys()
-    assert (out / "results-tiny.json").exists()
+    assert json.loads((out / "results-tiny.json").read_text()) == results
+    assert (out / "RESULTS-tiny.md").read_text() == md
+    # the earlier run became the before column, and is kept in the results for a re-render
+    assert results["details"]["previous_run"]["needle_speedup"] == 12345.5
+    assert "| figure | target | measured | met | previous run (" in md and "12,345.5" in md
+
+
+def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
+    """--render re-writes the reports from stored results: the large report gets a column
+    with the small scale's figures; each scale keeps its own RESULTS-<scale>.md."""
+    small = json.loads(COMMITTED_SMALL.read_text())
+    large = json.loads(COMMITTED_SMALL.read_text()) | {"scale": "large", "events": 5_000_000,
+                                                       "size_ratio_cloudtrail": 1.69}
+    large["targets"]["size_ratio_cloudtrail"]["measured"] = 1.69
+    large["details"].pop("previous_run", None)
+    large["details"]["machine"] = {**large["details"]["machine"], "date": "2030-01-02 03:04 UTC", "commit": "abc1234"}
+    (tmp_path / "results-small.json").write_text(json.dumps(small))
+    (tmp_path / "results-large.json").write_text(json.dumps(large))
+
+    assert bench.main(["--render", "--scale", "large", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert md == (tmp_path / "RESULTS-large.md").read_text()
+    assert md.startswith("# loglake benchmark: `large` scale")
+    assert json.loads((tmp_path / "results.json").read_text())["scale"] == "large"
+    other_col = f"`small` scale ({small['details']['machine']['date'][:10]}, `{small['details']['machine']['commit']}`)"
+    assert f"| figure | target | measured | met | {other_col} |" in md
+    row = next(line for line in md.splitlines() if "(`size_ratio_cloudtrail`)" in line)
+    assert row.endswith(f"| 1.690 | **no** | {small['size_ratio_cloudtrail']:.3f} |")
+    assert "previous run" not in md  # no earlier large run was stored
+    assert "`RESULTS-small.md`" in md
+
+    bench.render("small", tmp_path)
+    small_md = (tmp_path / "RESULTS-small.md").read_text()
+    assert "previous run (" in small_md and "`large` scale (2030-01-02, `abc1234`)" in small_md
+    assert (tmp_path / "RESULTS-large.md").read_text() == md  # the large report stays as it was
+
+
+def test_render_without_stored_results_says_so(tmp_path, capsys):
+    assert bench.main(["--render", "--scale", "large", "--out", str(tmp_path)]) == 2
+    assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err
 
 
 def test_generate_main_help_and_bad_args(capsys, tmp_path):

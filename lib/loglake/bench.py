@@ -17,8 +17,8 @@ Steps (all on the data generated at the start of the run, on this machine):
    object, in batches, through ``AddAPart.process``; Glue calls counted at botocore.
 
 Writes ``results.json`` (stable top-level keys, details below them),
-``results-<scale>.json`` (kept per scale, so the next run shows before/after) and
-``RESULTS.md``. See ``bench/README.md``.
+``results-<scale>.json`` (kept per scale, so the next run shows before/after),
+``RESULTS.md`` and ``RESULTS-<scale>.md``. See ``bench/README.md``.
 """
 from __future__ import annotations
 
@@ -879,6 +879,11 @@ def _mb(b: int) -> str:
     return f"{b / 1024 / 1024:,.1f} MiB"
 
 
+def _run_label(res: dict) -> str:
+    m = res.get("details", {}).get("machine", {})
+    return f"{str(m.get('date', '?'))[:10]}, `{m.get('commit', '?')}`"
+
+
 def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) -> str:
     d = res["details"]
     m = d["machine"]
@@ -910,25 +915,23 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
         "## Targets",
         "",
     ]
-    prev_col = previous is not None
-    head = "| figure | target | measured | met |" + (" previous run |" if prev_col else "")
-    lines += [head, "|---|---|---|---|" + ("---|" if prev_col else "")]
-    rows = [(k, v["what"], v["target"], v["measured"], v["met"]) for k, v in res["targets"].items()]
-    for k, what, target, measured, met in rows:
-        line = f"| {what} (`{k}`) | {target} | {_fmt(measured)} | {_fmt(met)} |"
-        if prev_col:
-            line += f" {_fmt(previous.get(k))} |"
-        lines.append(line)
-    lines += ["", "## All figures", "", "| key | value |" + (" previous run |" if prev_col else ""),
-              "|---|---|" + ("---|" if prev_col else "")]
+    # extra columns: the same keys from an earlier run at this scale (before/after) and
+    # from the other scale's latest run (what changes with input size)
+    extra = [(f"previous run ({_run_label(previous)})", previous)] if previous is not None else []
+    if other_scale is not None:
+        extra.append((f"`{other_scale['scale']}` scale ({_run_label(other_scale)})", other_scale))
+    head = "| figure | target | measured | met |" + "".join(f" {label} |" for label, _ in extra)
+    lines += [head, "|---|---|---|---|" + "---|" * len(extra)]
+    for k, v in res["targets"].items():
+        lines.append(f"| {v['what']} (`{k}`) | {v['target']} | {_fmt(v['measured'])} | {_fmt(v['met'])} |"
+                     + "".join(f" {_fmt(r.get(k))} |" for _, r in extra))
+    lines += ["", "## All figures", "", "| key | value |" + "".join(f" {label} |" for label, _ in extra),
+              "|---|---|" + "---|" * len(extra)]
     for k in REQUIRED_KEYS:
-        line = f"| `{k}` | {_fmt(res.get(k))} |"
-        if prev_col:
-            line += f" {_fmt(previous.get(k))} |"
-        lines.append(line)
-    if prev_col:
-        lines += ["", f"Previous run: {previous.get('details', {}).get('machine', {}).get('date')} at commit "
-                      f"`{previous.get('details', {}).get('machine', {}).get('commit')}`."]
+        lines.append(f"| `{k}` | {_fmt(res.get(k))} |" + "".join(f" {_fmt(r.get(k))} |" for _, r in extra))
+    if other_scale is not None:
+        lines += ["", f"The `{other_scale['scale']}` scale's own report, with its before/after columns: "
+                      f"`RESULTS-{other_scale['scale']}.md`."]
     s = d["sizes"]
     lines += ["", "## 1. Size", "", "| source | raw gzip | readready ORC/ZLIB | ratio | rows |",
               "|---|---|---|---|---|"]
@@ -1115,18 +1118,44 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
 
     res = build_results(scale, gen, ing, gz, naive, sizes, q, aap, prof, machine, timings)
     per_scale = out / f"results-{scale}.json"
-    previous = json.loads(per_scale.read_text()) if per_scale.exists() else None
+    if per_scale.exists():  # kept inside the new results, so a re-render keeps the before/after
+        res["details"]["previous_run"] = _summary(json.loads(per_scale.read_text()))
+    write_reports(res, out)
+    _say(f"done in {timings['total']} s: {out / 'results.json'}, {out / 'RESULTS.md'}")
+    return res
+
+
+def _summary(res: dict) -> dict[str, Any]:
+    """The top-level figures of a run and when/where it ran: what a "previous run" column needs."""
+    m = res.get("details", {}).get("machine", {})
+    keys = (*REQUIRED_KEYS, "glue_calls_per_100_new_partitions", "glue_calls_known_partitions")
+    return {k: res.get(k) for k in keys} | {"details": {"machine": {"date": m.get("date"),
+                                                                    "commit": m.get("commit")}}}
+
+
+def write_reports(res: dict, out: Path) -> None:
+    """results.json and RESULTS.md (this run), and per scale results-<scale>.json and
+    RESULTS-<scale>.md (so a large and a small report live side by side)."""
+    scale = res["scale"]
     other = None
     for s in SCALES:
         f = out / f"results-{s}.json"
-        if s != scale and s != "tiny" and f.exists():
+        if s not in (scale, "tiny") and f.exists():
             other = json.loads(f.read_text())
     text = json.dumps(res, indent=2, default=str)
-    (out / "results.json").write_text(text)
-    per_scale.write_text(text)
-    (out / "RESULTS.md").write_text(render_markdown(res, previous, other))
-    _say(f"done in {timings['total']} s: {out / 'results.json'}, {out / 'RESULTS.md'}")
-    return res
+    md = render_markdown(res, res["details"].get("previous_run"), other)
+    for name, content in (("results.json", text), (f"results-{scale}.json", text), ("RESULTS.md", md),
+                          (f"RESULTS-{scale}.md", md)):
+        (out / name).write_text(content)
+
+
+def render(scale: str, out: Path) -> None:
+    """Re-write the reports from a stored results-<scale>.json, without measuring anything
+    (after a change to the report's layout, or to make that scale's report the main one)."""
+    per_scale = out / f"results-{scale}.json"
+    if not per_scale.exists():
+        raise FileNotFoundError(f"{per_scale}: no stored results for the {scale} scale; run the benchmark first")
+    write_reports(json.loads(per_scale.read_text()), out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1138,7 +1167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Generate realistic raw logs, convert them with loglake, and measure, in one run on the same "
         "data: readready vs raw size, query time and bytes scanned (raw JSON vs readready ORC on Spark), "
         "ingest speed next to gzip -dc and a naive spark.read.json job, peak memory of the job, and AddAPart "
-        "against a moto server. Writes OUT/results.json, OUT/results-SCALE.json and OUT/RESULTS.md.",
+        "against a moto server. Writes OUT/results.json, OUT/results-SCALE.json, OUT/RESULTS.md and "
+        "OUT/RESULTS-SCALE.md.",
     )
     parser.add_argument("--scale", choices=[s for s in SCALES if s != "tiny"] + ["tiny"], default="small",
                         help="small: ~100k events, a few minutes on 2 cores (CI smoke); large: 5M events, by hand")
@@ -1158,7 +1188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "or in this process")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the generated data in --work when it was made with the same parameters")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: re-write OUT/RESULTS.md, OUT/RESULTS-SCALE.md and OUT/results.json "
+                        "from the stored OUT/results-SCALE.json")
     args = parser.parse_args(argv)
+    if args.render:
+        try:
+            render(args.scale, Path(args.out))
+        except FileNotFoundError as exc:
+            print(f"loglake bench: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {Path(args.out) / 'RESULTS.md'} from {Path(args.out) / f'results-{args.scale}.json'}")
+        return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
     run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
