@@ -12,7 +12,12 @@ import pytest
 from loglake import demo, localaws, storage
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "external"
+try:  # ../shared/data/external, found as `loglake demo` finds it (LOGLAKE_SAMPLES overrides)
+    SAMPLES = demo.samples_dir()
+except FileNotFoundError as exc:
+    SAMPLES, _SAMPLES_MISSING = Path("/nonexistent"), str(exc)
+else:
+    _SAMPLES_MISSING = ""
 CT = SAMPLES / "cloudtrail"
 STRATUS_GZ = CT / "stratus-red-team" / "stratus_detonation_logs_all.records.json.gz"
 ELASTIC_GZ = CT / "elastic-integrations" / "elastic_cloudtrail_test_logs_all.records.json.gz"
@@ -25,8 +30,8 @@ SESSION_OWNER = "294599468799"  # the account of the real stratus StartSession e
 
 
 def pytest_configure(config):
-    if not CT.is_dir():
-        raise pytest.UsageError(f"shared samples not found at {SAMPLES}")
+    if _SAMPLES_MISSING:
+        raise pytest.UsageError(f"shared samples: {_SAMPLES_MISSING}")
     # Before any Spark starts: its Python workers inherit the environment of that moment,
     # and they read s3:// objects from the moto server with these credentials.
     os.environ.update(localaws.FAKE_CREDENTIALS)

@@ -41,15 +41,39 @@ QUEUE = "loglake-demo-addapart"
 FALLBACK_ACCOUNT = "111122223333"  # for sample records whose account id was redacted
 
 
-def _samples_dir(samples: str | None) -> Path:
-    candidates = [Path(samples)] if samples else [
-        Path.cwd().parent / "shared" / "data" / "external",
-        REPO.parent / "shared" / "data" / "external",
-    ]
-    for c in candidates:
+SAMPLES_ENV = "LOGLAKE_SAMPLES"
+_SHARED = Path("shared") / "data" / "external"
+
+
+def _origin_checkout() -> Path | None:
+    """The local checkout this one was cloned from (``git clone /path/to/loglake``), if any."""
+    try:
+        url = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = url.removeprefix("file://")
+    return Path(url) if url.startswith("/") else None
+
+
+def samples_dir(samples: str | os.PathLike | None = None) -> Path:
+    """Where the shared real samples are: ``samples`` if given, else ``$LOGLAKE_SAMPLES``,
+    else ``../shared/data/external`` beside this checkout or the current folder, else
+    beside the local checkout this one was cloned from, so a clone made elsewhere (a
+    temporary folder) still finds them."""
+    if samples:
+        candidates = [Path(samples)]
+    else:
+        candidates = [Path(os.environ[SAMPLES_ENV])] if os.environ.get(SAMPLES_ENV) else []
+        candidates += [REPO.parent / _SHARED, Path.cwd().parent / _SHARED]
+        origin = _origin_checkout()
+        if origin is not None:
+            candidates.append(origin.parent / _SHARED)
+    for c in dict.fromkeys(candidates):
         if (c / "cloudtrail").is_dir():
             return c
-    raise SystemExit(f"demo: no samples found (looked in {', '.join(map(str, candidates))}); pass --samples DIR")
+    raise FileNotFoundError(f"no samples found (looked in {', '.join(map(str, dict.fromkeys(candidates)))}); "
+                            f"pass --samples DIR or set {SAMPLES_ENV}")
 
 
 def sample_records(samples: Path) -> dict[str, list[dict]]:
@@ -174,7 +198,10 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
     started = time.time()
     # The demo prints its own account of each step; per-key JSON logs would drown it.
     logging.getLogger("loglake").setLevel(logging.WARNING)
-    samples_dir = _samples_dir(samples)
+    try:
+        samples_path = samples_dir(samples)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"demo: {exc}") from None
     work = Path(workdir).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -195,11 +222,11 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         _print(f"local AWS: moto server at {moto.endpoint}")
         queue_url = setup_local_aws(config, s3, sqs, glue)
 
-        records = sample_records(samples_dir)
-        objects = {**trail_objects(records), **junk_objects(samples_dir), **bad_objects(samples_dir)}
+        records = sample_records(samples_path)
+        objects = {**trail_objects(records), **junk_objects(samples_path), **bad_objects(samples_path)}
         for key, body in objects.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-        fh_objects = firehose_objects(samples_dir, CWL_PREFIX)
+        fh_objects = firehose_objects(samples_path, CWL_PREFIX)
         for key, body in fh_objects.items():
             s3.put_object(Bucket=CWL_BUCKET, Key=key, Body=body)
         _print("raw logs landed in S3")

@@ -58,7 +58,6 @@ import orjson
 
 from loglake import firehose
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_START = dt.date(2024, 9, 2)
 GZIP_LEVEL = 6  # zlib's default, as the AWS SDKs and most producers use
 WINDOW = 300  # CloudTrail delivers about every 5 minutes per account and region
@@ -136,15 +135,6 @@ COMMANDS = (
 
 
 # --------------------------------------------------------------------------- samples
-
-
-def samples_dir(samples: str | os.PathLike | None = None) -> Path:
-    candidates = [Path(samples)] if samples else [REPO.parent / "shared" / "data" / "external",
-                                                  Path.cwd().parent / "shared" / "data" / "external"]
-    for c in candidates:
-        if (c / "cloudtrail").is_dir():
-            return c
-    raise FileNotFoundError(f"no samples found (looked in {', '.join(map(str, candidates))}); pass --samples DIR")
 
 
 def template_records(samples: Path) -> list[dict]:
@@ -828,7 +818,9 @@ def generate(out: str | os.PathLike, events: int, accounts: int = 5, regions: in
         raise ValueError(f"regions must be 1..{len(DEFAULT_REGIONS)}")
     if accounts < 1 or days < 1 or events < 0:
         raise ValueError("accounts and days must be >= 1, events >= 0")
-    samples_path = samples_dir(samples)
+    from loglake import demo
+
+    samples_path = demo.samples_dir(samples)
     out = Path(out)
     accts = account_ids(seed, accounts)
     regs = list(DEFAULT_REGIONS[:regions])
