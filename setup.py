@@ -38,6 +38,9 @@ setup(
             "pyspark==3.5.7",
             # awsglue's Python side, for getResolvedOptions; the JVM parts exist only on Glue.
             "awsglue-dev==2021.12.30",
+            # Reads ORC footers with the ORC C++ library for `loglake contract` (not Spark,
+            # which reads by name and forgives types that Athena rejects).
+            "pyorc==0.12.0",
         ],
         "test": [
             "pytest==9.2.0",

@@ -76,6 +76,57 @@ def aws(moto_server):
     storage.configure(None, None)
 
 
+# --------------------------------------------------------------------------- reader contract
+
+def lake_roots(uris) -> set[str]:
+    """Lake roots of the ORC files among ``uris``: the path before a folder named after a
+    table loglake owns (default names). Staging folders are not published data."""
+    from loglake import contract
+    from loglake.config import Config
+
+    names = {t["Name"] for t in contract.owned_tables(Config()).values()}
+    roots = set()
+    for uri in uris:
+        parts = uri.split("/")
+        if not uri.endswith(".orc") or "_staging" in parts:
+            continue
+        at = next((i for i, part in enumerate(parts[:-1]) if part in names), None)
+        if at:
+            roots.add("/".join(parts[:at]))
+    return roots
+
+
+def assert_reader_contract(roots) -> None:
+    from loglake import contract
+    from loglake.config import Config
+
+    problems = [p for root in sorted(roots) for p in contract.check_lake(root, Config()).problems]
+    assert not problems, f"ORC files Athena would misread: {problems[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def _reader_contract(request):
+    """After every test, every ORC file it left in its lakes (tmp_path, moto S3) must read in
+    Athena exactly as written (loglake.contract). Opt out with @pytest.mark.broken_orc."""
+    yield
+    if request.node.get_closest_marker("broken_orc"):
+        return
+    roots = set()
+    if "tmp_path" in request.fixturenames:
+        tmp = request.getfixturevalue("tmp_path")
+        roots |= lake_roots(str(p) for p in tmp.rglob("*.orc"))
+    assert_reader_contract(roots)
+    if "aws" in request.fixturenames:
+        aws = request.getfixturevalue("aws")
+        storage.configure(aws.endpoint, "us-east-1")  # the aws fixture has already torn down
+        try:
+            keys = [o.uri for b in aws.s3.list_buckets().get("Buckets", [])
+                    for o in storage.list_objects(f"s3://{b['Name']}/")]
+            assert_reader_contract(lake_roots(keys))
+        finally:
+            storage.configure(None, None)
+
+
 def session_records() -> list[dict]:
     return demo.session_records(SESSION_FIXTURE)
 

@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--lake", required=True, metavar="DIR", help="the lake root given to --out (local folder)")
     docs.add_argument("--out", required=True, metavar="DIR", help="where to write the HTML")
 
+    con = sub.add_parser(
+        "contract",
+        help="check that every ORC file of a lake reads in Athena exactly as written",
+        description="Reads the footer of every ORC file below each table loglake owns (both readready "
+        "tables, quarantine, runs, connect_users) in --lake and checks it against the table's Glue "
+        "definition: the same column names in the same order (Athena reads ORC columns by position) "
+        "and an ORC type kind Athena accepts for each declared type (a timestamp column must be ORC "
+        "TIMESTAMP). Table names come from the config. Prints a JSON report (ok, files_checked, "
+        "files_by_table, problems); exit 1 when any file breaks the contract. Reads whole files: "
+        "meant for local lakes and spot checks of an s3:// prefix.",
+    )
+    con.add_argument("--lake", required=True, metavar="DIR_OR_URI", help="the lake root given to --out")
+    _add_config(con)
+
     cfg = sub.add_parser("config", help="show or check the effective configuration")
     cfgsub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = cfgsub.add_parser("show", help="print the effective config (file + environment) as YAML")
@@ -243,6 +257,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         return _run(args, config)
+    if args.command == "contract":
+        from loglake import contract
+
+        report = contract.check_lake(args.lake, config)
+        _emit(report.as_dict())
+        for p in report.problems:
+            log.error("%s: %s", p["file"], p["problem"])
+        return 0 if report.ok else 1
     if args.command == "ddl":
         return _ddl(args, config)
     if args.command == "query":

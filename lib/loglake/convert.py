@@ -696,8 +696,8 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
 
     import pyarrow.orc as orc
 
-    def ts(text: str) -> dt.datetime:
-        return dt.datetime.fromisoformat(text)
+    def ts(text: str) -> dt.datetime:  # naive UTC: the column is ORC TIMESTAMP (RUNS.orc_arrow)
+        return dt.datetime.fromisoformat(text).astimezone(dt.UTC).replace(tzinfo=None)
 
     row = {
         "run_id": summary["run_id"], "job": f"{source.name}_readready",
@@ -713,7 +713,7 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
         "balanced": summary["balanced"], "quality_success": summary["quality"]["success"],
         "quality_failed": json.dumps(summary["quality"]["failed"]), "output": summary["output"],
     }
-    table = pa.Table.from_pylist([row], schema=RUNS.arrow(with_partitions=False))
+    table = pa.Table.from_pylist([row], schema=RUNS.orc_arrow())
     buf = io.BytesIO()
     orc.write_table(table, buf, compression="zlib")
     runs_dir = storage.join(out_root, config.catalog.tables.runs, f"source={source.name}", f"run_date={run_date}")

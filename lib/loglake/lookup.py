@@ -90,7 +90,7 @@ def write_connect_users(rows: list[dict[str, str]], lake_root: str) -> dict[str,
         by_instance.setdefault(row["instance"], []).append(row)
     files = []
     for inst, inst_rows in sorted(by_instance.items()):
-        table = pa.Table.from_pylist(inst_rows, schema=CONNECT_USERS.arrow(with_partitions=False))
+        table = pa.Table.from_pylist(inst_rows, schema=CONNECT_USERS.orc_arrow())
         buf = io.BytesIO()
         orc.write_table(table, buf, compression="zlib")
         uri = storage.join(location(lake_root), f"{inst}.orc")

@@ -122,14 +122,14 @@ RUNS_COLUMNS: tuple[Column, ...] = (
     _c("output", doc="readready table location"),
 )
 
-def _arrow_type(name: str):
+def _arrow_type(name: str, tz: str | None = "UTC"):
     # pyarrow is imported here, not at module level: the AddAPart Lambda imports this
     # module (through catalog) and ships without pyarrow.
     import pyarrow as pa
 
     return {
         "string": pa.string(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
+        "timestamp": pa.timestamp("us", tz=tz),
         "boolean": pa.bool_(),
         "bigint": pa.int64(),
     }[name]
@@ -158,6 +158,15 @@ class TableSchema:
 
         cols = self.all_columns if with_partitions else self.columns
         return pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in cols])
+
+    def orc_arrow(self):
+        """The Arrow schema for writing this table's ORC files with pyarrow: the data
+        columns, timestamps naive (UTC wall time). pyarrow stores a tz-aware timestamp as
+        ORC TIMESTAMP_INSTANT, which Athena refuses for a ``timestamp`` column
+        (``loglake.contract``); a naive one is ORC TIMESTAMP, as Spark writes it."""
+        import pyarrow as pa
+
+        return pa.schema([pa.field(c.name, _arrow_type(c.type, tz=None)) for c in self.columns])
 
     def spark_ddl(self, with_partitions: bool = True) -> str:
         """A Spark DDL schema string, e.g. for mapInArrow or spark.read.schema()."""
