@@ -34,6 +34,11 @@ lock: $(STAMP)
 	 echo "# Regenerate with: make lock"; \
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^loglake') > constraints.txt
 
+.PHONY: columns
+# Record columns appended to a table in ddl/columns.tsv; refuses any other change (Athena reads ORC by position).
+columns: $(STAMP)
+	$(BIN)/python -m loglake.contract --update-snapshot
+
 .PHONY: package template
 
 # The deployable artifacts into dist/, reproducibly: the loglake wheel, the Glue job
@@ -44,6 +49,20 @@ package: $(STAMP)
 # Regenerate the CloudFormation template from the code (tests fail while it is stale).
 template: $(STAMP)
 	$(BIN)/python -m loglake.deploy deploy/loglake.yaml
+
+.PHONY: glue-lock glue-check
+
+# Re-resolve the wheels the Glue 5.0 jobs need beyond what Glue provides
+# (deploy/glue-wheels.txt; needs PyPI), after changing setup.py, constraints.txt or
+# deploy/glue-5.0-provided.txt; then `make template`.
+glue-lock: $(STAMP)
+	$(BIN)/python -m loglake.package --glue-lock
+	$(BIN)/python -m loglake.deploy deploy/loglake.yaml
+
+# Install the package into a throwaway venv holding Glue 5.0's provided versions, with
+# no index, and check nothing Glue provides is replaced (also part of `make test`).
+glue-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_deploy.py -k glue
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache build dist lib/*.egg-info spark-warehouse metastore_db derby.log

@@ -237,10 +237,19 @@ def test_non_ascii_digits_and_newlines_are_errors(key, reason):
     assert (result.status, result.reason) == (keys.ERROR, reason)
 
 
-@pytest.mark.parametrize("org", ["o-ABCDEFGHIJ", "o-short", "o-a1b2c3d4e5_"])
+@pytest.mark.parametrize("org", ["o-ABCDEFGHIJ", "o-", "o-a1b2c3d4e5_", "o-a.b", "o-ab c"])
 def test_malformed_org_id_is_an_error(org):
     result = parse_cloudtrail_key(ct_key(org=org))
-    assert result.status == keys.ERROR, result
+    assert (result.status, result.reason) == (keys.ERROR, keys.BAD_ORG), result
+
+
+# Organization ids are validated by the shape a partition value needs, not by AWS's current
+# 10-32 length rule: published samples are anonymised to other lengths (o- and 9 characters).
+@pytest.mark.parametrize("org", ["o-x7k2m9q4z", "o-a", "o-" + "9" * 40])
+def test_well_shaped_org_id_of_any_length_is_a_partition(org):
+    result = parse_cloudtrail_key(ct_key(org=org))
+    assert result.ok, result
+    assert result.partition.values[0] == org
 
 
 GARBAGE = [

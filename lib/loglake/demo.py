@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from loglake import addapart, catalog, firehose, localaws, sql, storage
+from loglake import addapart, catalog, contract, firehose, localaws, sql, storage
 from loglake.config import ACCOUNT_RE, REGION_RE, config_from_dict
 from loglake.keys import parse_cloudtrail_key
 
@@ -262,10 +262,17 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         _print("readready files (ORC)")
         for source in ("cloudtrail", "cloudwatch"):
             _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))))
+        _print("reader contract: what Athena reads is what was written (loglake contract)")
+        report = contract.check_lake(config.readready.location, config)
+        print(f"{report.files_checked} ORC files ({', '.join(f'{k} {n}' for k, n in report.files_by_table.items())}): "
+              + ("names, order and ORC types as the Glue tables declare them" if report.ok
+                 else f"{len(report.problems)} PROBLEMS"))
+        for problem in report.problems:
+            print(f"  {problem['file']}: {problem['problem']}")
         _print("what an analyst sees")
         _analyst_view(config)
     print(f"\ndemo done in {time.time() - started:.0f}s; output in {work}")
-    return 0
+    return 0 if report.ok else 1
 
 
 def _runs_and_quarantine(config) -> None:

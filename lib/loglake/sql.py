@@ -33,6 +33,7 @@ from typing import Any
 
 from loglake import storage
 from loglake.config import CatalogConfig, Config, TablesConfig
+from loglake.keys import ORG_RE
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -261,7 +262,7 @@ class Locations:
         start = projection_start or PROJECTION_START
         if not re.fullmatch(r"[0-9]{4}/[0-9]{2}/[0-9]{2}", start):
             raise ValueError(f"--projection-start {start!r}: expected yyyy/MM/dd")
-        if org is not None and not re.fullmatch(r"o-[a-z0-9]{10,32}", org):
+        if org is not None and not ORG_RE.match(org):
             raise ValueError(f"--org {org!r} is not an organization id (o-...)")
         return cls(
             readready=(readready or config.readready.location or "").rstrip("/"),
