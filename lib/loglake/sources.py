@@ -186,7 +186,9 @@ CLOUDWATCH_SOURCE = Source(
     process_file=process_cloudwatch,
     # A session's keystrokes end up together and in order inside each file.
     sort_columns=("loggroup", "sessionid", "event_timestamp", "event_id"),
-    dedup_key=("loggroup", "logstream", "event_id"),
+    # An event id is unique within its log stream, and stream names (Session Manager uses
+    # session ids) repeat across accounts: the owning account is part of the identity.
+    dedup_key=("owner", "loggroup", "logstream", "event_id"),
     bloom_columns=("sessionid", "useridentity_arn"),
 )
 
