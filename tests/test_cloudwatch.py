@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import collections
 import gzip
+import itertools
 import json
 
 import pytest
@@ -279,3 +281,24 @@ def test_schema_of_cloudwatch_readready(spark, lake):
     _, out, _ = lake
     df = spark.read.orc(f"file://{out}/from_cloudwatch_readready")
     assert [f.name for f in df.schema.fields] == [c.name for c in CLOUDWATCH_SOURCE.schema.all_columns]
+
+
+def test_two_accounts_with_the_same_stream_and_event_ids_keep_both(spark, tmp_path):
+    # Session Manager names streams after session ids, and two accounts' streams can carry the
+    # same names and event ids: the owner is part of an event's identity. A real repeat (same
+    # owner) is still dropped once.
+    docs = firehose.session_log_documents(session_records(), SESSION_OWNER)
+    other = [dict(d, owner="111122223333") for d in docs]
+    raw = tmp_path / "raw"
+    place(raw, "fh/2024/08/01/12/two-accounts", firehose.build_object(docs + other + docs[:1]))
+    summary_file = tmp_path / "s.json"
+    argv = ["-q", "run", "cloudwatch", "--raw", str(raw), "--out", str(tmp_path / "lake"),
+            "--summary-json", str(summary_file)]
+    assert cli.main(argv) == 0
+    summary = json.loads(summary_file.read_text())
+    events = len(session_records())
+    assert summary["duplicates"] == len(docs[0]["logEvents"])
+    assert summary["written"] == 2 * events and summary["balanced"] is True
+    rows = spark.read.orc(f"file://{tmp_path}/lake/from_cloudwatch_readready").collect()
+    assert sorted(collections.Counter(r["owner"] for r in rows).items()) == [
+        ("111122223333", events), (SESSION_OWNER, events)]
