@@ -53,8 +53,8 @@ template: $(STAMP)
 .PHONY: glue-lock glue-check
 
 # Re-resolve the wheels the Glue 5.0 jobs need beyond what Glue provides
-# (deploy/glue-wheels.txt; needs PyPI), after changing setup.py, constraints.txt or
-# deploy/glue-5.0-provided.txt; then `make template`.
+# (deploy/glue-wheels.txt; needs PyPI) and the template that lists them, after changing
+# setup.py, constraints.txt or deploy/glue-5.0-provided.txt.
 glue-lock: $(STAMP)
 	$(BIN)/python -m loglake.package --glue-lock
 	$(BIN)/python -m loglake.deploy deploy/loglake.yaml

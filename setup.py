@@ -1,7 +1,10 @@
 """Packaging for loglake.
 
-Runtime pins are exact so a fresh install is reproducible; `constraints.txt`
-pins the whole dependency tree the Makefile installs with.
+The runtime requirements are ranges: the wheel runs on AWS Glue 5.0, which provides
+boto3, pyarrow, pandas and numpy itself (deploy/glue-5.0-provided.txt), and each range
+admits Glue's version so that installing the wheel there replaces none of them (a test
+checks). Exact versions are in `constraints.txt`, which pins the whole dependency tree
+the Makefile installs with; `make package` ships the rest at those versions for Glue.
 """
 from setuptools import find_packages, setup
 
@@ -18,17 +21,20 @@ setup(
     packages=find_packages("lib") + ["loglake.ddl", "loglake.ddl.views", "loglake.ddl.queries"],
     package_data={"loglake": ["log4j2.properties"], "loglake.ddl": ["*.sql", "views/*.sql", "queries/*.sql"]},
     install_requires=[
-        "boto3==1.44.5",
-        "botocore==1.44.5",
-        "pyarrow==26.0.1",
-        "great-expectations==1.24.1",
+        # Provided by Glue 5.0 (boto3/botocore 1.34.131, pyarrow 17.0.0, pandas 2.2.2,
+        # numpy 1.26.4): lower bounds at those versions, so Glue's are used as they are.
+        "boto3>=1.34.131,<2",
+        "botocore>=1.34.131,<2",
+        "pyarrow>=17.0.0,<27",
         # pandas 3 warns under PySpark 3.5.
-        "pandas==2.3.3",
-        "numpy==2.4.6",
-        "PyYAML==6.0.3",
-        "orjson==3.13.0",
+        "pandas>=2.2.2,<3",
+        "numpy>=1.26.4,<3",
+        # Not provided by Glue 5.0: shipped with the job (dist/glue-wheels/).
+        "great-expectations>=1.24.1,<2",
+        "PyYAML>=6.0.3,<7",
+        "orjson>=3.13.0,<4",
         # Athena (Trino) SQL is the one source of the views and queries; sqlglot runs it on Spark.
-        "sqlglot==30.30.0",
+        "sqlglot>=30.30.0,<31",
     ],
     extras_require={
         # What AWS Glue provides itself, so the wheel shipped to Glue must not pull it in

@@ -24,6 +24,8 @@ import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from loglake import catalog, deploy, package
 from loglake.config import Config
@@ -97,7 +99,13 @@ def test_one_scheduled_glue_job_per_source(template):
         assert props["WorkerType"] == {"Ref": "WorkerType"} and props["NumberOfWorkers"] == {"Ref": "NumberOfWorkers"}
         args = props["DefaultArguments"]
         assert args["--config"] == {"Ref": "ConfigUri"}
-        assert _unsub(args["--additional-python-modules"]).endswith("/" + deploy.wheel_name())
+        # loglake's wheel and every wheel Glue lacks, from the artifact prefix, with no index.
+        separator, modules = args["--additional-python-modules"]["Fn::Join"]
+        assert separator == "," and [_unsub(m) for m in modules] == [
+            f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{path}" for path in deploy.glue_modules()]
+        assert deploy.glue_modules()[0] == deploy.wheel_name() and len(modules) > 1
+        assert set(deploy.glue_modules()) <= set(deploy.artifacts())
+        assert args["--python-modules-installer-option"] == "--no-index"
     for trigger in triggers.values():
         props = trigger["Properties"]
         assert props["Type"] == "SCHEDULED" and props["Schedule"] == {"Ref": "Schedule"}
@@ -462,3 +470,189 @@ def test_lambda_imports_nothing_outside_its_zip(builds, tmp_path):
 def test_rendered_yaml_round_trips():
     """What `make template` writes parses back to the template (no aliases, no tags)."""
     assert yaml.safe_load(deploy.render_yaml()) == deploy.render_template()
+
+
+# --------------------------------------------------------------------------- Glue 5.0 installs
+
+# What the AWS Glue 5.0 job installs: loglake's wheel and the wheels of deploy/glue-wheels.txt,
+# with pip's --no-index, on top of the modules Glue provides (deploy/glue-5.0-provided.txt).
+GLUE_DOCS = "https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-python-libraries.html"
+
+
+def _install_requires() -> list[Requirement]:
+    """install_requires of setup.py, read from its syntax tree (what the wheel declares)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    [call] = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"]
+    [value] = [k.value for k in call.keywords if k.arg == "install_requires"]
+    return [Requirement(r) for r in ast.literal_eval(value)]
+
+
+def _constraints() -> dict[str, str]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return {canonicalize_name(n): v for n, v in (x.split("==") for x in lines if "==" in x and not x.startswith("#"))}
+
+
+def test_glue_provided_list_names_its_source():
+    text = (ROOT / package.GLUE_PROVIDED).read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any(GLUE_DOCS in line for line in header) and any("Read on" in line for line in header)
+    names = [line.split("==")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(names) == len(set(names)) == len(package.glue_provided())
+    assert {"boto3", "botocore", "pyarrow", "pandas", "numpy"} <= set(package.glue_provided())
+
+
+def test_wheel_requirements_admit_glue_versions():
+    """Each requirement on a module Glue provides admits Glue's version (so pip keeps it),
+    and constraints.txt's exact pin (so local installs stay inside the range)."""
+    provided, pins = package.glue_provided(), _constraints()
+    checked = []
+    for req in _install_requires():
+        name = canonicalize_name(req.name)
+        assert pins.get(name) in req.specifier, f"constraints.txt pins {name}=={pins.get(name)}, outside {req}"
+        if name in provided:
+            assert req.specifier.contains(provided[name], prereleases=True), (
+                f"setup.py requires {req}, which excludes the {name} {provided[name]} AWS Glue 5.0 provides: "
+                f"the job would replace it")
+            checked.append(name)
+    assert {"boto3", "botocore", "pyarrow", "pandas", "numpy"} <= set(checked)
+
+
+def test_glue_lock_ships_what_glue_lacks_at_the_pinned_versions():
+    """deploy/glue-wheels.txt against setup.py and constraints.txt: run `make glue-lock` when this fails."""
+    provided, pins = package.glue_provided(), _constraints()
+    locked = {}
+    for digest, name in deploy.glue_wheels():
+        dist, version, *_ = parse_wheel_filename(name)
+        assert len(digest) == 64 and name.endswith(".whl")
+        assert dist not in provided, f"{name}: AWS Glue 5.0 provides {dist}; shipping it would replace Glue's"
+        assert pins.get(dist) == str(version), f"{name}: constraints.txt pins {dist}=={pins.get(dist)}"
+        locked[dist] = str(version)
+    needed = {canonicalize_name(r.name) for r in _install_requires()} - set(provided)
+    assert needed <= set(locked), f"not in {deploy.GLUE_WHEELS_LOCK}: {sorted(needed - set(locked))}"
+    # Built for Glue: CPython 3.11, and no platform newer than its glibc 2.34 (x86_64).
+    for _, name in deploy.glue_wheels():
+        for tag in parse_wheel_filename(name)[3]:
+            assert tag.interpreter in ("py3", "cp311") and tag.abi in ("none", "abi3", "cp311"), name
+            assert tag.platform == "any" or (tag.platform.endswith("x86_64") and _glibc(tag.platform) <= (2, 34)), name
+
+
+def _glibc(platform: str) -> tuple[int, int]:
+    legacy = {"manylinux1_x86_64": (2, 5), "manylinux2010_x86_64": (2, 12), "manylinux2014_x86_64": (2, 17)}
+    if platform in legacy:
+        return legacy[platform]
+    _, major, minor, _ = platform.split("_", 3)
+    return int(major), int(minor)
+
+
+def _requires_dist(wheel: Path) -> list[Requirement]:
+    """The wheel's own requirements that apply on Glue (CPython 3.11 on Linux, no extras)."""
+    with zipfile.ZipFile(wheel) as zf:
+        [meta] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = zf.read(meta).decode().splitlines()
+    reqs = [Requirement(line.split(":", 1)[1]) for line in lines if line.startswith("Requires-Dist:")]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
+
+
+def _installed(python: Path) -> dict[str, str]:
+    """canonical name -> version of everything installed in that Python's environment."""
+    proc = subprocess.run([str(python), "-m", "pip", "--isolated", "list", "--format=json"],
+                          capture_output=True, text=True, check=True)
+    return {canonicalize_name(d["name"]): d["version"] for d in json.loads(proc.stdout)}
+
+
+@pytest.fixture(scope="module")
+def glue_venv(builds, tmp_path_factory) -> dict:
+    """A throwaway venv standing in for a Glue 5.0 job: the modules Glue provides that the
+    shipped wheels require, at Glue's versions (with Glue's pip and setuptools), from PyPI;
+    then what the job installs, as the template passes it: the built wheels, no index."""
+    dist, _ = builds
+    provided = package.glue_provided()
+    wheels = [dist / deploy.wheel_name()] + [dist / deploy.GLUE_WHEELS / name for _, name in deploy.glue_wheels()]
+    wanted = {canonicalize_name(r.name) for w in wheels for r in _requires_dist(w)} & set(provided)
+    wanted |= {"pip", "setuptools"}
+    tmp = tmp_path_factory.mktemp("glue")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
+    python = tmp / "venv" / "bin" / "python"
+    glue = tmp / "glue-provided.txt"
+    glue.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())))
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-compile"]
+    subprocess.run(pip + ["pip==" + provided["pip"]], check=True)
+    subprocess.run(pip + ["--only-binary=:all:", "-c", str(glue)] + [f"{n}=={provided[n]}" for n in sorted(wanted)],
+                   check=True)
+    before = _installed(python)
+    # --isolated: no pip configuration or PIP_* variables (find-links, extra indexes) of this machine.
+    proc = subprocess.run([str(python), "-m", "pip", "--isolated", "install", "--no-compile", "--no-index"]
+                          + [str(w) for w in wheels],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"the job's install fails with no index:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    return {"python": python, "before": before, "after": _installed(python), "wanted": wanted, "tmp": tmp}
+
+
+def test_glue_install_replaces_nothing_glue_provides(glue_venv):
+    before, after = glue_venv["before"], glue_venv["after"]
+    provided = package.glue_provided()
+    assert {n: before.get(n) for n in glue_venv["wanted"]} == {n: provided[n] for n in glue_venv["wanted"]}
+    changed = {n: (v, after.get(n)) for n, v in before.items() if after.get(n) != v}
+    assert not changed, f"installing the job's wheels replaced what Glue provides: {changed}"
+    shipped = {parse_wheel_filename(name)[0] for _, name in deploy.glue_wheels()}
+    assert shipped | {"loglake"} == set(after) - set(before)
+
+
+# Run by the Glue stand-in's Python, outside the checkout: the job's modules import with
+# Glue's numpy, pandas and pyarrow, the GX suites build, and pyarrow writes the runs table's ORC.
+_GLUE_RUN = r"""
+import io, sys
+import numpy, pandas, pyarrow, pyarrow.orc as orc, boto3
+import loglake, loglake.convert, loglake.jobs, loglake.quality
+from loglake.schema import RUNS
+assert "site-packages" in loglake.__file__, loglake.__file__
+versions = dict(v.split("==") for v in sys.argv[1:])
+for module in (numpy, pandas, pyarrow, boto3):
+    assert module.__version__ == versions[module.__name__], (module.__name__, module.__version__)
+for source in ("cloudtrail", "cloudwatch"):
+    assert loglake.quality.suite(source).expectations
+schema = RUNS.orc_arrow() if hasattr(RUNS, "orc_arrow") else RUNS.arrow(with_partitions=False)
+buf = io.BytesIO()
+orc.write_table(pyarrow.Table.from_pylist([], schema=schema), buf, compression="zlib")
+assert orc.ORCFile(io.BytesIO(buf.getvalue())).schema.names == schema.names
+"""
+
+
+def _run_in_glue_venv(glue_venv: dict, script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGLAKE", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(GX_ANALYTICS_ENABLED="False", AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+    return subprocess.run([str(glue_venv["python"]), "-c", script, *args], capture_output=True, text=True,
+                          cwd=glue_venv["tmp"], env=env)
+
+
+def test_glue_install_runs_the_job_modules(glue_venv):
+    provided = package.glue_provided()
+    versions = [f"{n}=={provided[n]}" for n in ("numpy", "pandas", "pyarrow", "boto3")]
+    proc = _run_in_glue_venv(glue_venv, _GLUE_RUN, *versions)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# The scheduled runs' lock is an S3 conditional put (storage.put_conditional): with a
+# stubbed client, botocore validates the call against the S3 model of Glue's version.
+_GLUE_CONDITIONAL_PUT = r"""
+import botocore
+from botocore.stub import Stubber
+from loglake import storage
+s3 = storage.client("s3")
+storage._s3 = lambda: s3
+with Stubber(s3) as stub:
+    stub.add_response("put_object", {"ETag": '"1"'})
+    stub.add_response("put_object", {"ETag": '"2"'})
+    assert storage.put_conditional("s3://bucket/lock", b"x", None)
+    assert storage.put_conditional("s3://bucket/lock", b"y", '"1"')
+"""
+
+
+def test_glue_botocore_takes_the_conditional_put(glue_venv):
+    proc = _run_in_glue_venv(glue_venv, _GLUE_CONDITIONAL_PUT)
+    if proc.returncode and 'Unknown parameter in input: "IfNoneMatch"' in proc.stderr:
+        # Known, and not this file's to fix: the scheduled runs' lock fails on Glue 5.0 as it is.
+        pytest.xfail("botocore 1.34.131 (Glue 5.0's) predates S3 conditional writes: its PutObject has no "
+                     "IfNoneMatch / IfMatch, so storage.put_conditional fails parameter validation there; it "
+                     "must send the headers itself (e.g. a before-call hook) to run on Glue's botocore")
+    assert proc.returncode == 0, proc.stderr[-3000:]
