@@ -14,6 +14,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from botocore import xform_name
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from loglake import catalog, deploy, package
+from loglake import catalog, deploy, keys, package
 from loglake.config import Config
 from loglake.sources import SOURCES
 
@@ -656,3 +657,12 @@ def test_glue_botocore_takes_the_conditional_put(glue_venv):
                      "IfNoneMatch / IfMatch, so storage.put_conditional fails parameter validation there; it "
                      "must send the headers itself (e.g. a before-call hook) to run on Glue's botocore")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_org_id_parameter_takes_what_key_parsing_takes(template):
+    """OrgId is checked by shape, like the keys the jobs parse (keys.ORG_RE), not by a length rule."""
+    pattern = template["Parameters"]["OrgId"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")  # no organization trail
+    for org in ("o-a1b2c3d4e", "o-abcdefghij", "o-" + "a1" * 20, "o-", "o-ABCDEFGHIJ", "o-abc/def", "r-abcdefghij"):
+        assert bool(re.fullmatch(pattern, org)) == bool(keys.ORG_RE.match(org)), org
+    assert re.fullmatch(pattern, "o-a1b2c3d4e")  # 9 characters, as in AWS's published samples

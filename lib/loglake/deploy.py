@@ -181,9 +181,10 @@ def _parameters(config: Config) -> dict:
         }
     params.update({
         "OrgId": {
-            "Type": "String", "Default": "", "AllowedPattern": "^(o-[a-z0-9]{10,32})?$",
-            "Description": "organization id (o-...) of the organization trail; when set, the jobs may read "
-                           "only that organization's CloudTrail objects",
+            # Checked by shape, not by AWS's current length rule (published ids have 9 characters after o-).
+            "Type": "String", "Default": "", "AllowedPattern": "^(o-[a-z0-9]+)?$",
+            "Description": "organization id (o- then lower-case letters and digits) of the organization trail; "
+                           "when set, the jobs may read only that organization's CloudTrail objects",
         },
         "ReadreadyBucket": {"Type": "String", "Description": "bucket the readready tables are written to"},
         "ReadreadyPrefix": {
