@@ -18,7 +18,7 @@ from loglake import addapart, catalog
 from loglake.addapart import AddAPart, Message
 from loglake.catalog import PartitionRegistrar
 from loglake.config import config_from_dict
-from loglake.sources import CLOUDTRAIL_SOURCE
+from loglake.sources import CLOUDTRAIL_SOURCE, CLOUDWATCH_SOURCE
 
 BUCKET = "trail-bucket"
 
@@ -350,3 +350,54 @@ def test_burst_of_10000_object_events_across_50_partitions_takes_a_handful_of_ca
         created += out.created
     assert created == 50 and len(partitions_in(aws.glue, config)) == 50
     assert total_calls <= 2  # the container cache answers the other 99 batches
+
+
+# --------------------------------------------------------------------------- key errors -> quarantine
+
+def lake_config(lake: str, **extra):
+    return config_from_dict({"sources": {"cloudtrail": {"bucket": BUCKET}}, "catalog": {"database": "lake"},
+                             "readready": {"location": lake}, **extra})
+
+
+def test_key_errors_are_handed_to_the_sources_next_run(aws, tmp_path):
+    from loglake import rejected_keys
+
+    lake = f"file://{tmp_path}/lake"
+    config = lake_config(lake)
+    setup_catalog(aws.glue, config)
+    bad = ["AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz",
+           "AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/01/x.json", ct_key(org="o-UPPER")]
+    out = AddAPart(config, glue=aws.glue).process([Message("m1", s3_body([ct_key(), *bad]))])
+    assert out.failed_message_ids == [] and out.created == 1  # acknowledged: retrying cannot fix a key
+    assert out.keys_for_quarantine == 3
+    claimed = rejected_keys.claim(lake, "cloudtrail")
+    assert len(claimed.files) == 1
+    assert sorted((k.key, k.reason) for k, _ in claimed.results) == sorted([
+        (f"s3://{BUCKET}/{bad[0]}", "bad_date"), (f"s3://{BUCKET}/{bad[1]}", "not_json_gz"),
+        (f"s3://{BUCKET}/{bad[2]}", "bad_org")])
+    assert rejected_keys.claim(lake, "cloudwatch").files == ()
+
+
+def test_a_key_error_that_cannot_be_written_fails_its_message_for_a_retry(aws):
+    config = lake_config("s3://no-such-lake-bucket/lake")
+    setup_catalog(aws.glue, config)
+    out = AddAPart(config, glue=aws.glue).process(
+        [Message("good", s3_body([ct_key()])), Message("bad", s3_body(["AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz"]))])
+    assert out.failed_message_ids == ["bad"] and out.keys_for_quarantine == 0
+
+
+def test_backfill_of_one_source_classifies_keys_against_that_source_only(aws):
+    config = config_from_dict({"sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": BUCKET}},
+                               "catalog": {"database": "lake"}})
+    setup_catalog(aws.glue, config)
+    catalog.ensure_table(aws.glue, "lake", catalog.table_input(
+        config.table("cloudwatch", "raw"), CLOUDWATCH_SOURCE.raw_schema, f"s3://{BUCKET}/", "cloudwatch_json"))
+    aws.s3.create_bucket(Bucket=BUCKET)
+    aws.s3.put_object(Bucket=BUCKET, Key=ct_key(), Body=b"x")
+    aws.s3.put_object(Bucket=BUCKET, Key="2024/08/01/12/stream-1-2024-08-01-12-00-00-abc", Body=b"x")
+    out = addapart.backfill(AddAPart(config, glue=aws.glue), CLOUDWATCH_SOURCE, BUCKET, "")
+    assert (out.objects, out.created) == (2, 1)
+    assert out.key_reasons == {"no_layout_match": 1}  # the CloudTrail key is not a Firehose object
+    assert [p["Values"] for p in catalog.list_partitions(aws.glue, "lake", config.table("cloudwatch", "raw"))] == [
+        ["2024-08-01", "12"]]
+    assert list(catalog.list_partitions(aws.glue, "lake", config.table("cloudtrail", "raw"))) == []

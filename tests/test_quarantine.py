@@ -293,3 +293,42 @@ def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_pat
     runs = pads.dataset(str(out / "runs"), format="orc", partitioning="hive").to_table().to_pylist()
     assert sorted(r["status"] for r in runs) == ["published", "rejected_quality"]
     assert (out / "_quality" / "cloudtrail" / f"{summary['run_id']}.json").is_file()
+
+
+def test_addapart_key_errors_reach_the_quarantine_once_through_the_next_run(spark, tmp_path, monkeypatch):
+    from loglake import keys, rejected_keys
+
+    raw, out = tmp_path / "raw", tmp_path / "lake"
+    place(raw, DAY + "a.json.gz", STRATUS_GZ)
+    bad = [keys.KeyResult("s3://trail/AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz", keys.ERROR,
+                          keys.BAD_DATE, "2024/02/30 is not a calendar date"),
+           keys.KeyResult("s3://trail/AWSLogs/o-UPPER/123456789012/CloudTrail/us-east-1/2024/12/01/y.json.gz",
+                          keys.ERROR, keys.BAD_ORG, "organization id 'o-UPPER' is not o- and [a-z0-9]")]
+    rejected_keys.write(f"file://{out}", "cloudtrail", bad[:1])
+    rejected_keys.write(f"file://{out}", "cloudtrail", bad)  # SQS redelivered the first key: once in the quarantine
+    rejected_keys.write(f"file://{out}", "cloudwatch", bad[1:])  # another source's: not this run's
+
+    # A run that does not publish leaves them for the next one.
+    monkeypatch.setattr(convert, "_summary", _unbalanced(convert._summary))
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    assert code == 1 and len(list((out / "_state" / "cloudtrail" / "rejected_keys").iterdir())) == 2
+    monkeypatch.undo()
+
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    assert code == 0 and summary["balanced"] is True
+    assert summary["quarantined"]["by_reason"] == {"bad_date": 1, "bad_org": 1}
+    assert summary["skipped_keys"] == {"bad_date": 1, "bad_org": 1}
+    rows = {r["raw_key"]: r for r in quarantine_rows(out)}
+    assert set(rows) == {b.key for b in bad}
+    assert rows[bad[0].key]["reason"] == "bad_date" and rows[bad[0].key]["run_id"] == summary["run_id"]
+    assert not list((out / "_state" / "cloudtrail" / "rejected_keys").iterdir())
+    assert len(list((out / "_state" / "cloudwatch" / "rejected_keys").iterdir())) == 1
+
+    code, again = run(tmp_path, "cloudtrail", raw, out)
+    assert code == 0 and again["quarantined"]["total"] == 0 and len(quarantine_rows(out)) == 2
+
+
+def _unbalanced(summary_fn):
+    def wrapped(*args, **kwargs):
+        return {**summary_fn(*args, **kwargs), "balanced": False}
+    return wrapped

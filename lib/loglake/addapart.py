@@ -7,17 +7,22 @@ is reported as failed (ReportBatchItemFailures) only when it cannot be parsed at
 all or a partition it needs could not be registered: everything else is
 acknowledged, so SQS retries exactly what is worth retrying.
 
-A key that matches no layout is logged and acknowledged: retrying cannot fix it.
+A key that looks like data but is wrong (no layout match, a bad account, org id or
+date) is acknowledged, since retrying cannot fix it, and handed to the next run of its
+source through ``<lake>/_state/<source>/rejected_keys/`` (``loglake.rejected_keys``), so
+that it reaches the quarantine like every other raw record that is not published. If
+that hand-off cannot be written, the messages holding those keys fail and SQS retries them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loglake import keys, notifications, storage
+from loglake import keys, notifications, rejected_keys, storage
 from loglake.catalog import PartitionRegistrar
 from loglake.config import Config
 from loglake.sources import SOURCES, Source
@@ -47,6 +52,7 @@ class BatchOutcome:
     existed: int = 0  # already in the catalog, or known to this container
     failed: int = 0
     glue_calls: int = 0
+    keys_for_quarantine: int = 0  # key errors handed to their source's next run (rejected_keys)
     failed_message_ids: list[str] = field(default_factory=list)
 
     def lambda_response(self) -> dict:
@@ -56,26 +62,30 @@ class BatchOutcome:
         return dict(self.__dict__)
 
 
-def route(obj: notifications.ObjectRef, config: Config) -> list[Source]:
-    """Sources whose configured bucket and prefix hold this object (empty bucket = any)."""
+def route(obj: notifications.ObjectRef, config: Config, only: Source | None = None) -> list[Source]:
+    """Sources whose configured bucket and prefix hold this object (empty bucket = any),
+    the most specific first (a named bucket, then the longest prefix); with ``only``,
+    that source or none."""
     out = []
-    for source in SOURCES.values():
+    for source in [only] if only else SOURCES.values():
         sc = config.source(source.name)
         if (not sc.bucket or sc.bucket == obj.bucket) and obj.key.startswith(sc.prefix):
             out.append(source)
-    return out
+    return sorted(out, key=lambda s: (not config.source(s.name).bucket, -len(config.source(s.name).prefix)))
 
 
-def classify(obj: notifications.ObjectRef, config: Config) -> tuple[Source | None, keys.KeyResult]:
-    candidates = route(obj, config)
+def classify(obj: notifications.ObjectRef, config: Config,
+             only: Source | None = None) -> tuple[Source | None, keys.KeyResult]:
+    candidates = route(obj, config, only)
     if not candidates:
         return None, keys.KeyResult(obj.key, keys.SKIPPED, UNKNOWN_BUCKET, obj.bucket)
-    result = None
+    first_error = None
     for source in candidates:
         result = source.classify_key(obj.key, config)
         if result.status != keys.ERROR:
             return source, result
-    return candidates[0], result
+        first_error = first_error or (source, result)
+    return first_error  # the most specific source's reason: its layout is the one the key misses
 
 
 class AddAPart:
@@ -89,11 +99,15 @@ class AddAPart:
             registrar = PartitionRegistrar(glue, config.catalog.database)
         self.registrar = registrar
 
-    def process(self, messages: Sequence[Message]) -> BatchOutcome:
+    def process(self, messages: Sequence[Message], only: Source | None = None) -> BatchOutcome:
+        """Register the partitions a batch needs; ``only``: classify keys against that
+        source alone (backfill of one source), not every source routed to the bucket."""
         out = BatchOutcome(messages=len(messages))
         # (table, partition values) -> location, and which messages need each partition.
         wanted: dict[str, dict[tuple, str]] = {}
         needed_by: dict[tuple[str, tuple], set[str]] = {}
+        # source -> [(message id, key error)], for the source's next run to quarantine.
+        rejected: dict[str, list[tuple[str, keys.KeyResult]]] = {}
         for msg in messages:
             env = notifications.parse_body(msg.body)
             if env.kind == notifications.INVALID:
@@ -107,12 +121,14 @@ class AddAPart:
             out.ignored_events += env.ignored
             for obj in env.objects:
                 out.objects += 1
-                source, result = classify(obj, self.config)
+                source, result = classify(obj, self.config, only)
                 out.keys[result.status] = out.keys.get(result.status, 0) + 1
                 if not result.ok:
                     out.key_reasons[result.reason] = out.key_reasons.get(result.reason, 0) + 1
                     if result.status == keys.ERROR:
                         _log("bad_key", bucket=obj.bucket, key=obj.key, reason=result.reason, detail=result.detail)
+                        uri = dataclasses.replace(result, key=f"s3://{obj.bucket}/{obj.key}")
+                        rejected.setdefault(source.name, []).append((msg.id, uri))
                     continue
                 table = self.config.table(source.name, "raw")
                 part = result.partition
@@ -130,10 +146,32 @@ class AddAPart:
                 ids = needed_by[(table, values)]
                 failed_ids |= ids
                 _log("partition_failed", table=table, values=list(values), reason=reason, messages=len(ids))
+        failed_ids |= self._hand_over(rejected, out)
         out.failed_message_ids += [m.id for m in messages if m.id in failed_ids]
         _log("batch", **{k: v for k, v in out.as_dict().items() if k != "failed_message_ids"},
              failed_messages=len(out.failed_message_ids))
         return out
+
+
+    def _hand_over(self, rejected: dict[str, list[tuple[str, keys.KeyResult]]], out: BatchOutcome) -> set[str]:
+        """Write the batch's key errors for their sources' next runs; returns the ids of
+        the messages whose keys could not be written (SQS delivers them again)."""
+        lake = self.config.readready.location
+        failed: set[str] = set()
+        for name, items in sorted(rejected.items()):
+            if not lake:
+                _log("bad_keys_not_quarantined", source=name, keys=len(items),
+                     reason="readready.location is not configured")
+                continue
+            try:
+                uri = rejected_keys.write(lake, name, [r for _, r in items])
+            except Exception as exc:  # noqa: BLE001 - any storage failure: retry the messages
+                failed |= {mid for mid, _ in items}
+                _log("bad_keys_not_written", source=name, keys=len(items), error=str(exc))
+                continue
+            out.keys_for_quarantine += len(items)
+            _log("bad_keys_for_quarantine", source=name, keys=len(items), file=uri)
+        return failed
 
 
 def _log(event: str, **fields) -> None:
@@ -219,7 +257,7 @@ def backfill(app: AddAPart, source: Source, bucket: str, prefix: str, chunk: int
             {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Backfill",
                           "s3": {"bucket": {"name": r.bucket}, "object": {"key": _encode(r.key)}}} for r in refs]}
         )
-        _merge(total, app.process([Message(f"backfill-{total.objects}", body)]))
+        _merge(total, app.process([Message(f"backfill-{total.objects}", body)], only=source))
         log.info("backfill: %d objects so far, %d partitions created (%.0fs)",
                  total.objects, total.created, time.time() - started)
         refs.clear()

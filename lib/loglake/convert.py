@@ -41,7 +41,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loglake import catalog, keys, storage
+from loglake import catalog, keys, rejected_keys, storage
 from loglake.config import Config
 from loglake.schema import QUARANTINE, RUNS
 from loglake.sources import FileResult, Source
@@ -159,12 +159,29 @@ class Plan:
             if selection.includes_day(result.partition.values[day_index]):
                 self.files.append(PlannedFile(uri, result.partition.values, obj.mtime, obj.size))
             return
-        self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
         if result.status == keys.ERROR:
-            self.rejected.append((dataclasses.replace(result, key=uri), obj.mtime))
-            if len(self.skipped_samples) < MAX_SAMPLES:
-                self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
-                log.warning("quarantining key %s: %s (%s)", result.key, result.reason, result.detail)
+            self.reject(dataclasses.replace(result, key=uri), obj.mtime)
+        else:
+            self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
+
+    def reject(self, result: keys.KeyResult, mtime: float) -> None:
+        """A key that looks like data but is wrong: counted, and quarantined by the run."""
+        self.skipped_keys[result.reason] = self.skipped_keys.get(result.reason, 0) + 1
+        self.rejected.append((result, mtime))
+        if len(self.skipped_samples) < MAX_SAMPLES:
+            self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
+            log.warning("quarantining key %s: %s (%s)", result.key, result.reason, result.detail)
+
+    def with_rejected(self, results: Iterable[tuple[keys.KeyResult, float]]) -> Plan:
+        """This plan plus key errors found elsewhere (AddAPart's, ``rejected_keys``), each
+        key once: a key the listing found too is quarantined once."""
+        out = Plan(list(self.files), dict(self.skipped_keys), list(self.skipped_samples), list(self.rejected))
+        seen = {k.key for k, _ in out.rejected}
+        for result, mtime in results:
+            if result.key not in seen:
+                seen.add(result.key)
+                out.reject(result, mtime)
+        return out
 
 
 def _day_index(source: Source) -> int:
@@ -489,6 +506,8 @@ def convert(
     table = config.table(source.name, "readready")
     out_table = storage.join(out_root, table)
     staging = storage.join(out_root, "_staging", run_id)
+    inbox = rejected_keys.claim(out_root, source.name)
+    plan = plan.with_rejected(inbox.results)
     log.info("run %s: %s, %d files in %d partitions -> %s",
              run_id, source.name, len(plan.files), len(plan.partitions), out_table)
     try:
@@ -510,6 +529,8 @@ def convert(
         if status == "published":
             summary.update(_publish(source, config, plan, staged, staging, out_root, table, run_date, glue))
         _record_run(config, source, summary, out_root, run_date, glue)
+        if status == "published":  # their keys are in the published quarantine now
+            rejected_keys.release(inbox)
     finally:
         storage.delete_tree(staging)
     summary["duration_s"] = round(time.time() - started, 3)
