@@ -381,8 +381,9 @@ def test_key_errors_are_handed_to_the_sources_next_run(aws, tmp_path):
 def test_a_key_error_that_cannot_be_written_fails_its_message_for_a_retry(aws):
     config = lake_config("s3://no-such-lake-bucket/lake")
     setup_catalog(aws.glue, config)
+    bad_date = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz"
     out = AddAPart(config, glue=aws.glue).process(
-        [Message("good", s3_body([ct_key()])), Message("bad", s3_body(["AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz"]))])
+        [Message("good", s3_body([ct_key()])), Message("bad", s3_body([bad_date]))])
     assert out.failed_message_ids == ["bad"] and out.keys_for_quarantine == 0
 
 

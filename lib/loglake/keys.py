@@ -107,7 +107,8 @@ def parse_cloudtrail_key(key: str, include_insights: bool = False) -> KeyResult:
         return _skip(key, CONFIG_WRITABILITY_CHECK)
     org_like = _ORG_LIKE_RE.match(key)
     if org_like and not ORG_RE.match(org_like.group("org")):
-        return _error(key, BAD_ORG, f"organization id {org_like.group('org')!r} is not o- and lowercase letters or digits")
+        return _error(key, BAD_ORG,
+                      f"organization id {org_like.group('org')!r} is not o- and lowercase letters or digits")
     m = _CLOUDTRAIL_RE.match(key)
     if not m:
         svc = _AWSLOGS_SERVICE_RE.match(key)
