@@ -107,6 +107,95 @@ def test_memory_stays_bounded_by_chunk_plus_document():
     assert seen == 2000
 
 
+class CountingDecoder(json.JSONDecoder):
+    """Counts the text raw_decode scans: up to the end of a parsed document, or to the
+    end of the text when it fails (an incomplete document is read to the end)."""
+
+    calls = 0
+    chars = 0
+
+    def raw_decode(self, s, idx=0):
+        type(self).calls += 1
+        try:
+            doc, end = super().raw_decode(s, idx)
+        except json.JSONDecodeError:
+            type(self).chars += len(s) - idx
+            raise
+        type(self).chars += end - idx
+        return doc, end
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    monkeypatch.setattr(CountingDecoder, "calls", 0)
+    monkeypatch.setattr(CountingDecoder, "chars", 0)
+    monkeypatch.setattr(firehose.json, "JSONDecoder", CountingDecoder)
+    return CountingDecoder
+
+
+def test_a_multi_megabyte_document_is_parsed_in_linear_work(counting):
+    """A document far larger than a chunk is not re-parsed from its start after every
+    chunk (that is ~size/64 KB full parses, quadratic); retries wait for the text to
+    double, so the parse work stays within a few times the document size."""
+    events = [{"id": str(i), "timestamp": i, "message": f"line {i} " + "x" * 1000} for i in range(4000)]
+    big = {"messageType": "DATA_MESSAGE", "logEvents": events}
+    small = {"messageType": "CONTROL_MESSAGE", "logEvents": []}
+    text = "".join(json.dumps(d, separators=(",", ":")) for d in (small, big, small))
+    size = len(text)
+    assert size > 4_000_000 and size > 50 * firehose.CHUNK
+    got = documents(gzip.compress(text.encode()))
+    first = len(json.dumps(small, separators=(",", ":")))
+    assert got == [(0, small), (first, big), (size - first, small)]
+    assert counting.chars <= 3 * size
+    assert counting.calls <= 12  # log2(size / chunk) + a few, not one per chunk
+
+
+def test_many_small_documents_across_chunk_boundaries_are_parsed_about_once(counting):
+    docs = [{"messageType": "DATA_MESSAGE", "n": i, "logEvents": [{"message": "y" * (i % 97)}]} for i in range(5000)]
+    texts = [json.dumps(d, separators=(",", ":")) for d in docs]
+    text = "".join(texts)
+    got = documents(gzip.compress(text.encode()), chunk=1000)  # ~100 documents straddle a boundary
+    starts = [0, *itertools.accumulate(len(t) for t in texts)][:-1]
+    assert got == list(zip(starts, docs, strict=True))
+    assert counting.calls < len(docs) + len(text) // 1000 + 5
+    assert counting.chars <= 3 * len(text)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 16])
+def test_problems_and_resync_do_not_depend_on_the_chunk_size(chunk):
+    good = json.dumps({"messageType": "DATA_MESSAGE", "logEvents": [{"message": "m" * 300}]})
+    text = good + '{"messageType": "DATA_MESSAGE", "logEvents": [oops]}' + good + good[:20]
+    got = documents(gzip.compress(text.encode()), chunk=chunk)
+    assert [g if isinstance(g, tuple) else (g.reason, g.offset) for g in got] == [
+        (0, json.loads(good)),
+        ("malformed_json", len(good)),
+        (len(good) + 52, json.loads(good)),
+        ("truncated_json", 2 * len(good) + 52),
+    ]
+
+
+def test_a_document_without_an_end_is_too_large_and_the_next_one_is_found():
+    """The memory bound: an unfinished document over max_document_chars is dropped
+    as soon as the text passes the bound, and the splitter resynchronises."""
+    good = {"messageType": "DATA_MESSAGE", "logEvents": []}
+    text = json.dumps(good) + '{"messageType": "DATA_MESSAGE", "pad": "' + "z" * 5000 + json.dumps(good)
+    stream = firehose.iter_documents(firehose.GzipChunks(gzip.compress(text.encode()), chunk=256),
+                                     resync='{"messageType"', max_document_chars=1000)
+    got = list(stream)
+    problems = [g for g in got if isinstance(g, Problem)]
+    assert [g for g in got if not isinstance(g, Problem)] == [(0, good), (len(text) - len(json.dumps(good)), good)]
+    assert problems[0].reason == "document_too_large" and problems[0].offset == len(json.dumps(good))
+    assert 1000 < len(problems[0].payload) <= 1000 + 256
+    assert {p.reason for p in problems} <= {"document_too_large", "malformed_json"}
+
+
+def test_offsets_count_bytes_of_multibyte_text():
+    docs = [{"m": "é" * 3000}, {"m": "日本" * 10}, {"m": "x"}]
+    texts = [json.dumps(d, ensure_ascii=False) for d in docs]
+    got = documents(gzip.compress("".join(texts).encode()), chunk=1000)
+    assert got == [(0, docs[0]), (len(texts[0].encode()), docs[1]), (len((texts[0] + texts[1]).encode()), docs[2])]
+
+
 # --------------------------------------------------------------------------- per-file conversion
 
 

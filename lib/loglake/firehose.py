@@ -5,7 +5,9 @@ members back to back; decompressed, they are JSON documents with no separator at
 all: ``{...}{...}{...}``. Splitting on ``}{`` breaks on braces inside strings and a
 whole-file ``json.loads`` cannot parse it, so documents are found with the JSON
 decoder itself (``raw_decode``) over a sliding window of decompressed text: memory
-stays bounded by the chunk size plus the largest single document.
+stays bounded by the chunk size plus about twice the largest single document (the
+splitter reads ahead before parsing again so that its work stays linear), and at
+most about ``MAX_DOCUMENT_CHARS`` plus a chunk.
 
 A broken stream is a *problem* (reason, detail, byte offset in the decompressed
 data), never an exception: every document before the break is still yielded, and
@@ -87,30 +89,53 @@ def iter_documents(
 ) -> Iterator[tuple[int, object] | Problem]:
     """JSON documents run together in a byte stream -> ``(byte_offset, document)``
     pairs, or a ``Problem`` where the text is not JSON. ``resync`` is the text a
-    document starts with, used to find the next document after a malformed one."""
+    document starts with, used to find the next document after a malformed one.
+
+    The work is linear in the text. ``raw_decode`` parses a document from its start
+    every time, so trying again after each chunk while a large document is incomplete
+    would cost size²/chunk; instead, after an attempt fails, the next waits until the
+    unparsed text has doubled (or passed ``max_document_chars``, or the stream ended):
+    the failed attempts then add up to less than twice the document. New text is kept
+    in a list and joined once per attempt, for the same reason. The price is memory:
+    up to about twice the largest document (still at most ``max_document_chars`` plus
+    a chunk). Byte offsets are counted forward from a mark, each character encoded
+    once, not from the start of the buffer for every document.
+    """
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")("strict")
     source = iter(chunks)
     buf, pos, base = "", 0, 0  # base: byte offset of buf[0] in the decompressed stream
+    mark, mark_bytes = 0, 0  # byte offset of buf[mark], moved forward as offsets are asked for
+    pending: list[str] = []  # text read but not yet appended to buf
+    pending_chars = 0
+    need = 0  # unparsed characters to have before the next attempt (0: try at once)
+    fed = 0  # bytes given to the UTF-8 decoder
     eof = False
     encoding_problem: Problem | None = None  # reported once the text before it is drained
 
     def offset(at: int) -> int:
-        return base + len(buf[:at].encode("utf-8"))
+        nonlocal mark, mark_bytes
+        if at < mark:
+            return base + len(buf[:at].encode("utf-8"))
+        mark_bytes += len(buf[mark:at].encode("utf-8"))
+        mark = at
+        return mark_bytes
 
     while True:
+        if pending and (eof or len(buf) - pos + pending_chars >= need):
+            if pos:  # drop what is consumed before copying the rest
+                base = offset(pos)
+                buf, pos, mark, mark_bytes = buf[pos:], 0, 0, base
+            buf += "".join(pending)
+            pending, pending_chars = [], 0
         pos = _WS.match(buf, pos).end()
-        if pos >= len(buf) and eof:
-            if encoding_problem:
-                yield encoding_problem
-            return
-        doc = None
-        if pos < len(buf):
+        if pos < len(buf) and not pending:  # text still pending: waiting for `need`
             try:
                 doc, end = decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
                 if not eof and len(buf) - pos <= max_document_chars:
-                    doc = exc  # maybe just incomplete: read more first
+                    # Maybe just incomplete: read more first, until the text has doubled.
+                    need = min(2 * (len(buf) - pos), max_document_chars + 1)
                 elif encoding_problem:
                     yield encoding_problem  # the document runs into the bad byte; nothing after is read
                     return
@@ -123,40 +148,45 @@ def iter_documents(
                         kind = MALFORMED_JSON
                     yield Problem(kind, f"{exc.msg} (document starts at byte {offset(pos)})", offset=offset(pos),
                                   payload=buf[pos : pos + PAYLOAD_CHARS])
+                    need = 0
                     nxt = buf.find(resync, pos + 1)
                     if nxt < 0:
                         if eof:
                             if encoding_problem:
                                 yield encoding_problem
                             return
-                        base, buf, pos = offset(len(buf)), "", 0  # drop the garbage, keep reading
+                        base = offset(len(buf))  # drop the garbage, keep reading
+                        buf, pos, mark, mark_bytes = "", 0, 0, base
                         continue
                     pos = nxt
                     continue
             else:
                 yield offset(pos), doc
-                pos = end
+                pos, need = end, 0
                 continue
         if eof:
             if encoding_problem:
                 yield encoding_problem
             return
-        # Need more text: drop what is consumed, then append the next chunk.
-        if pos:
-            base, buf, pos = offset(pos), buf[pos:], 0
+        # Need more text: decode the next chunk into `pending`.
         chunk = next(source, None)
         try:
             if chunk is None:
                 eof = True
-                buf += utf8.decode(b"", final=True)
+                text = utf8.decode(b"", final=True)
             else:
-                buf += utf8.decode(chunk)
+                fed += len(chunk)
+                text = utf8.decode(chunk)
         except UnicodeDecodeError as exc:
             # Keep the valid text before the bad byte; what follows it cannot be trusted.
-            at = offset(len(buf)) + exc.start
-            buf += exc.object[: exc.start].decode("utf-8")
+            # exc.object is the bytes the decoder held back plus this chunk.
+            at = fed - len(exc.object) + exc.start
+            text = exc.object[: exc.start].decode("utf-8")
             eof = True
             encoding_problem = Problem(INVALID_UTF8, f"invalid UTF-8 at byte {at}: {exc.reason}", offset=at)
+        if text:
+            pending.append(text)
+            pending_chars += len(text)
 
 
 def build_object(documents: Iterable[object], members: int = 1) -> bytes:
