@@ -481,19 +481,34 @@ def build_docs(results_dir: str, out_dir: str) -> str:
     Writes nothing outside ``out_dir``.
     """
     _gx()
+    from great_expectations.data_context import EphemeralDataContext
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.exceptions import DataContextRequiredError
+
+    # A context of its own, built directly: gx.get_context() would also replace the
+    # process-wide "current" context that validate() uses. GX's suite store still asks for
+    # a current context, so this one is current while the docs are built, and whatever was
+    # current before (or nothing, in a fresh `loglake quality docs` process) is put back.
+    context = EphemeralDataContext(project_config=_context_config())
+    try:
+        previous = project_manager.get_current_project()
+    except DataContextRequiredError:
+        previous = None
+    project_manager.set_project(context)
+    try:
+        return _build_docs(context, Path(results_dir), Path(out_dir).resolve())
+    finally:
+        project_manager.set_project(previous)
+
+
+def _build_docs(context, root: Path, out: Path) -> str:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context import EphemeralDataContext
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    out = Path(out_dir).resolve()
-    root = Path(results_dir)
-    # A context of its own, built directly: gx.get_context() would also replace the
-    # process-wide "current" context that validate() uses.
-    context = EphemeralDataContext(project_config=_context_config())
     site = "loglake"
     context.add_data_docs_site(
         site,

@@ -1,0 +1,209 @@
+"""Every `loglake` command as a user runs it: the installed console script, in a process of
+its own, on small demo-like data (real samples), checked by exit code and output.
+
+A command tested only as a function inside the test process can pass on state an earlier
+test left behind (a GX context, a Spark session, storage configured for moto); a new
+process has none of that. `demo` and `bench` have end-to-end runs of their own.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyorc
+import pytest
+
+from conftest import STRATUS_GZ, firehose_objects, place, records_of, session_records
+from loglake import contract, rejected_keys
+
+LOGLAKE = str(Path(sys.executable).parent / "loglake")
+# An organization trail whose id is o- and 9 characters, as in a published sample that the
+# publisher anonymised: shorter than AWS's current 10-32 rule, a well-shaped partition value.
+ORG = "o-x7k2m9q4z"
+ACCOUNT = "294599468799"
+DAY_PREFIX = f"AWSLogs/{ORG}/{ACCOUNT}/CloudTrail/us-east-1/2024/12/01/"
+CT_KEY = DAY_PREFIX + f"{ACCOUNT}_CloudTrail_us-east-1_20241201T0000Z_stratus.json.gz"
+
+
+def loglake(*args, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([LOGLAKE, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, (f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\n"
+                                  f"stderr:\n{done.stderr[-4000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """Both sources converted by `loglake run`, each from its own raw folder."""
+    root = tmp_path_factory.mktemp("commands")
+    place(root / "raw-ct", CT_KEY, STRATUS_GZ)
+    for key, body in firehose_objects().items():
+        place(root / "raw-cw", key, body)
+    out = root / "lake"
+    runs = {}
+    for source, raw in (("cloudtrail", root / "raw-ct"), ("cloudwatch", root / "raw-cw")):
+        done = loglake("run", source, "--raw", raw, "--out", out, "--summary-json", root / f"{source}.json")
+        runs[source] = (done, json.loads((root / f"{source}.json").read_text()) if done.returncode == 0 else None)
+    return root, out, runs
+
+
+def test_run_converts_an_org_trail_with_a_short_org_id(lake):
+    root, out, runs = lake
+    done, summary = runs["cloudtrail"]
+    ok(done)
+    assert json.loads(done.stdout) == summary  # the JSON summary on stdout, logs on stderr
+    records = records_of(STRATUS_GZ)
+    assert summary["files_read"] == 1 and summary["records_read"] == len(records)
+    assert summary["written"] == len({r["eventID"] for r in records})
+    assert summary["quarantined"]["total"] == 0 and summary["skipped_keys"] == {}
+    assert summary["status"] == "published" and summary["balanced"] is True
+    part = out / "from_cloudtrail_readready" / f"org={ORG}" / f"account={ACCOUNT}" / "region=us-east-1"
+    part = part / "dt=2024-12-01"
+    assert len(list(part.glob("*.orc"))) == 1
+
+
+def test_run_cloudwatch_and_its_runs_row_read_back_by_an_orc_reader(lake):
+    _, out, runs = lake
+    done, summary = runs["cloudwatch"]
+    ok(done)
+    assert summary["written"] == len(session_records()) and summary["control_messages"] == 1
+    [path] = (out / "runs" / "source=cloudwatch").rglob("*.orc")
+    row = next(iter(pyorc.Reader(io.BytesIO(path.read_bytes()), struct_repr=pyorc.StructRepr.DICT)))
+    started = summary["started_at"].replace("+00:00", "")
+    assert row["run_id"] == summary["run_id"] and row["written"] == summary["written"]
+    assert row["started_at"].replace(tzinfo=None).isoformat() == started  # the UTC wall time, as written
+
+
+@pytest.mark.broken_orc  # its copy of the lake is broken on purpose
+def test_contract_passes_on_the_lake_and_fails_naming_a_broken_file(lake, tmp_path):
+    _, out, _ = lake
+    report = json.loads(ok(loglake("contract", "--lake", out)).stdout)
+    assert report["ok"] is True and report["problems"] == []
+    assert report["files_by_table"]["cloudtrail_readready"] == 1 and report["files_by_table"]["runs"] == 2
+    assert report["files_checked"] == sum(report["files_by_table"].values())
+
+    broken = tmp_path / "lake"
+    shutil.copytree(out, broken)
+    [good] = (broken / "from_cloudtrail_readready").rglob("*.orc")
+    shutil.copyfile(next((broken / "runs").rglob("*.orc")), good.parent / "not-this-table.orc")
+    done = loglake("contract", "--lake", broken)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert {p["file"].rsplit("/", 1)[-1] for p in report["problems"]} == {"not-this-table.orc"}
+    assert "not-this-table.orc" in done.stderr
+
+
+def test_quality_docs_in_a_fresh_process(lake, tmp_path):
+    _, out, _ = lake
+    done = ok(loglake("quality", "docs", "--lake", out, "--out", tmp_path / "docs"))
+    index = Path(done.stdout.strip())
+    assert index == tmp_path / "docs" / "index.html"
+    html = index.read_text()
+    assert "from_cloudtrail_readready" in html and "from_cloudwatch_readready" in html
+
+
+def test_query_list_sql_and_a_spark_run(lake):
+    _, out, _ = lake
+    listing = ok(loglake("query", "--list")).stdout
+    assert "needle_readready" in listing and "--param event_name=<string>" in listing
+    params = ["-p", "event_name=StartSession", "-p", "from_day=2024-12-01", "-p", "to_day=2024-12-01"]
+    rendered = ok(loglake("query", "needle_readready", *params, "--sql")).stdout
+    assert "eventname = 'StartSession'" in rendered
+    done = ok(loglake("query", "needle_readready", *params, "--lake", out, "--format", "json"))
+    rows = json.loads(done.stdout)["rows"]
+    expected = sorted(r["eventID"] for r in records_of(STRATUS_GZ) if r["eventName"] == "StartSession")
+    assert sorted(r["eventid"] for r in rows) == expected and len(expected) == 3
+    assert {r["account"] for r in rows} == {ACCOUNT}
+
+
+def test_config_show_and_check(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("readready:\n  location: file:///tmp/lake\n")
+    shown = ok(loglake("config", "show", "--config", config)).stdout
+    assert "location: file:///tmp/lake" in shown
+    assert "config ok" in ok(loglake("config", "check", "--config", config)).stderr
+    config.write_text("readready:\n  locaton: x\n")
+    done = loglake("config", "check", "--config", config)
+    assert done.returncode == 2 and "readready.locaton" in done.stderr
+
+
+def test_ddl_prints_every_table_in_the_snapshot_order():
+    text = ok(loglake("ddl")).stdout
+    tables = contract.parse_snapshot(contract.SNAPSHOT.read_text())
+    for key, name in (("runs", "runs"), ("quarantine", "quarantine"), ("cloudtrail_readready",
+                                                                          "from_cloudtrail_readready")):
+        statement = text[text.index(f"CREATE EXTERNAL TABLE IF NOT EXISTS loglake.{name} ("):]
+        columns = statement[: statement.index("PARTITIONED BY")]
+        positions = [columns.index(f"`{col}` {type_}") for col, type_ in tables[key]]
+        assert positions == sorted(positions), key
+
+
+def test_lookup_load_writes_a_table_the_contract_accepts(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "connect_list_users.json"
+    done = ok(loglake("lookup", "load", "connect-users", fixture, "--out", tmp_path / "lake"))
+    summary = json.loads(done.stdout)
+    users = json.loads(fixture.read_text())["UserSummaryList"]
+    assert summary["rows"] == len(users)
+    report = json.loads(ok(loglake("contract", "--lake", tmp_path / "lake")).stdout)
+    assert report["files_by_table"]["connect_users"] == 1 and report["ok"] is True
+
+
+def test_generate_writes_the_day_it_reports(tmp_path):
+    done = ok(loglake("generate", "--out", tmp_path, "--events", 10000, "--accounts", 1, "--regions", 1,
+                      "--days", 1, "--workers", 1))
+    stats = json.loads(done.stdout)
+    files = list((tmp_path / "cloudtrail").rglob("*.json.gz"))
+    assert stats["cloudtrail"]["files"] == len(files)
+    assert sum(len(json.loads(gzip.decompress(f.read_bytes()))["Records"]) for f in files) == \
+        stats["cloudtrail"]["events"] == 10000
+
+
+# --------------------------------------------------------------------------- against the moto server
+
+def test_ddl_apply_then_addapart_drain_and_backfill(aws, tmp_path):
+    bucket, lake = "org-trail", f"file://{tmp_path}/lake"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"sources:\n  cloudtrail: {{bucket: {bucket}}}\ncatalog: {{database: cmds}}\n"
+                      f"readready: {{location: '{lake}'}}\n")
+    env = {"LOGLAKE__AWS__ENDPOINT_URL": aws.endpoint, "LOGLAKE__AWS__REGION": "us-east-1"}
+    applied = json.loads(ok(loglake("ddl", "--apply", "--config", config, env=env)).stdout)
+    tables = {t["Name"] for t in aws.glue.get_tables(DatabaseName="cmds")["TableList"]}
+    assert {"from_cloudtrail_raw", "runs", "quarantine"} <= tables, applied
+
+    aws.s3.create_bucket(Bucket=bucket)
+    queue = aws.sqs.create_queue(QueueName="q")["QueueUrl"]
+    bad = f"AWSLogs/{ORG}/{ACCOUNT}/CloudTrail/us-east-1/2024/02/30/x.json.gz"
+    for key in (CT_KEY, bad):
+        aws.s3.put_object(Bucket=bucket, Key=key, Body=STRATUS_GZ.read_bytes())
+        aws.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [{
+            "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}))
+    drained = json.loads(ok(loglake("addapart", "drain", "--queue", queue, "--config", config, env=env)).stdout)
+    assert (drained["messages"], drained["created"], drained["keys_for_quarantine"]) == (2, 1, 1)
+    [(result, _)] = rejected_keys.claim(lake, "cloudtrail").results
+    assert (result.key, result.reason) == (f"s3://{bucket}/{bad}", "bad_date")
+    parts = aws.glue.get_partitions(DatabaseName="cmds", TableName="from_cloudtrail_raw")["Partitions"]
+    assert [p["Values"] for p in parts] == [[ORG, ACCOUNT, "us-east-1", "2024-12-01"]]
+
+    backfilled = json.loads(ok(loglake("addapart", "backfill", "--source", "cloudtrail", "--config", config,
+                                       env=env)).stdout)
+    assert (backfilled["objects"], backfilled["created"], backfilled["existed"]) == (2, 0, 1)
+
+
+def test_every_subcommand_has_a_test_here():
+    from loglake import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    tested = {"run", "contract", "quality", "query", "config", "ddl", "lookup", "generate", "addapart"}
+    assert set(sub.choices) - {"demo", "bench"} == tested, "a new command needs a process test here"
