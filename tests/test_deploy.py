@@ -650,12 +650,9 @@ with Stubber(s3) as stub:
 
 
 def test_glue_botocore_takes_the_conditional_put(glue_venv):
+    # botocore 1.34.131 (Glue 5.0's) predates S3 conditional writes: its PutObject has no
+    # IfNoneMatch / IfMatch parameters, so storage.put_conditional sends them as headers.
     proc = _run_in_glue_venv(glue_venv, _GLUE_CONDITIONAL_PUT)
-    if proc.returncode and 'Unknown parameter in input: "IfNoneMatch"' in proc.stderr:
-        # Known, and not this file's to fix: the scheduled runs' lock fails on Glue 5.0 as it is.
-        pytest.xfail("botocore 1.34.131 (Glue 5.0's) predates S3 conditional writes: its PutObject has no "
-                     "IfNoneMatch / IfMatch, so storage.put_conditional fails parameter validation there; it "
-                     "must send the headers itself (e.g. a before-call hook) to run on Glue's botocore")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

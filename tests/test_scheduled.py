@@ -207,6 +207,22 @@ def test_glue_job_without_selection_is_scheduled(spark, aws, tmp_path):
     assert sorted(p.name for p in (tmp_path / "lake" / "_state" / "cloudtrail").iterdir()) == ["watermark.json"]
 
 
+def test_conditional_put_on_s3_sends_its_conditions(aws):
+    # The conditions travel as headers (Glue 5.0's botocore has no IfNoneMatch parameter):
+    # the server must see them, or a second writer would silently win.
+    aws.s3.create_bucket(Bucket="lake")
+    uri = "s3://lake/_state/lock.json"
+    assert storage.put_conditional(uri, b"first", None)
+    assert not storage.put_conditional(uri, b"second", None)
+    _, etag = storage.read_versioned(uri)
+    assert not storage.put_conditional(uri, b"stale", '"not-the-etag"')
+    assert storage.put_conditional(uri, b"third", etag)
+    assert storage.read_bytes(uri) == b"third"
+    storage.write_bytes("s3://lake/other", b"plain")  # a plain put on the same client has no condition
+    storage.write_bytes("s3://lake/other", b"again")
+    assert storage.read_bytes("s3://lake/other") == b"again"
+
+
 def test_lock_and_watermark_on_s3_use_conditional_writes(aws):
     """On S3 (Glue), the lock is an If-None-Match put; a dead run's lock an If-Match overwrite."""
     aws.s3.create_bucket(Bucket="lake")

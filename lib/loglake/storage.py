@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -226,6 +227,15 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
         return None
 
 
+_condition = threading.local()  # the conditional headers of the put_object this thread is making
+_CONDITION_HANDLER = "loglake-conditional-put"
+
+
+def _condition_headers(request, **_) -> None:
+    for name, value in (getattr(_condition, "headers", None) or {}).items():
+        request.headers[name] = value
+
+
 def put_conditional(uri: str, data: bytes, expect: str | None) -> bool:
     """Write only if the object is absent (``expect=None``) or still at version ``expect``;
     False when another writer got there first. S3 conditional writes (If-None-Match /
@@ -234,14 +244,22 @@ def put_conditional(uri: str, data: bytes, expect: str | None) -> bool:
         from botocore.exceptions import ClientError
 
         bucket, key = split_s3(uri)
-        condition = {"IfNoneMatch": "*"} if expect is None else {"IfMatch": expect}
+        condition = {"If-None-Match": "*"} if expect is None else {"If-Match": expect}
+        s3 = _s3()
+        # As headers, not as IfNoneMatch/IfMatch parameters: the botocore of AWS Glue 5.0
+        # (1.34.131) predates S3 conditional writes and rejects those parameters, while S3
+        # honours the headers whatever the client's version.
+        s3.meta.events.register("before-sign.s3.PutObject", _condition_headers, unique_id=_CONDITION_HANDLER)
+        _condition.headers = condition
         try:
-            _s3().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
+        finally:
+            _condition.headers = None
     path = local_path(uri)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if expect is not None:
