@@ -5,6 +5,7 @@ Every load passes ``env=`` explicitly so the process environment never leaks in.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -292,6 +293,10 @@ def test_env_invalid_value_fails_like_file():
         ("sources:\n  cloudwatch:\n    bucket: bucket/prefix\n", "sources.cloudwatch.bucket"),
         ("sources:\n  cloudtrail:\n    prefix: /AWSLogs\n", "sources.cloudtrail.prefix"),
         ("catalog:\n  tables:\n    cloudtrail_raw: Bad-Name\n", "catalog.tables.cloudtrail_raw"),
+        # convert
+        ("convert:\n  read_ahead_bytes: -1\n", "convert.read_ahead_bytes"),
+        ("convert:\n  read_ahead_bytes: 256MB\n", "convert.read_ahead_bytes"),
+        ("convert:\n  read_ahead_bytes: 1.5\n", "convert.read_ahead_bytes"),
     ],
 )
 def test_wrong_config_fails_at_load_naming_the_key(tmp_path, text, names):
@@ -391,3 +396,48 @@ def test_to_dict_is_plain():
     assert data["filters"]["accounts"] == {"allow": [], "deny": ["111111111111"]}
     assert data["catalog"]["tables"]["cloudtrail_raw"] == "from_cloudtrail_raw"
     assert data["aws"]["endpoint_url"] is None
+
+
+# --------------------------------------------------------------------------- convert, and every key documented
+
+
+def test_convert_read_ahead_bytes_default_file_and_env(tmp_path):
+    assert Config().convert.read_ahead_bytes == 256 << 20 == 268435456
+    path = write(tmp_path, "convert:\n  read_ahead_bytes: 1000\n")
+    assert load_config(path, env={}).convert.read_ahead_bytes == 1000
+    env = {"LOGLAKE__CONVERT__READ_AHEAD_BYTES": "64"}
+    assert load_config(path, env=env).convert.read_ahead_bytes == 64
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _key_paths(data: dict, prefix: str = "") -> set[str]:
+    paths = set()
+    for key, value in data.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= _key_paths(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_the_example_file_shows_every_key_with_its_default():
+    """loglake.example.yaml is the reference of the configuration: every key of Config,
+    each with the default value except the two marked as examples."""
+    example = REPO / "loglake.example.yaml"
+    assert _key_paths(yaml.safe_load(example.read_text())) == _key_paths(Config().to_dict())
+    loaded = load_config(str(example), env={}).to_dict()
+    assert loaded["sources"]["cloudtrail"].pop("bucket") and loaded["readready"].pop("location")  # the examples
+    defaults = Config().to_dict()
+    del defaults["sources"]["cloudtrail"]["bucket"], defaults["readready"]["location"]
+    assert loaded == defaults
+
+
+def test_the_readme_configuration_section_names_every_section_and_key():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    for name, value in Config().to_dict().items():
+        assert f"`{name}`" in section, name
+        if name in ("quality", "scheduled", "convert", "aws"):  # sections whose keys it lists
+            for key in value:
+                assert f"`{key}`" in section, f"{name}.{key}"

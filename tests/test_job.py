@@ -258,7 +258,10 @@ def test_converter_batches_rows_of_many_files_and_loses_none(tmp_path):
         path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
         files.append((f"file://{path}", len(records)))
     names = CLOUDTRAIL_SOURCE.schema.partition_names
-    items = pa.RecordBatch.from_pylist([{"uri": u, **dict.fromkeys(names, "x")} for u, _ in files])
+    items = pa.RecordBatch.from_pylist([
+        {"uri": u, "size": (tmp_path / u.rsplit("/", 1)[1]).stat().st_size, **dict.fromkeys(names, "x")}
+        for u, _ in files
+    ])
     run = convert._convert_partition("cloudtrail", config_from_dict({}), batch_rows=8)
     batches = list(run(iter([items])))
     rows = [r for b in batches for r in b.to_pylist()]

@@ -150,6 +150,17 @@ class ScheduledConfig:
 
 
 @dataclass(frozen=True)
+class ConvertConfig:
+    """The conversion job's executors."""
+
+    # Raw objects a task reads ahead are held in memory until converted: at most this many
+    # bytes as stored (gzip, as listed; decompressed text is several times more), so 16
+    # Firehose objects of 128 MB do not take 2 GB a task. An object bigger than this is
+    # still read, alone; 0 reads one object at a time.
+    read_ahead_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
 class AwsConfig:
     # None: boto3's own resolution (AWS_REGION, set by Lambda and Glue). Local runs fall
     # back to us-east-1.
@@ -166,6 +177,7 @@ class Config:
     readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     scheduled: ScheduledConfig = field(default_factory=ScheduledConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
     def source(self, name: str) -> SourceConfig | CloudWatchSourceConfig:

@@ -28,7 +28,6 @@ import collections
 import dataclasses
 import datetime as dt
 import functools
-import itertools
 import json
 import logging
 import threading
@@ -55,7 +54,7 @@ KIND_PROBLEM = "problem"
 OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
 MAX_SAMPLES = 20  # problem/skip examples kept in a summary
 MAX_RECORDS_PER_FILE = 2_000_000
-READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound)
+READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
 _END = object()
 SLICE_BYTES = 16 << 20  # raw (gzip) bytes per Spark partition of the file list, at most
 BATCH_ROWS = 4096  # rows per Arrow batch handed to Spark: the rows of several small files (a big file goes whole)
@@ -404,13 +403,17 @@ def _convert_partition(source_name: str, config: Config, batch_rows: int = BATCH
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from loglake.sources import get_source
 
+        def read(item: dict[str, Any]) -> bytes:
+            return storage.read_bytes(item["uri"])
+
         storage.configure(config.aws.endpoint_url, config.aws.region)
         source = get_source(source_name)
         schema = _output_schema(source)
         names = source.schema.partition_names
         pending: list[dict[str, Any]] = []
         items = (item for batch in batches for item in batch.to_pylist())
-        for item, fetch in read_ahead(items, lambda item: storage.read_bytes(item["uri"])):
+        ahead = read_ahead(items, read, budget=config.convert.read_ahead_bytes, size=lambda item: item["size"] or 0)
+        for item, fetch in ahead:
             pending.extend(convert_rows(source, item["uri"], tuple(item[n] for n in names), config, fetch))
             if len(pending) >= batch_rows:
                 yield rows_to_batch(pending, schema)
@@ -421,21 +424,52 @@ def _convert_partition(source_name: str, config: Config, batch_rows: int = BATCH
     return run
 
 
-def read_ahead(items: Iterable[Any], read: Callable[[Any], bytes], window: int = READ_AHEAD):
+def read_ahead(
+    items: Iterable[Any],
+    read: Callable[[Any], bytes],
+    window: int = READ_AHEAD,
+    budget: int | None = None,
+    size: Callable[[Any], int] | None = None,
+):
     """``(item, fetch)`` in order, with up to ``window`` reads running ahead on threads.
 
     An S3 GET is mostly waiting (tens of ms for a few KB), so one task reading its
     objects one by one would spend most of its time idle; a bounded window keeps the
-    bytes held at once small whatever the number of objects."""
-    with ThreadPoolExecutor(max_workers=window) as pool:
-        it = iter(items)
-        queue = collections.deque((item, pool.submit(read, item)) for item in itertools.islice(it, window))
-        while queue:
-            item, future = queue.popleft()
-            nxt = next(it, _END)
-            if nxt is not _END:
-                queue.append((nxt, pool.submit(read, nxt)))
+    bytes held at once small whatever the number of objects.
+
+    A count alone does not bound the bytes: 16 Firehose objects of 128 MB are 2 GB in
+    one task. With ``budget`` and ``size(item)``, a read starts only while the sizes of
+    the items read or being read and not yet consumed (the one the caller holds counts
+    until it asks for the next) stay within ``budget`` -- except when nothing is held,
+    so an item bigger than the budget is still read, alone. The sizes are what the
+    listing gives, bytes as stored: for gzip objects that is the compressed size, which
+    is what the read-ahead holds; the text they decompress to is the consumer's, one
+    object at a time."""
+    it = iter(items)
+    queue: collections.deque[tuple[Any, Any, int]] = collections.deque()  # (item, future, size)
+    held = 0
+    nxt = next(it, _END)
+    with ThreadPoolExecutor(max_workers=max(1, window)) as pool:
+
+        def fill() -> None:
+            nonlocal held, nxt
+            while nxt is not _END and len(queue) < window:
+                n = size(nxt) if size else 0
+                if held and budget is not None and held + n > budget:
+                    return
+                queue.append((nxt, pool.submit(read, nxt), n))
+                held += n
+                nxt = next(it, _END)
+
+        while True:
+            fill()
+            if not queue:
+                return
+            item, future, n = queue.popleft()
+            fill()  # read on while the caller converts this item (still counted in held)
             yield item, future.result
+            held -= n
+            del item, future  # ours; the caller's references go when it takes the next item
 
 
 # --------------------------------------------------------------------------- driver
@@ -558,8 +592,8 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         return staged
     slices = _slices(plan, spark.sparkContext.defaultParallelism)
     files_df = spark.createDataFrame(
-        [(f.uri, *f.values) for f in plan.files],
-        "uri string, " + ", ".join(f"`{n}` string" for n in names),
+        [(f.uri, f.size, *f.values) for f in plan.files],
+        "uri string, size long, " + ", ".join(f"`{n}` string" for n in names),
     ).repartition(slices)
     converted = files_df.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
     # Read four times (repeats, rows, quarantine, counts): kept on local disk, not in the
