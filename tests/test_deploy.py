@@ -146,7 +146,7 @@ CALL_SITES = {
     "lib/loglake/storage.py:read_bytes": {LAMBDA, JOB},  # the s3:// config (both); raw objects (job)
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
-    "lib/loglake/storage.py:write_bytes": {JOB},  # run summaries
+    "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart's key errors (rejected_keys); run summaries
     "lib/loglake/storage.py:delete_tree": {JOB},  # emptied readready partitions
     "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
     "lib/loglake/storage.py:move_object": {JOB},  # staged quarantine files into place
@@ -361,8 +361,13 @@ def test_addapart_role_is_scoped_to_raw_tables_and_config(template):
         f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:table/${{DatabaseName}}/"
         f"{Config().table(source, 'raw')}" for source in SOURCES
     )
-    [s3] = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
-    assert s3["Action"] == ["s3:GetObject"] and len(s3["Resource"]) == 1  # the config object only
+    s3 = {s["Sid"]: s for s in statements if any(a.startswith("s3:") for a in s["Action"])}
+    assert sorted(s3) == ["HandOverKeyErrors", "ReadConfig"]
+    assert s3["ReadConfig"]["Action"] == ["s3:GetObject"] and len(s3["ReadConfig"]["Resource"]) == 1  # config only
+    # Writes new objects below the lake's rejected_keys folders, nothing else: no read, no delete.
+    assert s3["HandOverKeyErrors"]["Action"] == ["s3:PutObject"]
+    [resource] = s3["HandOverKeyErrors"]["Resource"]
+    assert _unsub(resource).endswith("${ReadreadyBucket}/${ReadreadyPrefix}/_state/*/rejected_keys/*")
 
 
 # --------------------------------------------------------------------------- packaging
@@ -612,7 +617,7 @@ for module in (numpy, pandas, pyarrow, boto3):
     assert module.__version__ == versions[module.__name__], (module.__name__, module.__version__)
 for source in ("cloudtrail", "cloudwatch"):
     assert loglake.quality.suite(source).expectations
-schema = RUNS.orc_arrow() if hasattr(RUNS, "orc_arrow") else RUNS.arrow(with_partitions=False)
+schema = RUNS.orc_arrow()
 buf = io.BytesIO()
 orc.write_table(pyarrow.Table.from_pylist([], schema=schema), buf, compression="zlib")
 assert orc.ORCFile(io.BytesIO(buf.getvalue())).schema.names == schema.names

@@ -261,6 +261,9 @@ def _lambda_statements(config: Config) -> list:
         _statement("AddRawPartitions", ["glue:GetTable", "glue:BatchCreatePartition"],
                    [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}")] + raw_tables),
         _statement("ReadConfig", ["s3:GetObject"], [_config_object_arn()]),
+        # Key errors handed to the sources' next runs (loglake.rejected_keys): new objects only.
+        _statement("HandOverKeyErrors", ["s3:PutObject"],
+                   [_s3_arn("${ReadreadyBucket}/${ReadreadyPrefix}/_state/*/rejected_keys/*")]),
         _statement("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
                    [_att("AddAPartLogGroup", "Arn")]),
     ]
