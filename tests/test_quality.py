@@ -287,7 +287,7 @@ CW_VIOLATIONS = {
     ),
     "duplicate event in a stream": (
         with_cw(cw_row(1, message='{"sessionId":"alice-0123","sessionData":["again"]}')),
-        "expect_compound_columns_to_be_unique(column_list=dt,hour,loggroup,logstream,event_id): 2 of 7 rows",
+        "expect_compound_columns_to_be_unique(column_list=dt,hour,owner,loggroup,logstream,event_id): 2 of 7 rows",
     ),
     "event_timestamp null": (
         with_cw(replace={"event_timestamp": None}),
