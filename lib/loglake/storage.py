@@ -10,6 +10,7 @@ import functools
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -140,16 +141,25 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+DELETE_ATTEMPTS = 5
+DELETE_BACKOFF_S = 0.2  # doubled after each attempt
+
+
+class DeleteFailed(OSError):
+    """S3 kept refusing to delete some objects: the caller must not go on as if they were
+    gone (an old file left beside its replacement doubles a partition)."""
+
+
 def delete_tree(uri: str) -> int:
-    """Remove everything below a prefix/directory; returns how many objects went."""
+    """Remove everything below a prefix/directory; returns how many objects went. On S3,
+    the keys a DeleteObjects call reports under ``Errors`` are tried again, and
+    :class:`DeleteFailed` is raised when some are still there after DELETE_ATTEMPTS."""
     if is_s3(uri):
         bucket, prefix = split_s3(uri)
         prefix = prefix.rstrip("/") + "/"
         keys = [o.key for o in list_objects(f"s3://{bucket}/{prefix}")]
         for i in range(0, len(keys), 1000):
-            _s3().delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
-            )
+            _delete_keys(bucket, keys[i : i + 1000])
         return len(keys)
     path = local_path(uri)
     if not os.path.exists(path):
@@ -157,6 +167,23 @@ def delete_tree(uri: str) -> int:
     count = sum(len(files) for _, _, files in os.walk(path))
     shutil.rmtree(path)
     return count
+
+
+def _delete_keys(bucket: str, keys: list[str]) -> None:
+    """One DeleteObjects batch (<= 1000 keys). It answers 200 even when it deleted only
+    some keys, naming the others under ``Errors`` (InternalError, SlowDown, AccessDenied)."""
+    pending, errors = keys, []
+    for attempt in range(DELETE_ATTEMPTS):
+        if attempt:
+            time.sleep(DELETE_BACKOFF_S * 2 ** (attempt - 1))
+        resp = _s3().delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in pending], "Quiet": True})
+        errors = resp.get("Errors") or []
+        pending = [e["Key"] for e in errors]
+        if not pending:
+            return
+    e = errors[0]
+    raise DeleteFailed(f"S3 did not delete {len(pending)} object(s) after {DELETE_ATTEMPTS} attempts, e.g. "
+                       f"s3://{bucket}/{e['Key']}: {e.get('Code')} {e.get('Message', '')}".rstrip())
 
 
 def move_tree(src: str, dst: str, replace: bool = True) -> int:

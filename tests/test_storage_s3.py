@@ -1,0 +1,85 @@
+"""S3 storage edge cases on the moto server: what S3 reports per key must not be ignored."""
+from __future__ import annotations
+
+import pytest
+
+from loglake import storage
+
+
+class KeyRefusal:
+    """DeleteObjects answers 200 but lists keys it did not delete under Errors (S3 does
+    that per key: AccessDenied, InternalError, SlowDown). This keeps ``key`` out of the
+    next ``times`` calls and reports it as an error, as S3 would."""
+
+    def __init__(self, s3, key: str, times: int):
+        self.key, self.times, self.calls = key, times, 0
+        s3.meta.events.register("provide-client-params.s3.DeleteObjects", self.params, unique_id="refuse-params")
+        s3.meta.events.register("after-call.s3.DeleteObjects", self.response, unique_id="refuse-response")
+        self.s3 = s3
+
+    def params(self, params, **_):
+        self.calls += 1
+        self.refused = self.times > 0 and any(o["Key"] == self.key for o in params["Delete"]["Objects"])
+        if self.refused:
+            self.times -= 1
+            # Sent for a key that does not exist instead, so S3 deletes nothing real for it.
+            params["Delete"]["Objects"] = [{"Key": o["Key"] + ".decoy"} if o["Key"] == self.key else o
+                                           for o in params["Delete"]["Objects"]]
+
+    def response(self, parsed, **_):
+        if self.refused:
+            parsed.setdefault("Errors", []).append(
+                {"Key": self.key, "Code": "InternalError", "Message": "We encountered an internal error."})
+
+    def close(self):
+        self.s3.meta.events.unregister("provide-client-params.s3.DeleteObjects", unique_id="refuse-params")
+        self.s3.meta.events.unregister("after-call.s3.DeleteObjects", unique_id="refuse-response")
+
+
+@pytest.fixture
+def bucket(aws):
+    aws.s3.create_bucket(Bucket="lake")
+    for i in range(5):
+        aws.s3.put_object(Bucket="lake", Key=f"t/part=1/f{i}.orc", Body=b"x")
+    aws.s3.put_object(Bucket="lake", Key="t/part=2/keep.orc", Body=b"x")
+    return aws
+
+
+def _keys(aws, prefix="t/"):
+    return sorted(o["Key"] for o in aws.s3.list_objects_v2(Bucket="lake", Prefix=prefix).get("Contents", []))
+
+
+def test_delete_tree_retries_the_keys_s3_did_not_delete(bucket, monkeypatch):
+    monkeypatch.setattr(storage, "DELETE_BACKOFF_S", 0.0)
+    refusal = KeyRefusal(storage._s3(), "t/part=1/f3.orc", times=2)
+    try:
+        assert storage.delete_tree("s3://lake/t/part=1") == 5
+    finally:
+        refusal.close()
+    assert refusal.calls == 3  # the whole list, then the refused key twice more
+    assert _keys(bucket) == ["t/part=2/keep.orc"]
+
+
+def test_delete_tree_fails_naming_a_key_that_cannot_be_deleted(bucket, monkeypatch):
+    monkeypatch.setattr(storage, "DELETE_BACKOFF_S", 0.0)
+    refusal = KeyRefusal(storage._s3(), "t/part=1/f3.orc", times=100)
+    try:
+        with pytest.raises(storage.DeleteFailed, match=r"t/part=1/f3.orc.*InternalError"):
+            storage.delete_tree("s3://lake/t/part=1")
+    finally:
+        refusal.close()
+    assert refusal.calls == storage.DELETE_ATTEMPTS
+    # Never an old file beside its replacement: the caller knows, and the run fails.
+    assert _keys(bucket) == ["t/part=1/f3.orc", "t/part=2/keep.orc"]
+
+
+def test_move_tree_replacing_a_partition_fails_rather_than_leave_an_old_file(bucket, monkeypatch):
+    monkeypatch.setattr(storage, "DELETE_BACKOFF_S", 0.0)
+    bucket.s3.put_object(Bucket="lake", Key="staging/part=1/new.orc", Body=b"new")
+    refusal = KeyRefusal(storage._s3(), "t/part=1/f0.orc", times=100)
+    try:
+        with pytest.raises(storage.DeleteFailed):
+            storage.move_tree("s3://lake/staging/part=1", "s3://lake/t/part=1")
+    finally:
+        refusal.close()
+    assert "t/part=1/new.orc" not in _keys(bucket)  # nothing was moved in beside the old file
