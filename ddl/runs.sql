@@ -26,7 +26,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{runs} (
   `balanced` boolean COMMENT 'records_read = written + filtered + quarantined_records + duplicates',
   `quality_success` boolean,
   `quality_failed` string COMMENT 'JSON list of failed expectations',
-  `output` string COMMENT 'readready table location'
+  `output` string COMMENT 'readready table location',
+  `raw_bytes_read` bigint COMMENT 'bytes of the raw objects read, as stored (gzip): the read amplification'
 )
 COMMENT 'one row per job run: counts, reconciliation and quality outcome'
 PARTITIONED BY (

@@ -59,6 +59,7 @@ def test_run_converts_an_org_trail_with_a_short_org_id(lake):
     assert json.loads(done.stdout) == summary  # the JSON summary on stdout, logs on stderr
     records = records_of(STRATUS_GZ)
     assert summary["files_read"] == 1 and summary["records_read"] == len(records)
+    assert summary["raw_bytes_read"] == STRATUS_GZ.stat().st_size
     assert summary["written"] == len({r["eventID"] for r in records})
     assert summary["quarantined"]["total"] == 0 and summary["skipped_keys"] == {}
     assert summary["status"] == "published" and summary["balanced"] is True
@@ -74,6 +75,7 @@ def test_the_runs_row_reads_back_by_an_orc_reader_as_written(lake):
     row = next(iter(pyorc.Reader(io.BytesIO(path.read_bytes()), struct_repr=pyorc.StructRepr.DICT)))
     started = summary["started_at"].replace("+00:00", "")
     assert row["run_id"] == summary["run_id"] and row["written"] == summary["written"]
+    assert row["raw_bytes_read"] == STRATUS_GZ.stat().st_size  # appended last (ddl/columns.tsv)
     assert row["started_at"].replace(tzinfo=None).isoformat() == started  # the UTC wall time, as written
 
 

@@ -117,7 +117,7 @@ def test_the_committed_snapshot_is_current():
 
 @pytest.mark.parametrize("change, expected", [
     (lambda c: c["runs"].pop(3), "column 3 was status string, is now started_at timestamp"),
-    (lambda c: c["runs"].pop(), "column 19 output string was removed"),
+    (lambda c: c["runs"].pop(19), "column 19 was output string, is now raw_bytes_read bigint"),
     (lambda c: c["runs"].__setitem__(0, ("run", "string")), "column 0 was run_id string, is now run string"),
     (lambda c: c["runs"].__setitem__(6, ("files_read", "int")), "(retyped)"),
     (lambda c: c["runs"].insert(2, ("new", "string")), "column 2 was selection string, is now new string"),
@@ -131,12 +131,20 @@ def test_any_change_but_an_append_breaks(change, expected):
     assert len(breaking) == 1 and expected in breaking[0], breaking
 
 
+@pytest.mark.parametrize("table", sorted(contract.parse_snapshot(contract.SNAPSHOT.read_text())))
+def test_dropping_the_last_column_breaks(table):
+    current = {k: list(v) for k, v in _recorded().items()}
+    name, type_ = current[table].pop()
+    breaking, _ = contract.compare_snapshot(_recorded(), current)
+    assert breaking == [f"{table}: column {len(current[table])} {name} {type_} was removed"]
+
+
 def test_appended_columns_and_new_tables_are_appends():
     current = {k: list(v) for k, v in _recorded().items()}
-    current["runs"].append(("raw_bytes_read", "bigint"))
+    current["runs"].append(("appended_later", "bigint"))
     current["bedrock_readready"] = [("requestid", "string")]
     assert contract.compare_snapshot(_recorded(), current) == (
-        [], ["runs: raw_bytes_read bigint", "new table bedrock_readready"])
+        [], ["runs: appended_later bigint", "new table bedrock_readready"])
 
 
 def test_snapshot_command_passes_on_the_checkout():

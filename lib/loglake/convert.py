@@ -357,6 +357,7 @@ def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Conf
     the object's bytes when they were read ahead."""
     names = source.schema.partition_names
     partition = dict(zip(names, values, strict=True))
+    data = b""
     try:
         data = fetch() if fetch else storage.read_bytes(uri)
     except FileNotFoundError as exc:
@@ -369,6 +370,7 @@ def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Conf
         row["_kind"] = KIND_EVENT
     counts = {
         "file": uri,
+        "bytes": len(data),
         "records_read": result.records_read,
         "kept": len(rows),
         "filtered": result.filtered,
@@ -767,6 +769,7 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
         "duplicates": summary["duplicates"], "control_messages": summary["control_messages"],
         "balanced": summary["balanced"], "quality_success": summary["quality"]["success"],
         "quality_failed": json.dumps(summary["quality"]["failed"]), "output": summary["output"],
+        "raw_bytes_read": summary["raw_bytes_read"],
     }
     table = pa.Table.from_pylist([row], schema=RUNS.orc_arrow())
     buf = io.BytesIO()
@@ -807,6 +810,7 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "finished_at": dt.datetime.fromtimestamp(finished, dt.UTC).isoformat(),
         "files_read": len(staged.file_stats),
+        "raw_bytes_read": sum(s["bytes"] for s in staged.file_stats),
         "records_read": records_read,
         "written": written,
         "filtered": filtered,

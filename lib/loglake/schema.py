@@ -120,6 +120,7 @@ RUNS_COLUMNS: tuple[Column, ...] = (
     _c("quality_success", "boolean"),
     _c("quality_failed", doc="JSON list of failed expectations"),
     _c("output", doc="readready table location"),
+    _c("raw_bytes_read", "bigint", "bytes of the raw objects read, as stored (gzip): the read amplification"),
 )
 
 def _arrow_type(name: str, tz: str | None = "UTC"):
