@@ -147,7 +147,7 @@ CALL_SITES = {
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
     "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart's key errors (rejected_keys); run summaries
-    "lib/loglake/storage.py:delete_tree": {JOB},  # emptied readready partitions
+    "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: emptied readready partitions, staging
     "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
     "lib/loglake/storage.py:move_object": {JOB},  # staged quarantine files into place
     "lib/loglake/storage.py:read_versioned": {JOB},  # scheduled runs: watermark and lock
