@@ -241,7 +241,8 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         print(f"{outcome.messages} messages, {outcome.objects} object keys -> {outcome.partitions} partitions: "
               f"{outcome.created} created, {outcome.existed} already known, {outcome.failed} failed, "
               f"{outcome.glue_calls} BatchCreatePartition calls")
-        print("keys skipped or rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(outcome.key_reasons.items())))
+        print("keys skipped or rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(outcome.key_reasons.items()))
+              + f"; {outcome.keys_for_quarantine} rejected keys handed to the next run's quarantine")
 
         days = sorted({r.partition.values[-1] for r in map(parse_cloudtrail_key, objects) if r.ok})
         for source in ("cloudtrail", "cloudwatch"):
