@@ -127,8 +127,8 @@ class AddAPart:
                     out.key_reasons[result.reason] = out.key_reasons.get(result.reason, 0) + 1
                     if result.status == keys.ERROR:
                         _log("bad_key", bucket=obj.bucket, key=obj.key, reason=result.reason, detail=result.detail)
-                        uri = dataclasses.replace(result, key=f"s3://{obj.bucket}/{obj.key}")
-                        rejected.setdefault(source.name, []).append((msg.id, uri))
+                        located = dataclasses.replace(result, key=f"s3://{obj.bucket}/{obj.key}")
+                        rejected.setdefault(source.name, []).append((msg.id, located))
                     continue
                 table = self.config.table(source.name, "raw")
                 part = result.partition
@@ -151,7 +151,6 @@ class AddAPart:
         _log("batch", **{k: v for k, v in out.as_dict().items() if k != "failed_message_ids"},
              failed_messages=len(out.failed_message_ids))
         return out
-
 
     def _hand_over(self, rejected: dict[str, list[tuple[str, keys.KeyResult]]], out: BatchOutcome) -> set[str]:
         """Write the batch's key errors for their sources' next runs; returns the ids of

@@ -78,12 +78,12 @@ def check_columns(found: Sequence[tuple[str, str]], declared: Sequence[Mapping[s
     want = [c["Name"] for c in declared]
     if names != want:
         problems.append(f"columns {names} are not the table's {want}")
-    for (name, kind), col in zip(found, declared, strict=False):
+    for position, ((name, kind), col) in enumerate(zip(found, declared, strict=False)):
         accepted = ACCEPTED_KINDS.get(col["Type"])
         if accepted is None:
             problems.append(f"column {col['Name']}: declared type {col['Type']!r} has no ORC contract")
         elif kind not in accepted:
-            problems.append(f"column {name} (position {names.index(name)}) is ORC {kind}, "
+            problems.append(f"column {name} (position {position}) is ORC {kind}, "
                             f"table declares {col['Type']} (needs {' or '.join(sorted(accepted))})")
     return problems
 
