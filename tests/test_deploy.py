@@ -396,10 +396,9 @@ def test_deterministic_zip_ignores_times_order_and_umask(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> tuple[Path, Path]:
-    """`make package`, twice, from one snapshot of the checkout (so concurrent edits to
-    the working tree cannot make the two builds differ). Needs PyPI for the Lambda's
-    manylinux wheels and the pinned setuptools."""
+def snapshot(tmp_path_factory) -> Path:
+    """One copy of what a build reads from the checkout, so that concurrent edits to the
+    working tree cannot make two builds differ."""
     snapshot = tmp_path_factory.mktemp("checkout")
     for name in package.INPUTS:
         src = ROOT / name
@@ -407,10 +406,27 @@ def builds(tmp_path_factory) -> tuple[Path, Path]:
             shutil.copytree(src, snapshot / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, snapshot / name)
-    out = tmp_path_factory.mktemp("dist")
-    package.build(out / "1", snapshot)
-    package.build(out / "2", snapshot)
-    return out / "1", out / "2"
+    return snapshot
+
+
+@pytest.fixture(scope="module")
+def built(snapshot, tmp_path_factory) -> Path:
+    """`make package` of the snapshot, once per test run: the dist/ the tests below check.
+    Needs PyPI for the Lambda's manylinux wheels, the Glue wheels and the pinned setuptools."""
+    out = tmp_path_factory.mktemp("dist") / "dist"
+    package.build(out, snapshot)
+    return out
+
+
+@pytest.fixture(scope="module")
+def builds(built, snapshot, tmp_path_factory) -> tuple[Path, Path]:
+    """`make package` twice from the same snapshot: the second build makes the wheel and
+    the Lambda zip again from scratch, and takes the locked Glue wheels from the first
+    build's glue-wheels/ instead of PyPI (pip checks their sha256 against the lock as it
+    does when downloading, so the files are the locked bytes either way)."""
+    again = tmp_path_factory.mktemp("dist-again") / "dist"
+    package.build(again, snapshot, glue_wheels_from=built / deploy.GLUE_WHEELS)
+    return built, again
 
 
 def test_package_is_reproducible(builds):
@@ -421,8 +437,8 @@ def test_package_is_reproducible(builds):
         assert hashlib.sha256((one / name).read_bytes()).hexdigest() == digest
 
 
-def test_package_holds_what_the_template_uses(builds):
-    dist, _ = builds
+def test_package_holds_what_the_template_uses(built):
+    dist = built
     assert sorted(deploy.artifacts()) == sorted(
         p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
     )
@@ -462,8 +478,8 @@ assert handler.handler(event, None) == {"batchItemFailures": []}
 """
 
 
-def test_lambda_imports_nothing_outside_its_zip(builds, tmp_path):
-    dist, _ = builds
+def test_lambda_imports_nothing_outside_its_zip(built, tmp_path):
+    dist = built
     with zipfile.ZipFile(dist / deploy.LAMBDA_ZIP) as zf:
         zf.extractall(tmp_path / "lambda")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE")}
@@ -567,11 +583,11 @@ def _installed(python: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def glue_venv(builds, tmp_path_factory) -> dict:
+def glue_venv(built, tmp_path_factory) -> dict:
     """A throwaway venv standing in for a Glue 5.0 job: the modules Glue provides that the
     shipped wheels require, at Glue's versions (with Glue's pip and setuptools), from PyPI;
     then what the job installs, as the template passes it: the built wheels, no index."""
-    dist, _ = builds
+    dist = built
     provided = package.glue_provided()
     wheels = [dist / deploy.wheel_name()] + [dist / deploy.GLUE_WHEELS / name for _, name in deploy.glue_wheels()]
     wanted = {canonicalize_name(r.name) for w in wheels for r in _requires_dist(w)} & set(provided)

@@ -192,8 +192,10 @@ def lock_glue_wheels(root: Path = ROOT) -> Path:
     return path
 
 
-def download_glue_wheels(out: Path, work: Path, root: Path = ROOT) -> list[Path]:
-    """Exactly the locked wheels into ``out``/glue-wheels/: pip checks each file's sha256."""
+def download_glue_wheels(out: Path, work: Path, root: Path = ROOT, source: Path | None = None) -> list[Path]:
+    """Exactly the locked wheels into ``out``/glue-wheels/: pip checks each file's sha256.
+    From PyPI, or with ``source`` (a folder holding them, such as an earlier build's
+    glue-wheels/) from there alone, with no index."""
     locked = glue_wheels(root)
     requirements = work / "glue-wheels.txt"
     lines = []
@@ -202,7 +204,8 @@ def download_glue_wheels(out: Path, work: Path, root: Path = ROOT) -> list[Path]
         lines.append(f"{dist}=={version} --hash=sha256:{digest}\n")
     requirements.write_text("".join(lines))
     download = work / "glue-wheels"
-    _pip("download", "--no-deps", "--require-hashes", "--only-binary=:all:", *GLUE_PLATFORM,
+    where = ("--no-index", "--find-links", str(source)) if source else ()
+    _pip("download", "--no-deps", "--require-hashes", "--only-binary=:all:", *GLUE_PLATFORM, *where,
          "-d", str(download), "-r", str(requirements))
     got = sorted(p.name for p in download.iterdir())
     if got != sorted(name for _, name in locked):
@@ -212,16 +215,18 @@ def download_glue_wheels(out: Path, work: Path, root: Path = ROOT) -> list[Path]
     return [Path(shutil.copyfile(download / name, target / name)) for _, name in locked]
 
 
-def build(out: Path, root: Path = ROOT) -> list[Path]:
+def build(out: Path, root: Path = ROOT, glue_wheels_from: Path | None = None) -> list[Path]:
     """Everything deploy/loglake.yaml refers to, built from the checkout at ``root``
-    into a fresh ``out``; returns the files."""
+    into a fresh ``out``; returns the files. ``glue_wheels_from``: take the locked Glue
+    wheels from that folder (an earlier build's glue-wheels/), not from PyPI; their
+    sha256 is checked all the same."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="loglake-package-") as tmp:
         wheel = build_wheel(out, Path(tmp) / "wheel", root)
         build_lambda_zip(wheel, out, Path(tmp), root)
-        download_glue_wheels(out, Path(tmp), root)
+        download_glue_wheels(out, Path(tmp), root, glue_wheels_from)
     (out / "glue_jobs").mkdir()
     for name in SOURCES:
         shutil.copyfile(root / job_script(name), out / job_script(name))
