@@ -10,6 +10,7 @@ every component that runs it allows the matching IAM action.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -244,8 +245,10 @@ class _CallFinder(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def _code_calls() -> list[dict]:
-    """Every AWS operation the deployed code calls: where, with which IAM action."""
+@functools.cache
+def _code_calls() -> tuple[dict, ...]:
+    """Every AWS operation the deployed code calls: where, with which IAM action (the code
+    is read once per test run)."""
     operations = _operations()
     iam = _iam_actions()
     methods = set().union(*operations.values())
@@ -272,7 +275,7 @@ def _code_calls() -> list[dict]:
                     "add the method to IAM_ACTIONS in tests/test_deploy.py"
                 )
                 found.append({"site": f"{rel}:{function}", "line": line, "method": method, "action": action})
-    return found
+    return tuple(found)
 
 
 def _statements(document: dict) -> list[dict]:
@@ -566,6 +569,77 @@ def _glibc(platform: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+# The job's install, checked on every test run without building an environment: pip
+# resolves what the template hands a job (loglake's wheel and each wheel of
+# dist/glue-wheels/, --no-index) against an interpreter whose site-packages hold the
+# metadata, and nothing else, of every module Glue 5.0 provides at Glue's version. That
+# is all pip's resolver reads of an environment, so the dry run fails as the job would
+# when a needed wheel is not shipped or a shipped one needs another version of something
+# Glue provides (this machine's pip resolves, not Glue's 23.0.1: glue_venv uses that one).
+# Installing for real and running the job's modules on Glue's numpy, pandas, pyarrow and
+# botocore (glue_venv below) takes about 80 seconds more: `make glue-check`.
+
+
+def _glue_stand_in(tmp: Path) -> Path:
+    """A Python with, as far as pip can tell, exactly what Glue 5.0 provides; its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], check=True)
+    python = tmp / "venv" / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for name, version in package.glue_provided().items():
+        info = Path(site) / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (info / "INSTALLER").write_text("glue-5.0-provided\n")
+        (info / "RECORD").write_text("")
+    return python
+
+
+def _dry_run_job_install(python: Path, wheels: list[Path], report: Path) -> subprocess.CompletedProcess:
+    # --isolated: no pip configuration or PIP_* variables (find-links, extra indexes) of this machine.
+    return subprocess.run([sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check",
+                           "--python", str(python), "install", "--dry-run", "--no-index", "--report", str(report)]
+                          + [str(w) for w in wheels], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def glue_stand_in(tmp_path_factory) -> Path:
+    return _glue_stand_in(tmp_path_factory.mktemp("glue-stand-in"))
+
+
+def test_glue_job_install_needs_only_the_shipped_wheels(built, glue_stand_in, tmp_path):
+    """What the template hands a job installs with no index on top of what Glue provides:
+    exactly the shipped wheels and loglake's, replacing none of Glue's modules."""
+    report = tmp_path / "report.json"
+    proc = _dry_run_job_install(glue_stand_in, [built / path for path in deploy.glue_modules()], report)
+    assert proc.returncode == 0, f"a Glue 5.0 job could not install dist/ with no index:\n{proc.stderr[-3000:]}"
+    install = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+               for item in json.loads(report.read_text())["install"]}
+    provided = package.glue_provided()
+    replaced = {name: (provided[name], version) for name, version in install.items() if name in provided}
+    assert not replaced, f"the job's install would replace what Glue provides (Glue's, shipped): {replaced}"
+    listed = [parse_wheel_filename(path.rsplit("/", 1)[-1]) for path in deploy.glue_modules()]
+    assert install == {str(name): str(version) for name, version, *_ in listed}
+
+
+def test_glue_job_install_check_fails_without_a_needed_wheel(built, glue_stand_in, tmp_path):
+    """Guards the check above: with one wheel left out (a requirement of a requirement of
+    loglake's), the dry run fails and names it."""
+    missing = "pydantic-core"
+    wheels = [built / path for path in deploy.glue_modules()]
+    kept = [w for w in wheels if canonicalize_name(parse_wheel_filename(w.name)[0]) != missing]
+    assert len(kept) == len(wheels) - 1
+    proc = _dry_run_job_install(glue_stand_in, kept, tmp_path / "report.json")
+    assert proc.returncode != 0 and "No matching distribution" in proc.stderr, proc.stderr[-3000:]
+    assert re.search(missing.replace("-", "[-_.]"), proc.stderr, re.IGNORECASE), proc.stderr[-3000:]
+
+
+# `make glue-check` (LOGLAKE_GLUE_CHECK=1) installs into a real Glue stand-in and runs the job's modules.
+glue_check_only = pytest.mark.skipif(
+    os.environ.get("LOGLAKE_GLUE_CHECK") != "1",
+    reason="a venv of Glue 5.0's versions from PyPI (about 80 seconds): run by `make glue-check`")
+
+
 def _requires_dist(wheel: Path) -> list[Requirement]:
     """The wheel's own requirements that apply on Glue (CPython 3.11 on Linux, no extras)."""
     with zipfile.ZipFile(wheel) as zf:
@@ -576,10 +650,11 @@ def _requires_dist(wheel: Path) -> list[Requirement]:
 
 
 def _installed(python: Path) -> dict[str, str]:
-    """canonical name -> version of everything installed in that Python's environment."""
-    proc = subprocess.run([str(python), "-m", "pip", "--isolated", "list", "--format=json"],
-                          capture_output=True, text=True, check=True)
-    return {canonicalize_name(d["name"]): d["version"] for d in json.loads(proc.stdout)}
+    """canonical name -> version of everything installed in that Python's environment (as
+    `pip list` finds it: pip reads installed metadata with importlib.metadata on 3.11)."""
+    script = "import importlib.metadata as m, json; print(json.dumps([[d.name, d.version] for d in m.distributions()]))"
+    proc = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, check=True)
+    return {canonicalize_name(name): version for name, version in json.loads(proc.stdout)}
 
 
 @pytest.fixture(scope="module")
@@ -593,15 +668,18 @@ def glue_venv(built, tmp_path_factory) -> dict:
     wanted = {canonicalize_name(r.name) for w in wheels for r in _requires_dist(w)} & set(provided)
     wanted |= {"pip", "setuptools"}
     tmp = tmp_path_factory.mktemp("glue")
-    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
+    # No ensurepip: this pip installs Glue's pip and setuptools along with the rest, and the
+    # job's install below runs Glue's pip.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], check=True)
     python = tmp / "venv" / "bin" / "python"
     glue = tmp / "glue-provided.txt"
     glue.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())))
-    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-compile"]
-    subprocess.run(pip + ["pip==" + provided["pip"]], check=True)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "--python", str(python),
+           "install", "--no-compile"]
     subprocess.run(pip + ["--only-binary=:all:", "-c", str(glue)] + [f"{n}=={provided[n]}" for n in sorted(wanted)],
                    check=True)
     before = _installed(python)
+    assert (before["pip"], before["setuptools"]) == (provided["pip"], provided["setuptools"])
     # --isolated: no pip configuration or PIP_* variables (find-links, extra indexes) of this machine.
     proc = subprocess.run([str(python), "-m", "pip", "--isolated", "install", "--no-compile", "--no-index"]
                           + [str(w) for w in wheels],
@@ -610,6 +688,7 @@ def glue_venv(built, tmp_path_factory) -> dict:
     return {"python": python, "before": before, "after": _installed(python), "wanted": wanted, "tmp": tmp}
 
 
+@glue_check_only
 def test_glue_install_replaces_nothing_glue_provides(glue_venv):
     before, after = glue_venv["before"], glue_venv["after"]
     provided = package.glue_provided()
@@ -647,6 +726,7 @@ def _run_in_glue_venv(glue_venv: dict, script: str, *args: str) -> subprocess.Co
                           cwd=glue_venv["tmp"], env=env)
 
 
+@glue_check_only
 def test_glue_install_runs_the_job_modules(glue_venv):
     provided = package.glue_provided()
     versions = [f"{n}=={provided[n]}" for n in ("numpy", "pandas", "pyarrow", "boto3")]
@@ -670,6 +750,7 @@ with Stubber(s3) as stub:
 """
 
 
+@glue_check_only
 def test_glue_botocore_takes_the_conditional_put(glue_venv):
     # botocore 1.34.131 (Glue 5.0's) predates S3 conditional writes: its PutObject has no
     # IfNoneMatch / IfMatch parameters, so storage.put_conditional sends them as headers.
