@@ -192,6 +192,24 @@ class PartitionRegistrar:
         return result  # pragma: no cover - the loop returns
 
 
+def move_partitions(glue, database: str, table: str, locations: Mapping[PartitionValues, str],
+                    sd: dict) -> tuple[int, int]:
+    """Set existing partitions' locations (a compaction or rebuild switched generation
+    folder), 100 per BatchUpdatePartition call; returns (moved, calls). One call per
+    partition is atomic: Athena sees the old location or the new one."""
+    items = sorted(locations.items())
+    calls = 0
+    for i in range(0, len(items), BATCH_LIMIT):
+        chunk = items[i : i + BATCH_LIMIT]
+        entries = [{"PartitionValueList": list(v), "PartitionInput": _partition_input(sd, v, loc)} for v, loc in chunk]
+        calls += 1
+        resp = glue.batch_update_partition(DatabaseName=database, TableName=table, Entries=entries)
+        if resp.get("Errors"):
+            e = resp["Errors"][0]
+            raise RuntimeError(f"could not move partition {e.get('PartitionValueList')}: {e.get('ErrorDetail')}")
+    return len(items), calls
+
+
 def _partition_input(sd: dict, values: PartitionValues, location: str) -> dict:
     psd = copy.deepcopy(sd)
     psd["Location"] = location

@@ -13,30 +13,23 @@ keys once more on the next run: at least once, never lost.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from loglake import keys, storage
+from loglake import inbox, keys
 
 log = logging.getLogger("loglake.rejected_keys")
 
 
 def folder(lake: str, source: str) -> str:
-    return storage.join(lake, "_state", source, "rejected_keys")
+    return inbox.folder(lake, source, "rejected_keys")
 
 
 def write(lake: str, source: str, results: Iterable[keys.KeyResult], now: dt.datetime | None = None) -> str:
-    """One object holding ``results`` (their ``key`` an s3:// URI); returns its URI. Names
-    sort by time, and never collide: each batch writes its own."""
-    now = now or dt.datetime.now(dt.UTC)
-    lines = [json.dumps({"key": r.key, "reason": r.reason, "detail": r.detail, "seen_at": now.isoformat()})
-             for r in results]
-    uri = storage.join(folder(lake, source), f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.json")
-    storage.write_bytes(uri, ("\n".join(lines) + "\n").encode())
-    return uri
+    """One object holding ``results`` (their ``key`` an s3:// URI); returns its URI."""
+    return inbox.write_entries(folder(lake, source),
+                               ({"key": r.key, "reason": r.reason, "detail": r.detail} for r in results), now)
 
 
 @dataclass(frozen=True)
@@ -46,28 +39,19 @@ class Claimed:
 
 
 def claim(lake: str, source: str) -> Claimed:
-    """The key errors waiting for this source's next run. A file that cannot be read is
-    left in place and named in the log: it loses nothing else."""
-    files, results = [], []
-    for obj in storage.list_objects(folder(lake, source)):
-        if not obj.key.endswith(".json"):
-            continue
+    """The key errors waiting for this source's next run."""
+    files, entries = inbox.read_entries(folder(lake, source))
+    results = []
+    for e in entries:
         try:
-            entries = [json.loads(line) for line in storage.read_bytes(obj.uri).decode().splitlines() if line]
-            parsed = [(keys.KeyResult(e["key"], keys.ERROR, e["reason"], e.get("detail", "")),
-                       dt.datetime.fromisoformat(e["seen_at"]).timestamp()) for e in entries]
-        except FileNotFoundError:
-            continue  # claimed and released by a concurrent run
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("rejected keys file %s is unreadable, left in place: %s", obj.uri, exc)
-            continue
-        files.append(obj.uri)
-        results += parsed
+            results.append((keys.KeyResult(e["key"], keys.ERROR, e["reason"], e.get("detail", "")),
+                            dt.datetime.fromisoformat(e["seen_at"]).timestamp()))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("a rejected-key entry is unreadable, skipped: %s (%s)", e, exc)
     if files:
         log.info("%s: %d key errors from AddAPart in %d files", source, len(results), len(files))
     return Claimed(tuple(files), tuple(results))
 
 
 def release(claimed: Claimed) -> None:
-    for uri in claimed.files:
-        storage.delete(uri)
+    inbox.release(claimed.files)

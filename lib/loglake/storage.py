@@ -7,6 +7,7 @@ handed to Spark as URIs that it can write (file:// locally, s3:// on Glue).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import threading
@@ -223,6 +224,20 @@ def move_tree(src: str, dst: str, replace: bool = True) -> int:
     return count
 
 
+def copy_object(src: str, dst: str) -> None:
+    """Copy one object; the copy appears whole (S3 CopyObject; locally a temp file renamed)."""
+    if is_s3(src):
+        sb, sk = split_s3(src)
+        db, dk = split_s3(dst)
+        _s3().copy_object(Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
+        return
+    dst_path = local_path(dst)
+    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+    tmp = dst_path + ".tmp"
+    shutil.copyfile(local_path(src), tmp)
+    os.replace(tmp, dst_path)
+
+
 def move_object(src: str, dst: str) -> None:
     """Move one object (file) to ``dst``."""
     if is_s3(src):
@@ -237,7 +252,7 @@ def move_object(src: str, dst: str) -> None:
 
 
 def read_versioned(uri: str) -> tuple[bytes, str] | None:
-    """An object's bytes and a version tag (S3 ETag, or the file's mtime), or None."""
+    """An object's bytes and a version tag (S3 ETag, or a hash of the file's bytes), or None."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
         s3 = _s3()
@@ -249,9 +264,10 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
     path = local_path(uri)
     try:
         with open(path, "rb") as fh:
-            return fh.read(), str(os.fstat(fh.fileno()).st_mtime_ns)
+            data = fh.read()
     except FileNotFoundError:
         return None
+    return data, hashlib.sha256(data).hexdigest()
 
 
 _condition = threading.local()  # the conditional headers of the put_object this thread is making
@@ -287,20 +303,33 @@ def put_conditional(uri: str, data: bytes, expect: str | None) -> bool:
             raise
         finally:
             _condition.headers = None
+    # Locally: the new content is written to a temporary file first and appears in one
+    # step (link or rename), so a reader never finds the object missing or half written;
+    # check-and-replace is serialised by an advisory lock beside it.
+    import fcntl
+
     path = local_path(uri)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if expect is not None:
-        current = read_versioned(uri)
-        if current is None or current[1] != expect:
-            return False
-        os.remove(path)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as fh:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
         fh.write(data)
-    return True
+    try:
+        if expect is None:
+            try:
+                os.link(tmp, path)  # fails if the object exists
+            except FileExistsError:
+                return False
+            return True
+        with open(path + ".cas", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            current = read_versioned(uri)
+            if current is None or current[1] != expect:
+                return False
+            os.replace(tmp, path)
+            return True
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def delete(uri: str) -> None:
