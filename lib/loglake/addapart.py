@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loglake import keys, notifications, rejected_keys, storage
+from loglake import inbox, keys, notifications, rejected_keys, storage
 from loglake.catalog import PartitionRegistrar
 from loglake.config import Config
 from loglake.sources import SOURCES, Source
@@ -53,6 +53,7 @@ class BatchOutcome:
     failed: int = 0
     glue_calls: int = 0
     keys_for_quarantine: int = 0  # key errors handed to their source's next run (rejected_keys)
+    inbox_objects: int = 0  # new objects written to their source's inbox for the next scheduled run
     failed_message_ids: list[str] = field(default_factory=list)
 
     def lambda_response(self) -> dict:
@@ -108,6 +109,8 @@ class AddAPart:
         needed_by: dict[tuple[str, tuple], set[str]] = {}
         # source -> [(message id, key error)], for the source's next run to quarantine.
         rejected: dict[str, list[tuple[str, keys.KeyResult]]] = {}
+        # source -> [(message id, new object)], for the source's next scheduled run (inbox).
+        arrived: dict[str, list[tuple[str, inbox.NewObject]]] = {}
         for msg in messages:
             env = notifications.parse_body(msg.body)
             if env.kind == notifications.INVALID:
@@ -130,6 +133,8 @@ class AddAPart:
                         located = dataclasses.replace(result, key=f"s3://{obj.bucket}/{obj.key}")
                         rejected.setdefault(source.name, []).append((msg.id, located))
                     continue
+                arrived.setdefault(source.name, []).append(
+                    (msg.id, inbox.NewObject(f"s3://{obj.bucket}/{obj.key}", obj.size)))
                 table = self.config.table(source.name, "raw")
                 part = result.partition
                 wanted.setdefault(table, {})[part.values] = f"s3://{obj.bucket}/{part.raw_dir}"
@@ -147,6 +152,7 @@ class AddAPart:
                 failed_ids |= ids
                 _log("partition_failed", table=table, values=list(values), reason=reason, messages=len(ids))
         failed_ids |= self._hand_over(rejected, out)
+        failed_ids |= self._to_inbox(arrived, out)
         out.failed_message_ids += [m.id for m in messages if m.id in failed_ids]
         _log("batch", **{k: v for k, v in out.as_dict().items() if k != "failed_message_ids"},
              failed_messages=len(out.failed_message_ids))
@@ -170,6 +176,26 @@ class AddAPart:
                 continue
             out.keys_for_quarantine += len(items)
             _log("bad_keys_for_quarantine", source=name, keys=len(items), file=uri)
+        return failed
+
+
+    def _to_inbox(self, arrived: dict[str, list[tuple[str, inbox.NewObject]]], out: BatchOutcome) -> set[str]:
+        """Write the batch's new objects to their sources' inboxes; returns the ids of the
+        messages whose objects could not be written (SQS delivers them again: a repeat
+        is harmless, the run converts an object once)."""
+        lake = self.config.readready.location
+        failed: set[str] = set()
+        for name, items in sorted(arrived.items()):
+            if not lake:
+                continue  # no lake configured: scheduled runs list instead (README, Scheduled runs)
+            try:
+                uri = inbox.write(lake, name, [o for _, o in items])
+            except Exception as exc:  # noqa: BLE001 - any storage failure: retry the messages
+                failed |= {mid for mid, _ in items}
+                _log("inbox_not_written", source=name, objects=len(items), error=str(exc))
+                continue
+            out.inbox_objects += len(items)
+            _log("inbox", source=name, objects=len(items), file=uri)
         return failed
 
 
@@ -254,7 +280,8 @@ def backfill(app: AddAPart, source: Source, bucket: str, prefix: str, chunk: int
     def flush() -> None:
         body = json.dumps(
             {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Backfill",
-                          "s3": {"bucket": {"name": r.bucket}, "object": {"key": _encode(r.key)}}} for r in refs]}
+                          "s3": {"bucket": {"name": r.bucket}, "object": {"key": _encode(r.key), "size": r.size}}}
+                         for r in refs]}
         )
         _merge(total, app.process([Message(f"backfill-{total.objects}", body)], only=source))
         log.info("backfill: %d objects so far, %d partitions created (%.0fs)",
@@ -262,7 +289,7 @@ def backfill(app: AddAPart, source: Source, bucket: str, prefix: str, chunk: int
         refs.clear()
 
     for obj in storage.list_objects(f"s3://{bucket}/{prefix}"):
-        refs.append(notifications.ObjectRef(bucket, obj.key))
+        refs.append(notifications.ObjectRef(bucket, obj.key, obj.size))
         if len(refs) >= chunk:
             flush()
     if refs:

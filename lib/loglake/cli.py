@@ -53,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Find raw files below --raw (recursively) by the source's key layout, convert "
             "them on local Spark, and write readready ORC/ZLIB below --out/<table>/, "
-            "partitioned like raw. Rerunning a selection replaces its partitions. "
-            "Prints a JSON summary (files_read, records_read, written, filtered, "
-            "filtered_by_rule, control_messages, skipped_keys, problems, ...)."
+            "partitioned like raw. A selection (or no flag: everything) rebuilds its "
+            "partitions from all their raw files, one sorted file each; --scheduled adds "
+            "only the files no run has converted yet. Prints a JSON summary (files_read, "
+            "records_read, written, filtered, filtered_by_rule, control_messages, "
+            "skipped_keys, quarantined, ...)."
         ),
     )
     run.add_argument("source", choices=sorted(SOURCES), help="which log source")
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sched = run.add_argument_group("scheduled mode (instead of a selection)")
     sched.add_argument(
         "--scheduled", action="store_true",
-        help="process only partitions with files modified since the last published run "
-        "(watermark and lock under --out/_state/), oldest change first",
+        help="convert only the files no run has converted yet (modified since the last run's "
+        "watermark and not in a partition's manifest), add their rows to the partitions, then "
+        "compact closed partitions; state and lock under --out/_state/",
     )
     sched.add_argument("--max-partitions", type=int, default=None, help="at most this many partitions per run")
     sched.add_argument("--max-files", type=int, default=None, help="at most this many files per run")
@@ -76,6 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the written partitions in the config's Glue database (creates the table if missing)",
     )
     _add_config(run)
+
+    comp = sub.add_parser(
+        "compact",
+        help="merge each partition's files into one sorted, deduplicated file",
+        description="Hourly runs add a file per run to open partitions. This merges a partition's "
+        "current files into one sorted file (repeats of an event id dropped and counted), written "
+        "to a new folder; the partition's manifest (and with --catalog its Glue location) then "
+        "switches to it in one step. Replaced files stay compaction.retain_minutes for queries "
+        "already running; --retain-minutes 0 removes them at once. Already compact partitions are "
+        "skipped, so running it twice changes nothing. Prints a JSON summary "
+        "(partitions_compacted, files_before, files_after, rows, duplicates, ...).",
+    )
+    comp.add_argument("source", choices=sorted(SOURCES), help="which log source")
+    comp.add_argument("--out", required=True, metavar="DIR", help="the lake root given to `run --out`")
+    _add_selection(comp)
+    comp.add_argument("--closed", action="store_true",
+                      help="only partitions closed for compaction.grace_hours (their day, or hour, is over)")
+    comp.add_argument("--retain-minutes", type=float, default=None, metavar="N",
+                      help="keep replaced files this long (default compaction.retain_minutes; 0 = remove now)")
+    comp.add_argument("--catalog", action="store_true", help="move the Glue partitions to the compacted folders")
+    comp.add_argument("--summary-json", metavar="FILE", help="also write the summary here")
+    _add_config(comp)
 
     ap = sub.add_parser("addapart", help="register raw partitions in Glue from S3 notifications")
     apsub = ap.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -257,6 +282,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         return _run(args, config)
+    if args.command == "compact":
+        return _compact(args, config)
     if args.command == "contract":
         from loglake import contract
 
@@ -293,7 +320,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config) -> int:
-    from loglake import catalog, convert, runtime
+    from loglake import convert, runner, runtime
     from loglake.sources import get_source
 
     source = get_source(args.source)
@@ -304,28 +331,22 @@ def _run(args: argparse.Namespace, config) -> int:
         sc = config.scheduled
         config = dataclasses.replace(config, scheduled=dataclasses.replace(
             sc, max_partitions=args.max_partitions or sc.max_partitions, max_files=args.max_files or sc.max_files))
-    plan = None if args.scheduled else convert.plan_from_listing(source, args.raw, config, selection)
-    glue = None
-    if args.catalog:
-        glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
-        catalog.ensure_database(glue, config.catalog.database)
-        table = config.table(source.name, "readready")
-        catalog.ensure_table(
-            glue, config.catalog.database,
-            catalog.table_input(table, source.schema, storage.join(args.out, table), "orc"),
-        )
+    plan = convert.plan_from_listing(source, args.raw, config, selection)  # checks --raw before Spark starts
+    glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0
     try:
         if args.scheduled:
-            summary = convert.run_scheduled(
-                spark, source, config, args.out,
-                lambda _min_day: convert.plan_from_listing(source, args.raw, config, selection),
-                glue=glue, raw=args.raw,
-            )
+            summary = runner.run(spark, source, config, args.out,
+                                 lambda: runner.from_listing(source, config, args.out,
+                                                             convert.plan_from_listing(source, args.raw, config,
+                                                                                       selection)),
+                                 kind=runner.SCHEDULED, glue=glue, raw=args.raw, compact=True)
         else:
-            summary = convert.convert(spark, source, config, plan, args.out, selection=selection, glue=glue,
-                                      raw=args.raw)
+            summary = runner.run(spark, source, config, args.out, lambda: runner.rebuild(plan),
+                                 kind=runner.SELECTION, selection=selection, glue=glue, raw=args.raw)
+            if summary.get("status") == "skipped_locked":
+                code = 1
     except convert.RunFailed as exc:
         summary, code = exc.summary, 1
         log.error("%s", exc)
@@ -336,6 +357,47 @@ def _run(args: argparse.Namespace, config) -> int:
     if args.summary_json:
         storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())
     return code
+
+
+def _readready_catalog(args: argparse.Namespace, config, source, out: str):
+    from loglake import catalog
+
+    glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
+    catalog.ensure_database(glue, config.catalog.database)
+    table = config.table(source.name, "readready")
+    catalog.ensure_table(glue, config.catalog.database,
+                         catalog.table_input(table, source.schema, storage.join(out, table), "orc"))
+    return glue
+
+
+def _compact(args: argparse.Namespace, config) -> int:
+    import uuid
+
+    from loglake import compact, convert, runtime, state
+    from loglake.sources import get_source
+
+    source = get_source(args.source)
+    selection = convert.Selection.parse(args.date, args.from_date, args.to_date)
+    glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
+    paths = compact.select(source, config, args.out, selection, args.closed)
+    log.info("%s: %d partitions selected for compaction", source.name, len(paths))
+    spark = runtime.start("loglake-compact", mode="local").spark
+    try:
+        with state.run_lock(args.out, source.name, uuid.uuid4().hex, config.scheduled.lock_ttl_seconds) as lock:
+            result = compact.compact(spark, source, config, args.out, paths, glue=glue,
+                                     retain_minutes=args.retain_minutes, fence=lock.fence)
+            summary = {"source": source.name, "status": "done", "selection": selection.describe(),
+                       "closed_only": args.closed, **result.as_dict()}
+            summary["files_removed"] += compact.expire_due(source, config, args.out)
+    except state.LockHeld as exc:
+        log.error("%s", exc)
+        summary = {"source": source.name, "status": "skipped_locked", "detail": str(exc)}
+        _emit(summary)
+        return 1
+    _emit(summary)
+    if args.summary_json:
+        storage.write_bytes(args.summary_json, json.dumps(summary, indent=2).encode())
+    return 0
 
 
 def _ddl(args: argparse.Namespace, config) -> int:

@@ -150,6 +150,20 @@ class ScheduledConfig:
 
 
 @dataclass(frozen=True)
+class CompactionConfig:
+    """Merging a closed partition's files into one sorted, deduplicated file."""
+
+    # A partition is closed this long after its time range ended (CloudTrail: the day;
+    # Firehose: the hour): CloudTrail delivers late and Firehose buffers.
+    grace_hours: float = 3.0
+    # Files a compaction replaced stay this long, so a query that listed them before the
+    # swap can still read them; then the next run of the source removes them.
+    retain_minutes: float = 60.0
+    # Closed partitions a scheduled run compacts at most (0 = none: only `loglake compact`).
+    max_partitions_per_run: int = 500
+
+
+@dataclass(frozen=True)
 class ConvertConfig:
     """The conversion job's executors."""
 
@@ -177,6 +191,7 @@ class Config:
     readready: ReadreadyConfig = field(default_factory=ReadreadyConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     scheduled: ScheduledConfig = field(default_factory=ScheduledConfig)
+    compaction: CompactionConfig = field(default_factory=CompactionConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
@@ -318,6 +333,15 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"config: {path} must be a whole number >= 0, got {value!r}")
         return value
+    if hint is float:
+        if isinstance(value, _FromEnv):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(f"config: {path} must be a number >= 0, got {value!r}")
+        return float(value)
     if hint is str:
         if value is None:
             return ""

@@ -40,7 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loglake import catalog, keys, rejected_keys, storage
+from loglake import catalog, faults, keys, publish, rejected_keys, storage
 from loglake.config import Config
 from loglake.schema import QUARANTINE, RUNS
 from loglake.sources import FileResult, Source
@@ -57,6 +57,7 @@ MAX_RECORDS_PER_FILE = 2_000_000
 READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
 _END = object()
 SLICE_BYTES = 16 << 20  # raw (gzip) bytes per Spark partition of the file list, at most
+PUBLISH_THREADS = 16  # partitions published at once (S3 copies and manifest writes)
 BATCH_ROWS = 4096  # rows per Arrow batch handed to Spark: the rows of several small files (a big file goes whole)
 
 
@@ -239,8 +240,8 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
 
 @dataclass(frozen=True)
 class Schedule:
-    """What a scheduled run does: the plan for the partitions that changed since the
-    watermark (oldest change first, bounded), and where the watermark moves on success."""
+    """What a scheduled run takes: the new objects (oldest change first, bounded), and
+    where the listing watermark moves once the run has committed."""
 
     plan: Plan
     watermark_before: float | None
@@ -259,22 +260,28 @@ class Schedule:
 
 
 def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions: int = 0,
-             max_files: int = 0) -> Schedule:
-    """Keep the partitions holding an object modified after ``watermark``, with all their
-    files (a run replaces whole partitions), oldest change first, within the bounds.
+             max_files: int = 0, converted: Callable[[tuple[str, ...]], frozenset[str]] | None = None) -> Schedule:
+    """Keep the objects modified after ``watermark`` that no run has converted yet
+    (``converted(partition values)``: the raw objects its manifest holds), by partition,
+    oldest change first, within the bounds. Older objects of the same partitions are not
+    read again: a run adds rows to a partition, it does not rebuild it.
 
-    The new watermark is never past an object that was not processed: with partitions
-    left over it stops just before their oldest change; otherwise it is the newest
-    object seen minus ``overlap``. It never moves backwards.
+    The new watermark is never past an object that was not taken: with partitions left
+    over it stops just before their oldest change; otherwise it is the newest object
+    seen minus ``overlap`` (objects in the overlap are seen again, and skipped because a
+    manifest holds them). It never moves backwards.
     """
     by_partition: dict[tuple[str, ...], list[PlannedFile]] = {}
     for f in plan.files:
-        by_partition.setdefault(f.values, []).append(f)
-    first_change = {
-        values: min(f.mtime for f in files if watermark is None or f.mtime > watermark)
-        for values, files in by_partition.items()
-        if any(watermark is None or f.mtime > watermark for f in files)
-    }
+        if watermark is None or f.mtime > watermark:
+            by_partition.setdefault(f.values, []).append(f)
+    if converted is not None:
+        for values in list(by_partition):
+            done = converted(values)
+            by_partition[values] = [f for f in by_partition[values] if f.uri not in done]
+            if not by_partition[values]:
+                del by_partition[values]
+    first_change = {values: min(f.mtime for f in files) for values, files in by_partition.items()}
     order = sorted(first_change, key=lambda v: (first_change[v], v))
     taken, n_files = [], 0
     for values in order:
@@ -290,44 +297,13 @@ def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions
         after = min(after, first_change[left[0]] - 1e-3)
     if watermark is not None:
         after = watermark if after is None else max(after, watermark)
-    chosen = set(taken)
     subset = Plan(
-        files=[f for f in plan.files if f.values in chosen],
+        files=sorted((f for values in taken for f in by_partition[values]), key=lambda f: f.uri),
         skipped_keys=plan.skipped_keys, skipped_samples=plan.skipped_samples,
         # a bad key is quarantined once, by the run that first sees it
         rejected=[(k, m) for k, m in plan.rejected if watermark is None or m > watermark],
     )
     return Schedule(subset, watermark, after, len(order), len(left))
-
-
-def run_scheduled(spark, source: Source, config: Config, out_root: str, plan_for, *, glue=None,
-                  raw: str = "") -> dict[str, Any]:
-    """A run with no selection: under the source's lock, process what changed since the
-    watermark (``plan_for(min_day)`` lists the candidates) and advance the watermark
-    only once the run has published. Returns ``status: skipped_locked`` when another
-    run holds the lock."""
-    from loglake import state
-
-    sc = config.scheduled
-    owner = uuid.uuid4().hex
-    try:
-        with state.run_lock(out_root, source.name, owner, sc.lock_ttl_seconds):
-            watermark = state.read_watermark(out_root, source.name)
-            min_day = None
-            if watermark is not None:
-                day = dt.datetime.fromtimestamp(watermark, dt.UTC).date() - dt.timedelta(days=sc.lookback_days)
-                min_day = day.isoformat()
-            sched = schedule(plan_for(min_day), watermark, sc.overlap_seconds, sc.max_partitions, sc.max_files)
-            log.info("scheduled %s: %d changed partitions since %s, taking %d", source.name,
-                     sched.partitions_changed, watermark, len(sched.plan.partitions))
-            summary = convert(spark, source, config, sched.plan, out_root, glue=glue, raw=raw,
-                              scheduled=sched.describe())
-            if sched.watermark_after is not None:
-                state.write_watermark(out_root, source.name, sched.watermark_after, summary["run_id"])
-            return summary
-    except state.LockHeld as exc:
-        log.warning("skipping this run: %s", exc)
-        return {"source": source.name, "status": "skipped_locked", "detail": str(exc)}
 
 
 # --------------------------------------------------------------------------- executors
@@ -520,6 +496,12 @@ class _Staged:
     duplicates: int
     quarantine_rows: int
     quality: Any = None  # loglake.quality.QualityResult, when the gate ran
+    per_file: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)  # (values, file name) -> rows
+
+
+def new_run_id(now: float | None = None) -> str:
+    when = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    return when.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
 def convert(
@@ -533,21 +515,36 @@ def convert(
     glue=None,
     raw: str = "",
     scheduled: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    started: float | None = None,
+    mode: str = publish.REPLACE,
+    rejected: rejected_keys.Claimed | None = None,
+    fence: Callable[[], None] | None = None,
+    on_published: Callable[[publish.Published], None] | None = None,
 ) -> dict[str, Any]:
     """Convert the planned files and publish them under ``out_root``; returns the run
-    summary, or raises RunFailed (with the summary) when the run must not publish."""
-    started = time.time()
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    summary, or raises RunFailed (with the summary) when the run must not publish.
+
+    ``mode``: ``replace`` rebuilds the planned partitions from their planned objects
+    (a selection), ``add`` adds the objects' rows to them (scheduled runs). A run
+    resumed after a crash passes the crashed run's ``run_id`` and ``started``, so every
+    name it writes is the one the crashed run wrote. ``rejected``: AddAPart's key errors
+    claimed by the caller, who releases them after its commit (else claimed and released
+    here). ``fence`` is called right before publishing: it raises if this run lost its lock."""
+    started = time.time() if started is None else started
+    run_id = run_id or new_run_id(started)
     run_date = dt.datetime.fromtimestamp(started, dt.UTC).date().isoformat()
     table = config.table(source.name, "readready")
     out_table = storage.join(out_root, table)
     staging = storage.join(out_root, "_staging", run_id)
-    inbox = rejected_keys.claim(out_root, source.name)
-    plan = plan.with_rejected(inbox.results)
-    log.info("run %s: %s, %d files in %d partitions -> %s",
-             run_id, source.name, len(plan.files), len(plan.partitions), out_table)
+    claimed = rejected if rejected is not None else rejected_keys.claim(out_root, source.name)
+    plan = plan.with_rejected(claimed.results)
+    log.info("run %s: %s, %d files in %d partitions -> %s (%s)",
+             run_id, source.name, len(plan.files), len(plan.partitions), out_table, mode)
     try:
+        storage.delete_tree(staging)  # what a crashed attempt of this run left
         staged = _stage(spark, source, config, plan, staging, table, run_id, run_date)
+        faults.point("staged")
         summary = _summary(run_id, source, plan, staged, selection, raw, out_table, started)
         if scheduled is not None:
             summary["scheduled"] = scheduled
@@ -563,10 +560,18 @@ def convert(
                 json.dumps(dataclasses.asdict(staged.quality), indent=1, sort_keys=True, default=str).encode(),
             )
         if status == "published":
-            summary.update(_publish(source, config, plan, staged, staging, out_root, table, run_date, glue))
+            if fence is not None:
+                fence()
+            faults.point("publish")
+            out, published = _publish(source, config, plan, staged, staging, out_root, table, run_date, run_id,
+                                      glue, mode)
+            summary.update(out)
+            if on_published is not None:
+                on_published(published)
+        faults.point("record")
         _record_run(config, source, summary, out_root, run_date, glue)
-        if status == "published":  # their keys are in the published quarantine now
-            rejected_keys.release(inbox)
+        if status == "published" and rejected is None:  # their keys are in the published quarantine now
+            rejected_keys.release(claimed)
     finally:
         storage.delete_tree(staging)
     summary["duration_s"] = round(time.time() - started, 3)
@@ -643,8 +648,13 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         detail["values"] = tuple(row[n] for n in names)
         file_stats.append(detail)
     staged_df = _read_staged(spark, source, staging, table)
-    written = {tuple(r[n] for n in names): r["count"] for r in staged_df.groupBy(*names).count().collect()}
-    result = _Staged(file_stats, written, int(duplicates), n_quarantined)
+    per_file: dict[tuple[tuple[str, ...], str], int] = {}
+    written: dict[tuple[str, ...], int] = {}
+    for r in staged_df.groupBy(F.input_file_name().alias("_file"), *names).count().collect():
+        values = tuple(r[n] for n in names)
+        per_file[(values, r["_file"].rsplit("/", 1)[-1])] = r["count"]
+        written[values] = written.get(values, 0) + r["count"]
+    result = _Staged(file_stats, written, int(duplicates), n_quarantined, per_file=per_file)
     if config.quality.expectations:
         from loglake import quality
 
@@ -713,41 +723,74 @@ def _write_quarantine(spark, key_rows, problems, staging: str, names: list[str],
     return spark.read.orc(storage.spark_uri(storage.join(staging, "quarantine"))).count()
 
 
-def _publish(source, config, plan, staged: _Staged, staging, out_root, table, run_date, glue) -> dict[str, Any]:
-    """Swap each selected partition into place; append the quarantine; register partitions."""
+def _publish(source, config, plan, staged: _Staged, staging, out_root, table, run_date, run_id, glue,
+             mode: str) -> tuple[dict[str, Any], publish.Published]:
+    """Make each planned partition's staged files current (``publish.add`` or
+    ``publish.replace``); append the quarantine; point the catalog at the results."""
     names = source.schema.partition_names
     out_table = storage.join(out_root, table)
-    emptied = 0
-    for values in sorted(plan.partitions | set(staged.written)):
-        part = catalog.hive_partition_path(names, values)
-        if staged.written.get(values):
-            storage.move_tree(storage.join(staging, table, part), storage.join(out_table, part))
-        else:  # a selected partition that yields no rows now keeps none from earlier runs
-            emptied += bool(storage.delete_tree(storage.join(out_table, part)))
+    raw_of: dict[tuple[str, ...], list[str]] = {}
+    for f in plan.files:
+        raw_of.setdefault(f.values, []).append(f.uri)
+    result = publish.Published()
+    retain = config.compaction.retain_minutes * 60
+
+    def one(values: tuple[str, ...]):
+        path = catalog.hive_partition_path(names, values).rstrip("/")
+        part = storage.join(out_table, path)
+        files = publish.staged_files(storage.join(staging, table, path))
+        pairs = [(u, staged.per_file.get((values, u.rsplit("/", 1)[-1]), 0)) for u in files]
+        if mode == publish.ADD:
+            before, after = None, publish.add(part, pairs, raw_of.get(values, ()))
+        else:
+            before, after = publish.replace(part, pairs, raw_of.get(values, ()), time.time() + retain)
+            if after.superseded and retain <= 0:
+                publish.expire(part)
+        faults.point("partition")
+        return values, path, part, pairs, before, after
+
+    # Partitions are independent (a manifest each) and a publish is mostly waiting on S3.
+    with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
+        done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
+    for values, path, part, pairs, before, after in done:
+        if after is None:  # add: an earlier attempt of this input had committed it
+            result.skipped += 1
+            if pairs:  # that attempt may not have reached its index update
+                result.opened.add(path)
+            continue
+        emptied = mode == publish.REPLACE and not pairs and before is not None and bool(before.files)
+        result.written += bool(pairs)
+        result.emptied += emptied
+        if mode == publish.ADD and pairs:
+            result.opened.add(path)
+        if mode == publish.REPLACE and after.superseded and retain > 0:
+            result.expiring[path] = min(s.until for s in after.superseded)
+        if after.files or emptied:
+            result.locations[values] = storage.join(part, after.generation) + "/"
     quarantine_dir = storage.join(
         out_root, config.catalog.tables.quarantine, f"source={source.name}", f"run_date={run_date}"
     )
-    for obj in storage.list_objects(storage.join(staging, "quarantine")):
-        if obj.key.endswith(".orc"):
-            name = obj.uri.rsplit("/", 1)[-1]
-            storage.move_object(obj.uri, storage.join(quarantine_dir, name))
-    out: dict[str, Any] = {"partitions_written": sum(1 for n in staged.written.values() if n),
-                           "partitions_emptied": emptied}
+    for i, uri in enumerate(publish.staged_files(storage.join(staging, "quarantine"))):
+        storage.copy_object(uri, storage.join(quarantine_dir, f"{run_id}-{i}.zlib.orc"))
+    out: dict[str, Any] = {"partitions_written": result.written, "partitions_emptied": result.emptied}
+    if result.skipped:
+        out["partitions_already_committed"] = result.skipped
     if glue is not None:
-        registrar = catalog.PartitionRegistrar(glue, config.catalog.database)
-        published = {v: storage.join(out_table, catalog.hive_partition_path(names, v)) + "/"
-                     for v, n in staged.written.items() if n}
-        reg = registrar.register(table, published)
+        done = publish.register(glue, config.catalog.database, table, result.locations)
         if staged.quarantine_rows:
-            quarantine_part = {(source.name, run_date): quarantine_dir + "/"}
-            reg.merge(registrar.register(config.catalog.tables.quarantine, quarantine_part))
-        if reg.failed:
-            raise RuntimeError(f"could not register partitions: {sorted(reg.failed.items())[:3]}")
-        out["catalog"] = {"created": len(reg.created), "existed": len(reg.existed), "calls": reg.calls}
-    return out
+            registrar = catalog.PartitionRegistrar(glue, config.catalog.database)
+            reg = registrar.register(config.catalog.tables.quarantine, {(source.name, run_date): quarantine_dir + "/"})
+            if reg.failed:
+                raise RuntimeError(f"could not register partitions: {sorted(reg.failed.items())[:3]}")
+            done["created"] += len(reg.created)
+            done["existed"] += len(reg.existed)
+            done["calls"] += reg.calls
+        out["catalog"] = done
+    return out, result
 
 
-def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue) -> None:
+def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue,
+                job: str | None = None) -> None:
     """One row in the runs table (ORC), published or not: the reconciliation history."""
     import io
 
@@ -757,7 +800,7 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
         return dt.datetime.fromisoformat(text).astimezone(dt.UTC).replace(tzinfo=None)
 
     row = {
-        "run_id": summary["run_id"], "job": f"{source.name}_readready",
+        "run_id": summary["run_id"], "job": job or f"{source.name}_readready",
         "selection": json.dumps(summary["selection"]), "status": summary["status"],
         "started_at": ts(summary["started_at"]), "finished_at": ts(summary["finished_at"]),
         "files_read": summary["files_read"], "records_read": summary["records_read"],

@@ -7,9 +7,10 @@ config's readready location, e.g. file://), through :mod:`loglake.runtime`.
 Arguments: ``--JOB_NAME``, ``--config`` (path or s3:// URI), and optionally one
 selection: ``--date D[,D...]``, ``--from-date``/``--to-date``, or
 ``--partitions-since TIMESTAMP`` (raw partitions registered since then). Without a
-selection the run is *scheduled*: it processes the raw partitions changed since the
-last published run (a watermark next to the data), under a lock, bounded by
-``--max-partitions``/``--max-files``. Optional: ``--summary-json URI``,
+selection the run is *scheduled*: it converts the raw objects AddAPart put in the
+source's inbox since the last committed run (each object once), under a lock, bounded
+by ``--max-files``, then compacts closed partitions. A selection rebuilds its
+partitions from all their raw objects. Optional: ``--summary-json URI``,
 ``--runtime auto|glue|local``.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from loglake import convert, logs, runtime, storage
+from loglake import convert, inbox, logs, runner, runtime, storage
 from loglake.config import load_config
 from loglake.sources import get_source
 
@@ -48,16 +49,17 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
     raw = f"catalog:{config.catalog.database}.{config.table(source.name, 'raw')}"
     rt = runtime.start(args["JOB_NAME"], args)
-    if selection.everything:  # scheduled mode: what is new since the last published run
-        summary = convert.run_scheduled(
-            rt.spark, source, config, config.readready.location,
-            lambda min_day: convert.plan_from_catalog(glue, source, config, selection, min_day),
-            glue=glue, raw=raw,
-        )
+    lake = config.readready.location
+    if selection.everything:  # scheduled mode: the objects AddAPart saw since the last committed run
+        summary = runner.run(rt.spark, source, config, lake, lambda: runner.from_inbox(source, config, lake),
+                             kind=runner.SCHEDULED, glue=glue, raw=f"inbox:{inbox.folder(lake, source.name)}",
+                             compact=True)
     else:
         plan = convert.plan_from_catalog(glue, source, config, selection)
-        summary = convert.convert(rt.spark, source, config, plan, config.readready.location,
-                                  selection=selection, glue=glue, raw=raw)
+        summary = runner.run(rt.spark, source, config, lake, lambda: runner.rebuild(plan),
+                             kind=runner.SELECTION, selection=selection, glue=glue, raw=raw)
+        if summary["status"] == "skipped_locked":  # asked for by someone: fail visibly, not as a no-op
+            raise convert.SelectionError(f"not run: {summary['detail']}")
     text = json.dumps(summary, indent=2)
     print(text)
     if args.get("summary_json"):

@@ -30,6 +30,7 @@ INVALID = "invalid"
 class ObjectRef:
     bucket: str
     key: str  # decoded
+    size: int = 0  # bytes, as the notification says (0 when it does not)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _s3_records(records: list) -> Envelope:
             return Envelope(INVALID, error=f"Records[{i}] has no s3.bucket.name / s3.object.key")
         if not (isinstance(bucket, str) and isinstance(key, str) and bucket and key):
             return Envelope(INVALID, error=f"Records[{i}] s3.bucket.name / s3.object.key are not strings")
-        objects.append(ObjectRef(bucket, unquote_plus(key)))
+        objects.append(ObjectRef(bucket, unquote_plus(key), _size(rec["s3"]["object"].get("size"))))
     return Envelope(S3, tuple(objects), ignored)
 
 
@@ -90,4 +91,8 @@ def _eventbridge(doc: dict) -> Envelope:
         return Envelope(INVALID, error="EventBridge event has no detail.bucket.name / detail.object.key")
     if not (isinstance(bucket, str) and isinstance(key, str) and bucket and key):
         return Envelope(INVALID, error="EventBridge detail.bucket.name / detail.object.key are not strings")
-    return Envelope(EVENTBRIDGE, (ObjectRef(bucket, key),))
+    return Envelope(EVENTBRIDGE, (ObjectRef(bucket, key, _size(doc["detail"]["object"].get("size"))),))
+
+
+def _size(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

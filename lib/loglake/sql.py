@@ -102,14 +102,19 @@ def to_spark(trino_sql: str) -> str:
 def register_lake(spark, config: Config, root: str) -> list[str]:
     """Temp views over the readready tables below ``root`` (empty ones where no data was
     written yet), plus the ``sessions`` view; returns the view names."""
+    from loglake import manifest
     from loglake.sources import SOURCES
 
     names = []
     for source in SOURCES.values():
         table = config.table(source.name, "readready")
         location = storage.join(root, table)
-        if any(True for _ in _orc_files(location)):
-            df = spark.read.orc(storage.spark_uri(location))
+        # The current files of each partition, as its manifest names them: a folder read
+        # would also take files a compaction replaced and keeps for running queries.
+        files = manifest.table_files(location, source.schema.partition_names) if storage.exists(location) else []
+        if files:
+            df = spark.read.option("basePath", storage.spark_uri(location)).orc(
+                [storage.spark_uri(f) for f in files])  # a list: orc()'s second argument is mergeSchema
         else:
             df = spark.createDataFrame([], source.schema.spark_ddl())
         df.createOrReplaceTempView(table)
@@ -118,15 +123,6 @@ def register_lake(spark, config: Config, root: str) -> list[str]:
     spark.sql(sessions).createOrReplaceTempView("sessions")
     names.append("sessions")
     return names
-
-
-def _orc_files(location: str):
-    try:
-        for obj in storage.list_objects(location):
-            if obj.key.endswith(".orc"):
-                yield obj
-    except FileNotFoundError:
-        return
 
 
 # =========================================================================== DDL

@@ -1,0 +1,281 @@
+"""Compaction: a closed partition's files merged into one sorted, deduplicated file.
+
+Hourly runs add a file per run to today's partitions; once a partition is *closed*
+(its day, or hour, ended more than ``compaction.grace_hours`` ago: CloudTrail delivers
+late and Firehose buffers), its current files are read, repeats of an event id
+dropped and counted (the same event delivered again in a later object), and the rows
+written as one file with the source's sort, bloom filters and ZLIB, like a rebuild's
+(more files only past the 2M-row limit). It is published with ``publish.replace``: a
+new generation folder, then the manifest and the Glue location switch to it; the old
+files stay ``compaction.retain_minutes`` and are removed by a later run (or at once
+with ``--retain-minutes 0``).
+
+Compacting the same files again is a no-op (a compacted partition is skipped), and a
+compaction killed before its switch is redone with the same names. Late data for a
+compacted partition is added beside the compacted file by the next run, which opens
+the partition again; it is compacted again later.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loglake import faults, manifest, publish, state, storage
+from loglake.config import Config
+from loglake.convert import MAX_RECORDS_PER_FILE, Selection, new_run_id
+from loglake.sources import Source
+
+log = logging.getLogger("loglake.compact")
+
+
+def closes_at(source: Source, values: tuple[str, ...], grace_hours: float) -> float:
+    """When a partition is closed: the end of its day (or of its hour, for sources
+    partitioned by hour) plus the grace period."""
+    part = dict(zip(source.schema.partition_names, values, strict=True))
+    start = dt.datetime.fromisoformat(part["dt"]).replace(tzinfo=dt.UTC)
+    span = dt.timedelta(days=1)
+    if "hour" in part:
+        start += dt.timedelta(hours=int(part["hour"]))
+        span = dt.timedelta(hours=1)
+    return (start + span).timestamp() + grace_hours * 3600
+
+
+def _values(path: str) -> tuple[str, ...]:
+    return tuple(p.split("=", 1)[1] for p in path.split("/"))
+
+
+@dataclass
+class Compacted:
+    partitions_compacted: int = 0
+    files_before: int = 0
+    files_after: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    partitions_already_compact: int = 0
+    files_removed: int = 0  # superseded files past their retention, removed
+    partitions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["partitions"] = self.partitions[:50]
+        return out
+
+
+def needs_compaction(m: manifest.Manifest | None) -> bool:
+    return m is not None and bool(m.files) and not m.compacted
+
+
+def select(source: Source, config: Config, out_root: str, selection: Selection, closed: bool,
+           now: float | None = None) -> list[str]:
+    """Partition paths below the table (one listing) in the selection, closed ones only
+    with ``closed``."""
+    now = time.time() if now is None else now
+    table = storage.join(out_root, config.table(source.name, "readready"))
+    names = source.schema.partition_names
+    out = []
+    for tp in manifest.partitions(table, names):
+        day = tp.values[names.index("dt")]
+        if not selection.includes_day(day):
+            continue
+        if closed and closes_at(source, tp.values, config.compaction.grace_hours) > now:
+            continue
+        out.append(tp.path)
+    return out
+
+
+def compact(spark, source: Source, config: Config, out_root: str, paths: Iterable[str], *, glue=None,
+            retain_minutes: float | None = None, fence: Callable[[], None] | None = None,
+            record: bool = True) -> Compacted:
+    """Compact the given partitions (paths below the table); already compact ones are skipped."""
+    retain = (config.compaction.retain_minutes if retain_minutes is None else retain_minutes) * 60
+    table = config.table(source.name, "readready")
+    out_table = storage.join(out_root, table)
+    result = Compacted()
+    todo: dict[str, manifest.Manifest] = {}
+    for path in paths:
+        m = manifest.load(storage.join(out_table, path))
+        if needs_compaction(m):
+            todo[path] = m
+        else:
+            result.partitions_already_compact += 1
+            if retain <= 0:  # asked to remove replaced files now, whatever their retention
+                result.files_removed += _expire(storage.join(out_table, path), now=float("inf"))
+    started = time.time()
+    run_id = new_run_id(started) + "-compact"
+    if todo:
+        staging = storage.join(out_root, "_staging", run_id)
+        try:
+            per_file, before = _rewrite(spark, source, todo, out_table, storage.join(staging, table))
+            if fence is not None:
+                fence()
+            locations = {}
+            for path, m in sorted(todo.items()):
+                part = storage.join(out_table, path)
+                files = publish.staged_files(storage.join(staging, table, path))
+                pairs = [(u, per_file.get((path, u.rsplit("/", 1)[-1]), 0)) for u in files]
+                rows = sum(n for _, n in pairs)
+                listed = sum(f.rows for f in m.files)
+                if all(f.rows >= 0 for f in m.files) and before[path] != listed:
+                    raise RuntimeError(f"compaction of {part} read {before[path]} rows where its manifest lists "
+                                       f"{listed}; nothing switched")
+                if rows > before[path] or (before[path] and not pairs):
+                    raise RuntimeError(f"compaction of {part} read {before[path]} rows but staged {rows}; "
+                                       "nothing switched")
+                inputs = sorted(m.converted) or [f.name for f in m.files]
+                faults.point("compact_swap")
+                _, after = publish.replace(part, pairs, inputs, time.time() + retain, prefix="c")
+                locations[_values(path)] = storage.join(part, after.generation) + "/"
+                result.partitions_compacted += 1
+                result.files_before += len(m.files)
+                result.files_after += len(after.files)
+                result.rows += rows
+                result.duplicates += before[path] - rows
+                result.partitions.append(path)
+                if retain <= 0:
+                    result.files_removed += _expire(part, now=float("inf"))
+            if glue is not None:
+                publish.register(glue, config.catalog.database, table, locations)
+        finally:
+            storage.delete_tree(staging)
+        log.info("compacted %d partitions: %d files -> %d, %d rows, %d duplicates dropped",
+                 result.partitions_compacted, result.files_before, result.files_after, result.rows, result.duplicates)
+    _update_index(source, config, out_root, list(paths))
+    if record and todo:
+        _record(config, source, out_root, run_id, started, result, glue)
+    return result
+
+
+def _update_index(source: Source, config: Config, out_root: str, paths: list[str]) -> None:
+    """Compacted (or found compact) partitions are no longer open; those holding replaced
+    files are listed until their retention passes."""
+    if not paths:
+        return
+    index = state.read_index(out_root, source.name)
+    table = storage.join(out_root, config.table(source.name, "readready"))
+    for path in paths:
+        m, _ = manifest.read(storage.join(table, path))
+        if m is not None and not needs_compaction(m):
+            index["open"].pop(path, None)
+        if m is not None and m.superseded:
+            index["expiring"][path] = min(s.until for s in m.superseded)
+        else:
+            index["expiring"].pop(path, None)
+    state.write_index(out_root, source.name, index)
+
+
+def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_table: str, staged_table: str):
+    """Read the partitions' current files (one scan, partition values from their
+    folders), drop repeats, write one sorted file each (Spark, like the conversion);
+    returns rows per staged file and rows read per partition."""
+    from pyspark.sql import functions as F
+
+    names = source.schema.partition_names
+    uris = [storage.spark_uri(storage.join(out_table, path, f.name)) for path, m in todo.items() for f in m.files]
+    frame = (spark.read.schema(source.schema.spark_ddl()).option("basePath", storage.spark_uri(out_table))
+             .orc(uris)  # a list: orc()'s second argument is mergeSchema
+             .select(*source.schema.names, *names))
+    before = {"/".join(f"{n}={r[n]}" for n in names): r["count"] for r in frame.groupBy(*names).count().collect()}
+    (
+        frame.repartition(*names)
+        .dropDuplicates([*names, *source.dedup_key])
+        .sortWithinPartitions(*names, *source.sort_columns)
+        .write.mode("overwrite")
+        .option("compression", "zlib")
+        .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
+        .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
+        .option("orc.compression.strategy", "COMPRESSION")
+        .partitionBy(*names)
+        .orc(storage.spark_uri(staged_table))
+    )
+    staged = spark.read.option("basePath", storage.spark_uri(staged_table)).orc(storage.spark_uri(staged_table))
+    per_file = {}
+    for r in staged.groupBy(F.input_file_name().alias("_file"), *names).count().collect():
+        path = "/".join(f"{n}={r[n]}" for n in names)
+        per_file[(path, r["_file"].rsplit("/", 1)[-1])] = r["count"]
+    for path in todo:
+        before.setdefault(path, 0)
+    return per_file, before
+
+
+def _expire(part: str, now: float | None = None) -> int:
+    now = time.time() if now is None else now
+    m, _ = manifest.read(part)
+    n = sum(len(s.files) for s in m.superseded if s.until <= now) if m else 0
+    publish.expire(part, now)
+    return n
+
+
+def expire_due(source: Source, config: Config, out_root: str, now: float | None = None) -> int:
+    """Remove superseded files past their retention, for the partitions the index lists."""
+    now = time.time() if now is None else now
+    index = state.read_index(out_root, source.name)
+    due = {p: u for p, u in index["expiring"].items() if u <= now}
+    if not due:
+        return 0
+    table = storage.join(out_root, config.table(source.name, "readready"))
+    removed = 0
+    for path in sorted(due):
+        part = storage.join(table, path)
+        removed += _expire(part)
+        m, _ = manifest.read(part)
+        if m is not None and m.superseded:
+            index["expiring"][path] = min(s.until for s in m.superseded)
+        else:
+            index["expiring"].pop(path, None)
+    state.write_index(out_root, source.name, index)
+    return removed
+
+
+def scheduled(spark, source: Source, config: Config, out_root: str, *, glue=None,
+              fence: Callable[[], None] | None = None, now: float | None = None) -> dict[str, Any]:
+    """The scheduled job's part: remove what retention allows, then compact the closed
+    partitions the index lists as open, oldest first, at most
+    ``compaction.max_partitions_per_run``."""
+    now = time.time() if now is None else now
+    removed = expire_due(source, config, out_root, now)
+    index = state.read_index(out_root, source.name)
+    closed = sorted((p for p in index["open"]
+                     if closes_at(source, _values(p), config.compaction.grace_hours) <= now),
+                    key=lambda p: (index["open"][p], p))
+    # Most partitions of a quiet day got one file from one run: compact already, they
+    # leave the index without counting against the bound.
+    table = storage.join(out_root, config.table(source.name, "readready"))
+    take, seen = [], 0
+    for path in closed:
+        if len(take) >= config.compaction.max_partitions_per_run:
+            break
+        seen += 1
+        if needs_compaction(manifest.load(storage.join(table, path))):
+            take.append(path)
+    result = compact(spark, source, config, out_root, closed[:seen], glue=glue, fence=fence)
+    result.files_removed += removed
+    out = result.as_dict()
+    out["partitions_left"] = len(closed) - seen
+    return out
+
+
+def _record(config: Config, source: Source, out_root: str, run_id: str, started: float, result: Compacted,
+            glue) -> None:
+    """A ``runs`` row for the compaction: its repeats dropped are counted there."""
+    from loglake.convert import _record_run
+
+    finished = time.time()
+    summary = {
+        "run_id": run_id, "selection": {"compacted": len(result.partitions)}, "status": "published",
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
+        "finished_at": dt.datetime.fromtimestamp(finished, dt.UTC).isoformat(),
+        "files_read": result.files_before, "records_read": result.rows + result.duplicates,
+        "written": result.rows, "filtered": 0, "filtered_by_rule": {},
+        "quarantined": {"total": 0, "records": 0, "by_reason": {}}, "duplicates": result.duplicates,
+        "control_messages": 0, "balanced": True, "quality": {"success": None, "failed": []},
+        "output": storage.join(out_root, config.table(source.name, "readready")), "raw_bytes_read": 0,
+    }
+    run_date = dt.datetime.fromtimestamp(started, dt.UTC).date().isoformat()
+    _record_run(config, source, summary, out_root, run_date, glue, job=f"{source.name}_compact")
+    storage.write_bytes(storage.join(out_root, "_runs", source.name, f"{run_id}.json"),
+                        json.dumps({**summary, "compaction": result.as_dict()}, indent=2).encode())
