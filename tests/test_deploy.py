@@ -147,16 +147,18 @@ CALL_SITES = {
     "lib/loglake/storage.py:read_bytes": {LAMBDA, JOB},  # the s3:// config (both); raw objects (job)
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
-    "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart's key errors (rejected_keys); run summaries
+    "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart: inbox, key errors; job: summaries, state
     "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: emptied readready partitions, staging
     "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
     "lib/loglake/storage.py:move_object": {JOB},  # staged quarantine files into place
-    "lib/loglake/storage.py:read_versioned": {JOB},  # scheduled runs: watermark and lock
-    "lib/loglake/storage.py:put_conditional": {JOB},  # scheduled runs: the lock (If-None-Match / If-Match)
-    "lib/loglake/storage.py:delete": {JOB},  # scheduled runs: releasing the lock
+    "lib/loglake/storage.py:copy_object": {JOB},  # staged files into a partition's generation folder
+    "lib/loglake/storage.py:read_versioned": {JOB},  # watermark, lock, intent, index, manifests
+    "lib/loglake/storage.py:put_conditional": {JOB},  # the lock and the manifests (If-None-Match / If-Match)
+    "lib/loglake/storage.py:delete": {JOB},  # the lock, claimed inbox files, the intent
     "lib/loglake/catalog.py:PartitionRegistrar.storage_descriptor": {LAMBDA, JOB},
     "lib/loglake/catalog.py:PartitionRegistrar._register_chunk": {LAMBDA, JOB},
     "lib/loglake/catalog.py:list_partitions": {JOB},
+    "lib/loglake/catalog.py:move_partitions": {JOB},  # compaction / rebuild: the new generation folder
     "lib/loglake/catalog.py:ensure_database": {OPERATOR},  # the stack creates the database
     "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
     "lib/loglake/catalog.py:table_location": {OPERATOR},

@@ -264,6 +264,9 @@ def _lambda_statements(config: Config) -> list:
         # Key errors handed to the sources' next runs (loglake.rejected_keys): new objects only.
         _statement("HandOverKeyErrors", ["s3:PutObject"],
                    [_s3_arn("${ReadreadyBucket}/${ReadreadyPrefix}/_state/*/rejected_keys/*")]),
+        # New objects for the sources' next scheduled runs (loglake.inbox): new objects only.
+        _statement("WriteInbox", ["s3:PutObject"],
+                   [_s3_arn("${ReadreadyBucket}/${ReadreadyPrefix}/_state/*/inbox/*")]),
         _statement("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
                    [_att("AddAPartLogGroup", "Arn")]),
     ]
@@ -283,7 +286,9 @@ def _job_statements() -> list:
     for name in SOURCES:
         statements += _raw_statements(name)
     statements += [
-        _statement("Catalog", ["glue:GetTable", "glue:GetPartitions", "glue:BatchCreatePartition"],
+        # BatchUpdatePartition: a compaction or rebuild moves a partition to its new folder.
+        _statement("Catalog", ["glue:GetTable", "glue:GetPartitions", "glue:BatchCreatePartition",
+                               "glue:BatchUpdatePartition"],
                    [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}"),
                     _glue_arn("table/${DatabaseName}/*")]),
         _statement("GlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
