@@ -29,6 +29,7 @@ import yaml
 from loglake import addapart, catalog, contract, firehose, localaws, sql, storage
 from loglake.config import ACCOUNT_RE, REGION_RE, config_from_dict
 from loglake.keys import parse_cloudtrail_key
+from loglake.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 ORG = "o-demo1a2b3c4d"
@@ -182,12 +183,22 @@ def setup_local_aws(config, s3, sqs, glue) -> str:
     return queue_url
 
 
-def run_glue_script(source: str, config_path: Path, days: list[str], work: Path) -> dict:
-    """Run glue_jobs/<source>_readready.py as Glue would, on the local runtime."""
+def _late_one(trail: dict[str, bytes]) -> str:
+    """A CloudTrail object to deliver late: the last one of the partition with the most."""
+    by_folder = collections.Counter(k.rsplit("/", 1)[0] for k in trail)
+    folder = max(by_folder, key=lambda f: (by_folder[f], f))
+    return max(k for k in trail if k.rsplit("/", 1)[0] == folder)
+
+
+def run_glue_script(source: str, config_path: Path, days: list[str] | None, work: Path) -> dict:
+    """Run glue_jobs/<source>_readready.py as Glue would, on the local runtime; without
+    ``days``, as the hourly trigger does (a scheduled run)."""
     script = REPO / "glue_jobs" / f"{source}_readready.py"
-    summary_path = work / f"summary-{source}.json"
+    summary_path = work / f"summary-{source}{'' if days else '-hourly'}.json"
     cmd = [sys.executable, str(script), "--JOB_NAME", "loglake-demo", "--config", str(config_path),
-           "--from-date", days[0], "--to-date", days[-1], "--summary-json", str(summary_path)]
+           "--summary-json", str(summary_path)]
+    if days:
+        cmd[-2:-2] = ["--from-date", days[0], "--to-date", days[-1]]
     print("$ python " + " ".join(cmd[1:]).replace(str(REPO) + "/", ""))
     env = {**os.environ, "LOGLAKE_LOG_LEVEL": "ERROR"}
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
@@ -224,6 +235,8 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
 
         records = sample_records(samples_path)
         objects = {**trail_objects(records), **junk_objects(samples_path), **bad_objects(samples_path)}
+        late_key = _late_one(trail_objects(records))  # delivered after the first runs: the hourly step
+        late_body = objects.pop(late_key)
         for key, body in objects.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         fh_objects = firehose_objects(samples_path, CWL_PREFIX)
@@ -258,11 +271,25 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
             n_raw = len(list(catalog.list_partitions(glue, config.catalog.database, raw_table)))
             print(f"catalog: {n_raw} partitions in {raw_table}, {n_rr} in {rr_table}")
 
+        _print("an hour later: one more CloudTrail file lands late; the hourly trigger runs the job")
+        s3.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
+        late = addapart.drain(addapart.AddAPart(config, glue=glue), queue_url)
+        hourly = run_glue_script("cloudtrail", config_path, None, work)
+        sched, compaction = hourly.get("scheduled", {}), hourly.get("compaction", {})
+        print(f"AddAPart: {late.inbox_objects} new object in the inbox ({late_key.rsplit('/', 1)[-1]})")
+        print(f"scheduled run: files read {hourly['files_read']} (objects the earlier runs converted, skipped: "
+              f"{sched.get('objects_already_converted', 0)}), {hourly['written']} rows added to "
+              f"{hourly['partitions_written']} partition(s), status {hourly['status']}")
+        print(f"compaction of closed partitions: {compaction.get('partitions_compacted', 0)} compacted, "
+              f"{compaction.get('files_before', 0)} files -> {compaction.get('files_after', 0)}, "
+              f"{compaction.get('duplicates', 0)} repeats dropped; replaced files kept for running queries")
+
         _print("reconciliation (the runs table) and the quarantine")
         _runs_and_quarantine(config)
         _print("readready files (ORC)")
         for source in ("cloudtrail", "cloudwatch"):
-            _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))))
+            _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))),
+                        SOURCES[source].schema.partition_names)
         _print("reader contract: what Athena reads is what was written (loglake contract)")
         report = contract.check_lake(config.readready.location, config)
         print(f"{report.files_checked} ORC files ({', '.join(f'{k} {n}' for k, n in report.files_by_table.items())}): "
@@ -296,16 +323,21 @@ def _runs_and_quarantine(config) -> None:
               f"{(example['detail'] or '')[:70]}")
 
 
-def _show_files(root: str) -> None:
+def _show_files(root: str, partition_names: list[str]) -> None:
+    """The table's current files, as their partitions' manifests name them."""
     import pyarrow.orc as orc
 
-    files = sorted(str(p) for p in Path(root).rglob("*.orc"))
+    from loglake import manifest
+
+    files = [storage.local_path(f) for f in manifest.table_files(root, partition_names)]
+    replaced = len([p for p in Path(root).rglob("*.orc")]) - len(files)
     total = sum(os.path.getsize(f) for f in files)
     codecs = collections.Counter(orc.ORCFile(f).compression for f in files)
     for f in files[:3]:
         o = orc.ORCFile(f)
         print(f"{os.path.relpath(f, root)}  {o.nrows} rows, {o.compression}, {os.path.getsize(f)} bytes")
-    print(f"... {len(files)} files, {total} bytes, compression: {dict(codecs)}")
+    print(f"... {len(files)} current files, {total} bytes, compression: {dict(codecs)}"
+          + (f"; {replaced} replaced files kept for the retention" if replaced else ""))
 
 
 def _analyst_view(config) -> None:
