@@ -384,7 +384,35 @@ def test_a_key_error_that_cannot_be_written_fails_its_message_for_a_retry(aws):
     bad_date = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz"
     out = AddAPart(config, glue=aws.glue).process(
         [Message("good", s3_body([ct_key()])), Message("bad", s3_body([bad_date]))])
-    assert out.failed_message_ids == ["bad"] and out.keys_for_quarantine == 0
+    # Neither the key error nor the good key's inbox entry could be written: both retried.
+    assert out.failed_message_ids == ["good", "bad"] and out.keys_for_quarantine == 0
+    assert out.inbox_objects == 0 and out.created == 1
+
+
+def test_new_objects_go_to_their_sources_inbox_for_the_next_scheduled_run(aws, tmp_path):
+    from loglake import inbox
+
+    lake = f"file://{tmp_path}/lake"
+    config = lake_config(lake)
+    setup_catalog(aws.glue, config)
+    keys_ = [ct_key(name="a"), ct_key(name="b"), "AWSLogs/123456789012/CloudTrail-Digest/x.json.gz",
+             "AWSLogs/123456789012/CloudTrail/us-east-1/2024/02/30/x.json.gz"]
+    body = json.loads(s3_body(keys_))
+    for i, rec in enumerate(body["Records"]):
+        rec["s3"]["object"]["size"] = 100 + i
+    app = AddAPart(config, glue=aws.glue)
+    out = app.process([Message("m1", json.dumps(body)), Message("m2", s3_body([ct_key(name="a")]))])
+    assert out.failed_message_ids == [] and out.inbox_objects == 3  # a repeat is written; the run skips it
+    files, objects = inbox.claim(lake, "cloudtrail")
+    assert len(files) == 1  # one file per batch and source
+    assert sorted((o.uri, o.size) for o in objects) == [  # each once; digests and key errors are not data
+        (f"s3://{BUCKET}/{ct_key(name='a')}", 100), (f"s3://{BUCKET}/{ct_key(name='b')}", 101)]
+    assert inbox.claim(lake, "cloudwatch") == ([], [])
+    inbox.release(files)
+    assert inbox.claim(lake, "cloudtrail") == ([], [])
+    # Without a lake in the config there is no inbox: scheduled runs list instead.
+    out = AddAPart(lake_config(""), glue=aws.glue).process([Message("m3", s3_body([ct_key(name="c")]))])
+    assert out.failed_message_ids == [] and out.inbox_objects == 0
 
 
 def test_backfill_of_one_source_classifies_keys_against_that_source_only(aws):

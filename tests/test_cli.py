@@ -75,7 +75,7 @@ def test_run_with_catalog_registers_readready_partitions(spark, aws, tmp_path, m
     out = tmp_path / "lake"
     assert cli.main(["-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out), "--catalog"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["catalog"] == {"created": 1, "existed": 0, "calls": 1}
+    assert summary["catalog"] == {"created": 1, "existed": 0, "moved": 0, "calls": 1}
     assert summary["written"] == len(records_of(STRATUS_GZ))
     table = aws.glue.get_table(DatabaseName="clidb", Name="from_cloudtrail_readready")["Table"]
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("OrcSerde")

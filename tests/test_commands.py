@@ -19,8 +19,8 @@ from pathlib import Path
 import pyorc
 import pytest
 
-from conftest import STRATUS_GZ, place, records_of
-from loglake import contract, rejected_keys
+from conftest import STRATUS_GZ, lake_rows, place, records_of
+from loglake import contract, manifest, rejected_keys
 
 LOGLAKE = str(Path(sys.executable).parent / "loglake")
 # An organization trail whose id is o- and 9 characters, as in a published sample that the
@@ -65,7 +65,8 @@ def test_run_converts_an_org_trail_with_a_short_org_id(lake):
     assert summary["status"] == "published" and summary["balanced"] is True
     part = out / "from_cloudtrail_readready" / f"org={ORG}" / f"account={ACCOUNT}" / "region=us-east-1"
     part = part / "dt=2024-12-01"
-    assert len(list(part.glob("*.orc"))) == 1
+    [current] = manifest.current_files(str(part))  # one file, in the generation folder the manifest names
+    assert [str(p) for p in part.rglob("*.orc")] == [current]
 
 
 def test_the_runs_row_reads_back_by_an_orc_reader_as_written(lake):
@@ -196,10 +197,38 @@ def test_ddl_apply_then_addapart_drain_and_backfill(aws, tmp_path):
     assert (backfilled["objects"], backfilled["created"], backfilled["existed"]) == (2, 0, 1)
 
 
+def test_scheduled_runs_then_compact_closed_leave_one_current_file_per_partition(tmp_path):
+    """The installed command, each run a process of its own, on a folder where new files
+    appear between runs; then `compact --closed`: one current file per partition."""
+    raw, out = tmp_path / "raw", tmp_path / "lake"
+
+    def run(*args):
+        return json.loads(ok(loglake(*args)).stdout)
+
+    from loglake import manifest
+    from test_hourly import PART, TABLE, N, body, ids, key
+
+    place(raw, key(1, "a"), body("1a"))
+    place(raw, key(2, "a"), body("2a"))
+    first = run("run", "cloudtrail", "--scheduled", "--raw", raw, "--out", out,
+                    "--summary-json", tmp_path / "1.json")
+    assert first["files_read"] == 2 and json.loads((tmp_path / "1.json").read_text())["run_id"] == first["run_id"]
+    place(raw, key(1, "b"), body("1b"))
+    second = run("run", "cloudtrail", "--scheduled", "--raw", raw, "--out", out)
+    assert second["files_read"] == 1
+    done = run("compact", "cloudtrail", "--out", out, "--closed", "--retain-minutes", "0")
+    assert done["files_after"] <= done["files_before"]
+    for day in (1, 2):
+        folder = out / TABLE / PART / f"dt=2024-12-0{day}"
+        files = list(folder.rglob("*.orc"))
+        assert len(files) == 1 and [str(files[0])] == manifest.current_files(str(folder))
+    assert len(set(ids(lake_rows(out / TABLE)))) == len(lake_rows(out / TABLE)) == 3 * N
+
+
 def test_every_subcommand_has_a_test_here():
     from loglake import cli
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    tested = {"run", "contract", "quality", "query", "config", "ddl", "lookup", "generate", "addapart"}
+    tested = {"run", "contract", "quality", "query", "config", "ddl", "lookup", "generate", "addapart", "compact"}
     assert set(sub.choices) - {"demo", "bench"} == tested, "a new command needs a process test here"

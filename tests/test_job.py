@@ -6,13 +6,14 @@ import gzip
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.orc as orc
 import pytest
 import yaml
 
-from conftest import ELASTIC_GZ, REPO, STRATUS_GZ, place, records_of
-from loglake import addapart, catalog, cli, jobs
+from conftest import ELASTIC_GZ, REPO, STRATUS_GZ, lake_rows, place, records_of
+from loglake import addapart, catalog, cli, jobs, manifest
 from loglake.schema import CLOUDTRAIL
 from loglake.sources import CLOUDTRAIL_SOURCE
 
@@ -44,11 +45,12 @@ def run_cli(tmp_path, raw, out, *extra, config=None):
 
 
 def orc_files(out: Path) -> list[Path]:
-    return sorted((out / TABLE).rglob("*.orc"))
+    """The table's current files (manifests): a rerun's replaced files stay for the retention."""
+    return sorted(Path(f) for f in manifest.table_files(str(out / TABLE), CLOUDTRAIL_SOURCE.schema.partition_names))
 
 
 def read_table(out: Path):
-    return pads.dataset(str(out / TABLE), format="orc", partitioning="hive").to_table()
+    return pa.Table.from_pylist(lake_rows(out / TABLE))
 
 
 @pytest.fixture
@@ -136,7 +138,8 @@ def test_rerun_replaces_instead_of_duplicating_and_picks_up_late_files(spark, tm
     second = run_cli(tmp_path, raw, out)
     assert second["written"] == first["written"]
     assert read_table(out).num_rows == first["written"]
-    assert len(orc_files(out)) == len(files_before)
+    # The same input: the rerun rewrote its own files, under the same names.
+    assert orc_files(out) == files_before and len(list((out / TABLE).rglob("*.orc"))) == len(files_before)
 
     # A file arriving late for a day already done: rerunning that day adds exactly it.
     late = [dict(r, eventID=r["eventID"] + "-late") for r in records_of(STRATUS_GZ)[:5]]
@@ -146,6 +149,10 @@ def test_rerun_replaces_instead_of_duplicating_and_picks_up_late_files(spark, tm
     elastic_ids = {r["eventID"] for r in records_of(ELASTIC_GZ)}
     assert third["files_read"] == 2 and third["written"] == len(elastic_ids) + 5
     assert read_table(out).num_rows == first["written"] + 5
+    # Other input for that day: a new generation folder; the replaced one stays for the
+    # retention (compaction.retain_minutes), read by no one who follows the manifest.
+    assert len(orc_files(out)) == len(files_before)
+    assert len(list((out / TABLE).rglob("*.orc"))) == len(files_before) + 1
 
 
 def test_partition_that_now_yields_nothing_is_emptied(spark, tmp_path, raw):
@@ -215,9 +222,11 @@ def test_glue_job_script_path_against_moto(spark, aws, tmp_path, capsys):
     assert summary["balanced"] is True
     assert json.loads(capsys.readouterr().out)["run_id"] == summary["run_id"]
     parts = list(catalog.list_partitions(aws.glue, "lake", TABLE))
+    folder = f"file://{tmp_path}/lake/{TABLE}/org=o-abcdefghij/account=017622104382/region=us-east-1/dt=2024-12-01"
+    generation = manifest.load(folder).generation  # Athena reads the partition's current generation folder
+    assert generation.startswith("r-")
     assert [(p["Values"], p["StorageDescriptor"]["Location"]) for p in parts] == [(
-        ["o-abcdefghij", "017622104382", "us-east-1", "2024-12-01"],
-        f"file://{tmp_path}/lake/{TABLE}/org=o-abcdefghij/account=017622104382/region=us-east-1/dt=2024-12-01/",
+        ["o-abcdefghij", "017622104382", "us-east-1", "2024-12-01"], f"{folder}/{generation}/",
     )]
     # --partitions-since: only partitions registered after that moment (none here).
     later = jobs.main("cloudtrail", ["script.py", "--JOB_NAME", "t", "--config", config_path,

@@ -12,7 +12,7 @@ import time
 import pyarrow.dataset as pads
 import pytest
 
-from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, place, records_of, session_owner_docs
+from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, lake_rows, place, records_of, session_owner_docs
 from loglake import cli, convert, firehose, storage
 from loglake.config import config_from_dict
 from loglake.sources import CLOUDTRAIL_SOURCE
@@ -48,7 +48,7 @@ def quarantine_rows(out):
 
 
 def readready_rows(out, table="from_cloudtrail_readready"):
-    return pads.dataset(str(out / table), format="orc", partitioning="hive").to_table().to_pylist()
+    return lake_rows(out / table)
 
 
 def write_config(tmp_path, text):
@@ -219,20 +219,21 @@ def test_crash_while_publishing_then_rerun_leaves_exactly_one_copy(spark, tmp_pa
         place(raw, DAY.replace("2024/12/01", day.replace("-", "/")) + "a.json.gz", STRATUS_GZ)
     out = tmp_path / "lake"
     assert run(tmp_path, "cloudtrail", raw, out)[0] == 0
-    moved = []
-    real_move = storage.move_tree
+    copied = []
+    real_copy = storage.copy_object
 
-    def crash_after_first(src, dst, replace=True):
-        if moved:
+    def crash_after_first(src, dst):
+        if copied:
             raise KeyboardInterrupt("killed")  # like a kill: not an Exception the job handles
-        moved.append(dst)
-        return real_move(src, dst, replace)
+        copied.append(dst)
+        return real_copy(src, dst)
 
-    monkeypatch.setattr(storage, "move_tree", crash_after_first)
+    monkeypatch.setattr(storage, "copy_object", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, "cloudtrail", raw, out)
-    monkeypatch.setattr(storage, "move_tree", real_move)
+    monkeypatch.setattr(storage, "copy_object", real_copy)
     code, summary = run(tmp_path, "cloudtrail", raw, out)
+    assert summary["resumed"] is True  # the same command again: it finishes the interrupted run
     rows = readready_rows(out)
     assert code == 0 and len(rows) == summary["written"] == 3 * len(records_of(STRATUS_GZ))
     assert len({(r["dt"], r["eventid"]) for r in rows}) == len(rows)
@@ -245,7 +246,9 @@ def test_process_killed_mid_write_then_rerun_leaves_exactly_one_copy(tmp_path):
         place(raw, DAY + f"f{i:02d}.json.gz", gz_records(
             [dict(r, eventID=f"{r['eventID']}-{i}") for r in records_of(STRATUS_GZ)]))
     out = tmp_path / "lake"
-    env = {**os.environ, "LOGLAKE_SPARK_MASTER": "local[1]", "LOGLAKE__QUALITY__EXPECTATIONS": "false"}
+    # A killed run cannot release its lock: the next run takes it over once its TTL passed.
+    env = {**os.environ, "LOGLAKE_SPARK_MASTER": "local[1]", "LOGLAKE__QUALITY__EXPECTATIONS": "false",
+           "LOGLAKE__SCHEDULED__LOCK_TTL_SECONDS": "3"}
     cmd = [sys.executable, "-m", "loglake.cli", "-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -254,6 +257,12 @@ def test_process_killed_mid_write_then_rerun_leaves_exactly_one_copy(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not list(out.glob("from_cloudtrail_readready/**/*.orc"))  # killed before anything was published
+    lock = out / "_state" / "cloudtrail" / "lock.json"
+    expires = json.loads(lock.read_text())["expires_at"]  # the dead run's
+    if time.time() < expires - 1:  # still live: a rerun is refused, naming the lock
+        held = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert held.returncode == 1 and "lock.json" in held.stderr
+    time.sleep(max(0.0, expires - time.time() + 0.1))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import STRATUS_GZ, place, records_of
-from loglake import catalog, cli, jobs, state, storage
+from conftest import STRATUS_GZ, lake_rows, place, records_of
+from loglake import catalog, cli, jobs, manifest, runner, state, storage
 from loglake.convert import Plan, PlannedFile, schedule
 
 N = len(records_of(STRATUS_GZ))
@@ -40,7 +40,8 @@ def run(tmp_path, raw, out, *extra):
 
 @pytest.fixture
 def lake(tmp_path):
-    (tmp_path / "c.yaml").write_text("scheduled:\n  overlap_seconds: 0\n")
+    # Compaction is tested on its own (test_hourly): here the runs' own files stay visible.
+    (tmp_path / "c.yaml").write_text("scheduled:\n  overlap_seconds: 0\ncompaction:\n  max_partitions_per_run: 0\n")
     return tmp_path / "raw", tmp_path / "lake"
 
 
@@ -56,10 +57,19 @@ def test_first_run_takes_everything_and_sets_the_watermark_behind_the_newest_obj
     assert s.plan.partitions == {("d1",), ("d2",)} and s.watermark_after == 25
 
 
-def test_later_runs_take_changed_partitions_whole():
+def test_later_runs_take_only_the_new_objects_not_their_partitions_whole():
     s = schedule(plan_of(("d1", 10), ("d1", 40), ("d2", 30), ("d3", 5)), watermark=35, overlap=0)
-    assert [f.uri for f in s.plan.files] == ["f0", "f1"]  # d1 changed: both its files
+    assert [f.uri for f in s.plan.files] == ["f1"]  # d1 changed: its new file only
     assert s.watermark_after == 40
+
+
+def test_objects_a_manifest_holds_are_not_taken_again():
+    # The overlap makes a run see the previous run's newest objects again: the partition's
+    # manifest says they were converted.
+    plan = plan_of(("d1", 10), ("d1", 20), ("d2", 20))
+    s = schedule(plan, watermark=5, overlap=0, converted=lambda values: frozenset({"f0"}) if values == ("d1",)
+                 else frozenset({"f2"}))
+    assert [f.uri for f in s.plan.files] == ["f1"] and s.partitions_changed == 1
 
 
 def test_bounds_leave_the_rest_and_the_watermark_stops_before_it():
@@ -78,7 +88,7 @@ def test_the_watermark_never_moves_backwards():
 # --------------------------------------------------------------------------- end to end, local
 
 
-def test_second_run_processes_only_what_arrived_in_between(spark, tmp_path, lake):
+def test_later_runs_read_only_the_new_files_and_add_their_rows(spark, tmp_path, lake):
     raw, out = lake
     t0 = time.time() - 3600
     put(raw, 1, "a", t0)
@@ -87,38 +97,54 @@ def test_second_run_processes_only_what_arrived_in_between(spark, tmp_path, lake
     assert code == 0 and first["files_read"] == 2 and first["written"] == 2 * N
     assert first["scheduled"]["watermark_before"] is None
 
-    put(raw, 2, "late", t0 + 100)  # a late file for a day already done
+    put(raw, 2, "late", t0 + 100)  # a late file for a day already converted
     put(raw, 3, "a", t0 + 101)  # a new day
     code, second = run(tmp_path, raw, out)
     assert code == 0
-    assert second["files_read"] == 3  # day 2 again, whole (2 files), and day 3: not day 1
-    assert second["scheduled"]["partitions_taken"] == 2
-    assert second["written"] == 3 * N
+    assert second["files_read"] == 2 and second["raw_bytes_read"] > 0  # not day 2's first file again
+    assert second["scheduled"]["partitions_taken"] == 2 and second["written"] == 2 * N
 
     code, third = run(tmp_path, raw, out)
     assert code == 0 and third["files_read"] == 0 and third["written"] == 0
-    rows = _rows(out)
+    rows = lake_rows(out / "from_cloudtrail_readready")
     assert len(rows) == 4 * N and len({r["eventid"] for r in rows}) == 4 * N
+    day2 = out / "from_cloudtrail_readready" / "org=none/account=123456789012/region=us-east-1/dt=2024-12-02"
+    assert len(manifest.current_files(str(day2))) == 2  # compaction is off in this test: one file per run
+    index = state.read_index(str(out), "cloudtrail")
+    assert "org=none/account=123456789012/region=us-east-1/dt=2024-12-02" in index["open"]
 
 
-def test_an_interrupted_run_leaves_the_watermark_where_it_was(spark, tmp_path, lake, monkeypatch):
+def test_a_run_killed_after_publishing_is_resumed_not_repeated(spark, tmp_path, lake, monkeypatch):
     raw, out = lake
     put(raw, 1, "a", time.time() - 100)
     assert run(tmp_path, raw, out)[0] == 0
     before = state.read_watermark(str(out), "cloudtrail")
     put(raw, 2, "a", time.time() - 50)
+    put(raw, 3, "a", time.time() - 50)
 
     def crash(*_a, **_k):
-        raise RuntimeError("killed while publishing")
+        raise RuntimeError("killed between publishing and committing")
 
-    monkeypatch.setattr(storage, "move_tree", crash)
+    monkeypatch.setattr(runner, "_commit", crash)
     with pytest.raises(RuntimeError):
         run(tmp_path, raw, out)
     monkeypatch.undo()
-    assert state.read_watermark(str(out), "cloudtrail") == before
+    assert state.read_watermark(str(out), "cloudtrail") == before  # not committed
+    intent = state.read_intent(str(out), "cloudtrail")
+    assert intent is not None and len(intent["files"]) == 2
     assert not (out / "_state" / "cloudtrail" / "lock.json").exists()  # released on the way out
+    put(raw, 4, "a", time.time() - 10)  # arrives meanwhile: not part of the interrupted run
     code, again = run(tmp_path, raw, out)
-    assert code == 0 and again["files_read"] == 1 and len(_rows(out)) == 2 * N
+    assert code == 0 and again["resumed"] and again["run_id"] == intent["run_id"]
+    # It converts its input again (so its runs row and quarantine describe the whole run)
+    # and publishes nothing twice: both partitions were committed before the crash.
+    assert again["files_read"] == 2 and again["partitions_already_committed"] == 2
+    assert again["partitions_written"] == 0
+    assert state.read_intent(str(out), "cloudtrail") is None
+    code, nxt = run(tmp_path, raw, out)
+    assert code == 0 and nxt["files_read"] == 1  # day 4, by the next run
+    rows = lake_rows(out / "from_cloudtrail_readready")
+    assert len(rows) == 4 * N and len({r["eventid"] for r in rows}) == 4 * N
 
 
 def test_a_backlog_drains_over_bounded_runs(spark, tmp_path, lake):
@@ -132,7 +158,7 @@ def test_a_backlog_drains_over_bounded_runs(spark, tmp_path, lake):
         assert code == 0
         taken.append(summary["scheduled"]["partitions_taken"])
     assert taken == [1, 1, 1, 0]
-    assert len(_rows(out)) == 3 * N
+    assert len(lake_rows(out / "from_cloudtrail_readready")) == 3 * N
 
 
 def test_overlapping_runs_do_not_both_publish(spark, tmp_path, lake):
@@ -150,27 +176,39 @@ def test_overlapping_runs_do_not_both_publish(spark, tmp_path, lake):
     assert not lock.exists()
 
 
-def _rows(out):
-    import pyarrow.dataset as pads
+def test_a_run_whose_lock_was_taken_over_does_not_publish(spark, tmp_path, lake, monkeypatch):
+    raw, out = lake
+    put(raw, 1, "a", time.time() - 100)
+    real_fence = state.Lock.fence
 
-    table = pads.dataset(str(out / "from_cloudtrail_readready"), format="orc", partitioning="hive").to_table()
-    return table.to_pylist()
+    def outlived(self):  # the TTL passed while this run converted; another run took the lock
+        body = json.dumps({"run_id": "successor", "expires_at": time.time() + 600, "generation": 9})
+        (out / "_state" / "cloudtrail" / "lock.json").write_text(body)
+        real_fence(self)
+
+    monkeypatch.setattr(state.Lock, "fence", outlived)
+    with pytest.raises(state.LockLost):
+        run(tmp_path, raw, out)
+    assert not (out / "from_cloudtrail_readready").exists()  # fenced before publishing
+    assert json.loads((out / "_state" / "cloudtrail" / "lock.json").read_text())["run_id"] == "successor"
+    assert state.read_intent(str(out), "cloudtrail") is not None  # for the lock's holder to resume
+
+
+def _rows(out):
+    return lake_rows(out / "from_cloudtrail_readready")
 
 
 # --------------------------------------------------------------------------- the Glue way, against moto
 
 
-def test_glue_job_without_selection_is_scheduled(spark, aws, tmp_path):
-    bucket = "trail"
+def _glue_lake(aws, tmp_path, bucket="trail", extra=""):
     config_path = tmp_path / "c.yaml"
     config_path.write_text(
         f"sources: {{cloudtrail: {{bucket: {bucket}}}}}\ncatalog: {{database: lake}}\n"
         f"readready: {{location: 'file://{tmp_path}/lake'}}\naws: {{endpoint_url: '{aws.endpoint}'}}\n"
-        # The keys' delivery days are in 2024 while moto's LastModified is today: widen the
-        # lookback (3 days by default, right for real trails) so they are listed.
-        "scheduled: {overlap_seconds: 0, lookback_days: 100000}\nquality: {expectations: false}\n"
+        f"quality: {{expectations: false}}\n{extra}"
     )
-    from loglake.addapart import AddAPart, Message
+    from loglake.addapart import AddAPart
     from loglake.config import load_config
 
     config = load_config(str(config_path), env={})
@@ -178,33 +216,56 @@ def test_glue_job_without_selection_is_scheduled(spark, aws, tmp_path):
     for tinput in catalog.table_inputs(config, f"file://{tmp_path}/lake", {"cloudtrail": f"s3://{bucket}/AWSLogs/"}):
         catalog.ensure_table(aws.glue, "lake", tinput)
     aws.s3.create_bucket(Bucket=bucket)
-    app = AddAPart(config, glue=aws.glue)
+    return config_path, AddAPart(config, glue=aws.glue)
 
-    def land(day, name):
+
+def notify(app, bucket, *keys_):
+    from loglake.addapart import Message
+
+    body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": bucket}, "object": {"key": k, "size": 1}}}
+                                   for k in keys_]})
+    outcome = app.process([Message(f"m-{time.monotonic_ns()}", body)])
+    assert not outcome.failed_message_ids
+    return outcome
+
+
+def test_glue_job_without_selection_converts_what_addapart_put_in_the_inbox(spark, aws, tmp_path):
+    bucket = "trail"
+    config_path, app = _glue_lake(aws, tmp_path, bucket)
+
+    def land(day, name, announce=True):
         key = day_key(day, name)
         aws.s3.put_object(Bucket=bucket, Key=key, Body=distinct(f"{day}-{name}"))
-        body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                                        "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]})
-        app.process([Message(key, body)])
+        if announce:
+            assert notify(app, bucket, key).inbox_objects == 1
+        return key
 
     argv = ["job.py", "--JOB_NAME", "scheduled", "--config", str(config_path)]
     land(1, "a")
     first = jobs.main("cloudtrail", argv)
-    assert first["files_read"] == 1 and first["status"] == "published"
-    time.sleep(1.1)  # S3 LastModified has one-second resolution
+    assert first["files_read"] == 1 and first["status"] == "published" and first["scheduled"]["inbox_files"] == 1
     land(2, "a")
+    land(1, "b")  # a later object of a day already converted
     second = jobs.main("cloudtrail", argv)
-    assert second["files_read"] == 1 and second["written"] == N
-    assert second["scheduled"]["watermark_before"] == first["scheduled"]["watermark_after"]
+    assert second["files_read"] == 2 and second["written"] == 2 * N
+    # A late-registered partition: its object landed before two runs, and AddAPart saw it
+    # only afterwards (an outage, a dead-letter redrive). It is converted when it is seen.
+    late = land(5, "a", announce=False)
+    assert jobs.main("cloudtrail", argv)["files_read"] == 0
+    assert jobs.main("cloudtrail", argv)["files_read"] == 0
+    notify(app, bucket, late)
+    notify(app, bucket, day_key(2, "a"))  # SQS delivers at least once: a repeat is not converted again
+    third = jobs.main("cloudtrail", argv)
+    assert third["files_read"] == 1 and third["written"] == N
+    assert third["scheduled"]["objects_already_converted"] == 1
     parts = catalog.list_partitions(aws.glue, "lake", "from_cloudtrail_readready")
-    assert sorted(p["Values"][3] for p in parts) == ["2024-12-01", "2024-12-02"]
-    # The lookback floor keeps older raw partitions out of the listing.
-    from loglake.convert import Selection, plan_from_catalog
-    from loglake.sources import CLOUDTRAIL_SOURCE
-
-    floored = plan_from_catalog(aws.glue, CLOUDTRAIL_SOURCE, config, Selection(), min_day="2024-12-02")
-    assert floored.partitions == {("none", "123456789012", "us-east-1", "2024-12-02")}
-    assert sorted(p.name for p in (tmp_path / "lake" / "_state" / "cloudtrail").iterdir()) == ["watermark.json"]
+    assert sorted(p["Values"][3] for p in parts) == ["2024-12-01", "2024-12-02", "2024-12-05"]
+    for p in parts:  # Athena reads the partition's current generation folder
+        assert p["StorageDescriptor"]["Location"].rstrip("/").rsplit("/", 1)[-1][:2] in ("g-", "c-")
+    rows = _rows(tmp_path / "lake")
+    assert len(rows) == 4 * N and len({r["eventid"] for r in rows}) == 4 * N
+    assert not list((tmp_path / "lake" / "_state" / "cloudtrail" / "inbox").glob("*.json"))  # all claimed
 
 
 def test_conditional_put_on_s3_sends_its_conditions(aws):
