@@ -145,8 +145,26 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert queries["needle"]["readready"]["rows"] == results["details"]["generate"]["needle"]["events"] > 0
     assert results["glue_calls_known_partitions"] == 0
     assert results["details"]["ingest"]["cloudtrail"]["records_read"] == results["events"]
+    # the schedule part: each delivered raw byte read once, one file per partition after
+    # compaction, a reader that never saw a partition shrink or a row twice, and the
+    # hourly lake holding exactly the batch lake's events
+    sched = results["details"]["schedule"]
+    assert len(sched["runs"]) == bench.SCHEDULE["tiny"]["slices"] + 1
+    assert all(r["status"] == "published" for r in sched["runs"])
+    assert sched["late_files"] >= 1 and sched["runs"][-1]["files_read"] >= sched["late_files"]
+    assert sched["files_read"] == sched["delivered_files"]
+    assert 1.0 <= results["hourly_read_amplification"] <= 1.05
+    assert results["files_per_closed_partition"] == 1
+    assert results["reader_anomalies"] == 0 and sched["reader"]["reads"] > 0
+    assert results["hourly_same_events_as_batch"] is True
+    events = sched["event_ids"]
+    assert events["hourly"] == events["batch"] and events["hourly"]["rows"] == events["hourly"]["distinct"]
+    assert events["hourly"]["rows"] == sched["events"] == bench.SCHEDULE["tiny"]["events"]
+    assert results["hourly_vs_batch_time"] > 0 and results["run_startup_s"] > 0
+    assert sched["startup"]["status"] == "published"
     md = (out / "RESULTS.md").read_text()
     assert "| figure | target | measured | met |" in md and "needle" in md
+    assert "## 6. Scheduled runs" in md and "(`hourly_vs_batch_time`) | <= 2.0 |" in md
     assert res["targets"].keys() == bench.TARGETS.keys()
     assert json.loads((out / "results-tiny.json").read_text()) == results
     assert (out / "RESULTS-tiny.md").read_text() == md
