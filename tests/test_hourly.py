@@ -14,7 +14,6 @@ from pathlib import Path
 import boto3
 import pyarrow as pa
 import pyarrow.orc as orc
-import pytest
 
 from conftest import REPO, STRATUS_GZ, lake_rows, place, records_of
 from loglake import catalog, cli, jobs, manifest, publish, state, storage
@@ -105,7 +104,7 @@ def test_a_reader_between_every_call_of_a_publish_sees_old_files_or_old_plus_com
                          ("compacted", ["a1", "a2", "a3", "b1", "b2", "c1"])):
         staged[name] = f"{root}/_staging/run/{name}.orc"
         storage.write_bytes(staged[name], _orc_bytes(events))
-    after = publish.add(part, [(staged["a"], 3)], ["s3://trail/a.json.gz"])
+    after, _ = publish.add(part, [(staged["a"], 3)], ["s3://trail/a.json.gz"])
     publish.register(aws.glue, "db", TABLE, {tuple(values): storage.join(part, after.generation) + "/"})
     old = ["a1", "a2", "a3"]
 
@@ -116,7 +115,8 @@ def test_a_reader_between_every_call_of_a_publish_sees_old_files_or_old_plus_com
         client.meta.events.register(event, reader, unique_id="test-reader")
     try:
         # An hourly run adds two files.
-        after = publish.add(part, [(staged["b"], 2), (staged["c"], 1)], ["s3://trail/b.json.gz"])
+        after, added = publish.add(part, [(staged["b"], 2), (staged["c"], 1)], ["s3://trail/b.json.gz"])
+        assert added
         publish.register(glue, "db", TABLE, {tuple(values): storage.join(part, after.generation) + "/"})
         adding = list(reader.seen)
         # Compaction replaces them with one file; the old ones stay for the retention.
@@ -231,41 +231,47 @@ def _orc_rows(folder: Path) -> list[dict]:
     return [r for f in sorted(folder.rglob("*.orc")) for r in orc.ORCFile(str(f)).read().to_pylist()]
 
 
-@pytest.mark.parametrize("step", ["claimed", "staged", "partition:2", "release", "compact_swap:2"])
-def test_a_run_killed_at_any_step_and_run_again_leaves_each_event_once(spark, aws, tmp_path, step):
-    """kill -9 of the Glue job script (in its own process) at a step: after taking its
-    input (claimed), after converting (staged), between two partitions' commits, in the
-    middle of its commit (release), between two partitions' compaction swaps. The next
-    run finishes the job: each event once in readready, as Athena and as a manifest
-    reader see it, each quarantined object once, each runs row once."""
+KILL_STEPS = ["claimed", "staged", "partition:2", "release", "compact_swap:2"]
+
+
+def test_a_run_killed_at_any_step_and_run_again_leaves_each_event_once(spark, aws, tmp_path):
+    """kill -9 of the Glue job script (in its own process) at each step in turn: after
+    taking its input (claimed), after converting (staged), between two partitions'
+    commits, in the middle of its commit (release), between two partitions' compaction
+    swaps. Each time the next run finishes the job: each event once in readready, as
+    Athena and as a manifest reader see it, each quarantined object once, each runs row
+    once. One lake for all steps: every step adds its own slice to three partitions."""
     cfg, app = _job_lake(aws, tmp_path)
     lake = tmp_path / "lake"
     argv = ["job.py", "--JOB_NAME", "hourly", "--config", str(cfg)]
     _land(aws, app, {key(1, "a"): body("1a"), key(2, "a"): body("2a")})
     assert jobs.main("cloudtrail", argv)["written"] == 2 * N
-    _land(aws, app, {key(1, "b"): body("1b"), key(2, "b"): body("2b"), key(3, "a"): body("3a"),
-                     key(3, "broken"): b"this is not gzip"})
-    killed = subprocess.run(
-        [sys.executable, str(REPO / "glue_jobs" / "cloudtrail_readready.py"), *argv[1:]],
-        env={**os.environ, "LOGLAKE_KILL_AT": step}, capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -9, killed.stderr[-3000:]
-    _wait_for_lock_expiry(lake)
-    again = jobs.main("cloudtrail", argv)
-    assert again["status"] == "published"
+    delivered = ["1a", "2a"]
+    for n, step in enumerate(KILL_STEPS):
+        tags = [f"1s{n}", f"2s{n}", f"3s{n}"]  # late files for days 1 and 2 (compacted by now), and day 3
+        _land(aws, app, {key(int(t[0]), t): body(t) for t in tags} | {key(3, f"broken{n}"): b"this is not gzip"})
+        delivered += tags
+        killed = subprocess.run(
+            [sys.executable, str(REPO / "glue_jobs" / "cloudtrail_readready.py"), *argv[1:]],
+            env={**os.environ, "LOGLAKE_KILL_AT": step}, capture_output=True, text=True, timeout=600)
+        assert killed.returncode == -9, (step, killed.stderr[-3000:])
+        _wait_for_lock_expiry(lake)
+        again = jobs.main("cloudtrail", argv)
+        assert again["status"] == "published", step
 
-    expected = sorted(f"{r['eventID']}-{t}" for t in ("1a", "2a", "1b", "2b", "3a") for r in RECORDS)
-    assert sorted(ids(lake_rows(lake / TABLE))) == expected
-    assert sorted(_athena_rows(aws, lake)) == expected
-    quarantined = [r for r in _orc_rows(lake / "quarantine") if r["raw_key"].endswith("broken.json.gz")]
-    assert len(quarantined) == 1 and quarantined[0]["reason"] == "not_gzip"
-    runs = [r for r in _orc_rows(lake / "runs") if r["job"] == "cloudtrail_readready"]
-    assert len({r["run_id"] for r in runs}) == len(runs)
-    assert sum(r["written"] for r in runs) == len(expected)  # no run counted a row another had written
-    assert state.read_intent(str(lake), "cloudtrail") is None
-    assert not list((lake / "_state" / "cloudtrail" / "inbox").glob("*.json"))
-    for day in (1, 2):  # closed days, compacted by the scheduled job
-        m = manifest.load(str(lake / TABLE / PART / f"dt=2024-12-0{day}"))
-        assert m.compacted and len(m.files) == 1
+        expected = sorted(f"{r['eventID']}-{t}" for t in delivered for r in RECORDS)
+        assert sorted(ids(lake_rows(lake / TABLE))) == expected, step
+        assert sorted(_athena_rows(aws, lake)) == expected, step
+        quarantined = [r["raw_key"] for r in _orc_rows(lake / "quarantine") if r["reason"] == "not_gzip"]
+        assert sorted(q.rsplit("/", 1)[-1] for q in quarantined) == [f"broken{i}.json.gz" for i in range(n + 1)], step
+        runs = [r for r in _orc_rows(lake / "runs") if r["job"] == "cloudtrail_readready"]
+        assert len({r["run_id"] for r in runs}) == len(runs), step
+        assert sum(r["written"] for r in runs) == len(expected), step  # no run counted rows another had written
+        assert state.read_intent(str(lake), "cloudtrail") is None, step
+        assert not list((lake / "_state" / "cloudtrail" / "inbox").glob("*.json")), step
+        for day in (1, 2, 3):  # closed days, compacted by the scheduled job
+            m = manifest.load(str(lake / TABLE / PART / f"dt=2024-12-0{day}"))
+            assert m.compacted and len(m.files) == 1, (step, day)
 
 
 # --------------------------------------------------------------------------- compaction

@@ -70,6 +70,7 @@ def test_objects_a_manifest_holds_are_not_taken_again():
     s = schedule(plan, watermark=5, overlap=0, converted=lambda values: frozenset({"f0"}) if values == ("d1",)
                  else frozenset({"f2"}))
     assert [f.uri for f in s.plan.files] == ["f1"] and s.partitions_changed == 1
+    assert s.describe()["objects_already_converted"] == 2
 
 
 def test_bounds_leave_the_rest_and_the_watermark_stops_before_it():

@@ -97,14 +97,17 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
     out_table = storage.join(out_root, table)
     result = Compacted()
     todo: dict[str, manifest.Manifest] = {}
+    # Every partition's Glue location is set to its current folder, compacted now or
+    # before: a compaction killed between its switch and its catalog call is mended here.
+    locations: dict[tuple[str, ...], str] = {}
     for path in paths:
         m = manifest.load(storage.join(out_table, path))
         if needs_compaction(m):
             todo[path] = m
         else:
             result.partitions_already_compact += 1
-            if retain <= 0:  # asked to remove replaced files now, whatever their retention
-                result.files_removed += _expire(storage.join(out_table, path), now=float("inf"))
+            if m is not None and m.files and m.generation:
+                locations[_values(path)] = storage.join(out_table, path, m.generation) + "/"
     started = time.time()
     run_id = new_run_id(started) + "-compact"
     if todo:
@@ -113,7 +116,6 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
             per_file, before = _rewrite(spark, source, todo, out_table, storage.join(staging, table))
             if fence is not None:
                 fence()
-            locations = {}
             for path, m in sorted(todo.items()):
                 part = storage.join(out_table, path)
                 files = publish.staged_files(storage.join(staging, table, path))
@@ -136,14 +138,15 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
                 result.rows += rows
                 result.duplicates += before[path] - rows
                 result.partitions.append(path)
-                if retain <= 0:
-                    result.files_removed += _expire(part, now=float("inf"))
-            if glue is not None:
-                publish.register(glue, config.catalog.database, table, locations)
         finally:
             storage.delete_tree(staging)
         log.info("compacted %d partitions: %d files -> %d, %d rows, %d duplicates dropped",
                  result.partitions_compacted, result.files_before, result.files_after, result.rows, result.duplicates)
+    if glue is not None and locations:
+        publish.register(glue, config.catalog.database, table, locations)
+    if retain <= 0:  # asked to remove replaced files now (after the catalog points past them)
+        for path in paths:
+            result.files_removed += _expire(storage.join(out_table, path), now=float("inf"))
     _update_index(source, config, out_root, list(paths))
     if record and todo:
         _record(config, source, out_root, run_id, started, result, glue)

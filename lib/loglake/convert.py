@@ -248,6 +248,7 @@ class Schedule:
     watermark_after: float | None
     partitions_changed: int
     partitions_left: int  # changed, but beyond this run's bounds: the next run takes them
+    objects_already_converted: int = 0  # above the watermark (the overlap), but a manifest holds them
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -256,6 +257,7 @@ class Schedule:
             "partitions_changed": self.partitions_changed,
             "partitions_taken": len(self.plan.partitions),
             "partitions_left": self.partitions_left,
+            "objects_already_converted": self.objects_already_converted,
         }
 
 
@@ -275,10 +277,13 @@ def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions
     for f in plan.files:
         if watermark is None or f.mtime > watermark:
             by_partition.setdefault(f.values, []).append(f)
+    already = 0
     if converted is not None:
         for values in list(by_partition):
             done = converted(values)
-            by_partition[values] = [f for f in by_partition[values] if f.uri not in done]
+            kept = [f for f in by_partition[values] if f.uri not in done]
+            already += len(by_partition[values]) - len(kept)
+            by_partition[values] = kept
             if not by_partition[values]:
                 del by_partition[values]
     first_change = {values: min(f.mtime for f in files) for values, files in by_partition.items()}
@@ -303,7 +308,7 @@ def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions
         # a bad key is quarantined once, by the run that first sees it
         rejected=[(k, m) for k, m in plan.rejected if watermark is None or m > watermark],
     )
-    return Schedule(subset, watermark, after, len(order), len(left))
+    return Schedule(subset, watermark, after, len(order), len(left), already)
 
 
 # --------------------------------------------------------------------------- executors
@@ -740,31 +745,35 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
         part = storage.join(out_table, path)
         files = publish.staged_files(storage.join(staging, table, path))
         pairs = [(u, staged.per_file.get((values, u.rsplit("/", 1)[-1]), 0)) for u in files]
+        added = True
         if mode == publish.ADD:
-            before, after = None, publish.add(part, pairs, raw_of.get(values, ()))
+            before, (after, added) = None, publish.add(part, pairs, raw_of.get(values, ()))
         else:
             before, after = publish.replace(part, pairs, raw_of.get(values, ()), time.time() + retain)
-            if after.superseded and retain <= 0:
-                publish.expire(part)
         faults.point("partition")
-        return values, path, part, pairs, before, after
+        return values, path, part, pairs, before, after, added
 
     # Partitions are independent (a manifest each) and a publish is mostly waiting on S3.
     with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
         done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
-    for values, path, part, pairs, before, after in done:
-        if after is None:  # add: an earlier attempt of this input had committed it
-            result.skipped += 1
-            if pairs:  # that attempt may not have reached its index update
+    for values, path, part, pairs, before, after, added in done:
+        if not added:  # an earlier attempt of this input had committed it, maybe not its
+            result.skipped += 1  # index update and catalog registration: those are redone
+            if pairs:
                 result.opened.add(path)
+            if after is not None and after.files:
+                result.locations[values] = storage.join(part, after.generation) + "/"
             continue
         emptied = mode == publish.REPLACE and not pairs and before is not None and bool(before.files)
         result.written += bool(pairs)
         result.emptied += emptied
         if mode == publish.ADD and pairs:
             result.opened.add(path)
-        if mode == publish.REPLACE and after.superseded and retain > 0:
-            result.expiring[path] = min(s.until for s in after.superseded)
+        if mode == publish.REPLACE and after.superseded:
+            if retain > 0:
+                result.expiring[path] = min(s.until for s in after.superseded)
+            else:
+                result.expiring_now.append(path)
         if after.files or emptied:
             result.locations[values] = storage.join(part, after.generation) + "/"
     quarantine_dir = storage.join(
@@ -786,6 +795,9 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
             done["existed"] += len(reg.existed)
             done["calls"] += reg.calls
         out["catalog"] = done
+    if retain <= 0:  # no retention: replaced files go now, once the catalog points past them
+        for path in result.expiring_now:
+            publish.expire(storage.join(out_table, path))
     return out, result
 
 

@@ -42,6 +42,7 @@ class Published:
     locations: dict[tuple[str, ...], str] = field(default_factory=dict)  # Glue location to set
     opened: set[str] = field(default_factory=set)  # partition paths with new files since compaction
     expiring: dict[str, float] = field(default_factory=dict)  # partition path -> removable after
+    expiring_now: list[str] = field(default_factory=list)  # no retention: removed once the catalog moved
 
 
 def staged_files(staging_part: str) -> list[str]:
@@ -65,10 +66,10 @@ def _entries(names: list[str], staged: list[tuple[str, int]], raw: tuple[str, ..
                                                                                                strict=True)))
 
 
-def add(partition: str, staged: list[tuple[str, int]], raw: Iterable[str]) -> Manifest | None:
+def add(partition: str, staged: list[tuple[str, int]], raw: Iterable[str]) -> tuple[Manifest | None, bool]:
     """Add a run's files (``(staged uri, rows)``) holding the rows of ``raw`` to a
-    partition; None when the manifest already holds ``raw`` (committed by an earlier
-    attempt of the same input)."""
+    partition; returns the manifest after, and False when it already held ``raw``
+    (committed by an earlier attempt of the same input: nothing added)."""
     raw = tuple(sorted(set(raw)))
     stem = "i-" + manifest.digest(raw)
 
@@ -87,7 +88,10 @@ def add(partition: str, staged: list[tuple[str, int]], raw: Iterable[str]) -> Ma
             empty_raw=before.empty_raw + (() if files else raw),
         )
 
-    return manifest.commit(partition, change)
+    after = manifest.commit(partition, change)
+    if after is None:
+        return manifest.load(partition), False
+    return after, True
 
 
 def replace(partition: str, staged: list[tuple[str, int]], raw: Iterable[str], retain_until: float,
