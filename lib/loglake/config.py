@@ -135,12 +135,12 @@ class QualityConfig:
 class ScheduledConfig:
     """Runs with no selection process what is new since the last published run."""
 
-    # Raw partitions older than the watermark's day minus this many days are not listed:
-    # trails deliver within hours, so older partitions never change.
+    # No longer used: scheduled runs take the objects no run has converted (the inbox, or a
+    # listing above the watermark), whatever their day. Kept so that existing configs load.
     lookback_days: int = 3
-    # The watermark is set this far behind the newest object seen, so an object whose
-    # upload started earlier but finished later is still picked up (reprocessing is
-    # idempotent; missing a file is not).
+    # Listing mode: the watermark is set this far behind the newest object seen, so an
+    # object whose upload started earlier but finished later is still picked up (objects
+    # seen again are skipped: their partition's manifest holds them).
     overlap_seconds: int = 300
     # A run holds a lock object; a lock older than this is taken over (a crashed run).
     lock_ttl_seconds: int = 7200
