@@ -367,12 +367,14 @@ def test_addapart_role_is_scoped_to_raw_tables_and_config(template):
         f"{Config().table(source, 'raw')}" for source in SOURCES
     )
     s3 = {s["Sid"]: s for s in statements if any(a.startswith("s3:") for a in s["Action"])}
-    assert sorted(s3) == ["HandOverKeyErrors", "ReadConfig"]
+    assert sorted(s3) == ["HandOverKeyErrors", "ReadConfig", "WriteInbox"]
     assert s3["ReadConfig"]["Action"] == ["s3:GetObject"] and len(s3["ReadConfig"]["Resource"]) == 1  # config only
-    # Writes new objects below the lake's rejected_keys folders, nothing else: no read, no delete.
-    assert s3["HandOverKeyErrors"]["Action"] == ["s3:PutObject"]
-    [resource] = s3["HandOverKeyErrors"]["Resource"]
-    assert _unsub(resource).endswith("${ReadreadyBucket}/${ReadreadyPrefix}/_state/*/rejected_keys/*")
+    # Writes new objects below the lake's rejected_keys and inbox folders, nothing else: no
+    # read, no delete, no data.
+    for sid, folder in (("HandOverKeyErrors", "rejected_keys"), ("WriteInbox", "inbox")):
+        assert s3[sid]["Action"] == ["s3:PutObject"]
+        [resource] = s3[sid]["Resource"]
+        assert _unsub(resource).endswith(f"${{ReadreadyBucket}}/${{ReadreadyPrefix}}/_state/*/{folder}/*")
 
 
 # --------------------------------------------------------------------------- packaging

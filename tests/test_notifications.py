@@ -208,6 +208,17 @@ def test_eventbridge_object_created():
     assert env == Envelope(n.EVENTBRIDGE, (ObjectRef(BUCKET, KEY),), 0, "")
 
 
+def test_the_object_size_is_taken_when_the_notification_gives_one():
+    # A hint for the run's read-ahead budget (the inbox carries it); not part of identity.
+    assert [o.size for o in parse_body(s3_event(s3_record(KEY, size=777))).objects] == [777]
+    assert [o.size for o in parse_body(eventbridge(KEY)).objects] == [5]
+    record = s3_record(KEY)
+    record["s3"]["object"]["size"] = "big"
+    assert [o.size for o in parse_body(s3_event(record)).objects] == [0]
+    del record["s3"]["object"]["size"]
+    assert [o.size for o in parse_body(s3_event(record)).objects] == [0]
+
+
 @pytest.mark.parametrize("key", ["c++/a+b.json.gz", "100%25.json.gz", "t:10:47 x.json.gz", "%41"])
 def test_eventbridge_keys_are_not_decoded(key):
     assert parse_body(eventbridge(key)).objects == (ObjectRef(BUCKET, key),)

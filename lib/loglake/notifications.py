@@ -16,7 +16,7 @@ configured, are acknowledged and ignored. A body that is none of these is an
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 S3 = "s3"
@@ -30,7 +30,9 @@ INVALID = "invalid"
 class ObjectRef:
     bucket: str
     key: str  # decoded
-    size: int = 0  # bytes, as the notification says (0 when it does not)
+    # Bytes, as the notification says (0 when it does not): a hint for the run's read-ahead,
+    # not part of which object it is.
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
