@@ -148,10 +148,8 @@ CALL_SITES = {
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
     "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart: inbox, key errors; job: summaries, state
-    "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: emptied readready partitions, staging
-    "lib/loglake/storage.py:move_tree": {JOB},  # staged partitions into place (both below readready)
-    "lib/loglake/storage.py:move_object": {JOB},  # staged quarantine files into place
-    "lib/loglake/storage.py:copy_object": {JOB},  # staged files into a partition's generation folder
+    "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: replaced generation folders, staging
+    "lib/loglake/storage.py:copy_object": {JOB},  # staged files into generation folders, quarantine files
     "lib/loglake/storage.py:read_versioned": {JOB},  # watermark, lock, intent, index, manifests
     "lib/loglake/storage.py:put_conditional": {JOB},  # the lock and the manifests (If-None-Match / If-Match)
     "lib/loglake/storage.py:delete": {JOB},  # the lock, claimed inbox files, the intent

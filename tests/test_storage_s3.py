@@ -71,15 +71,3 @@ def test_delete_tree_fails_naming_a_key_that_cannot_be_deleted(bucket, monkeypat
     assert refusal.calls == storage.DELETE_ATTEMPTS
     # Never an old file beside its replacement: the caller knows, and the run fails.
     assert _keys(bucket) == ["t/part=1/f3.orc", "t/part=2/keep.orc"]
-
-
-def test_move_tree_replacing_a_partition_fails_rather_than_leave_an_old_file(bucket, monkeypatch):
-    monkeypatch.setattr(storage, "DELETE_BACKOFF_S", 0.0)
-    bucket.s3.put_object(Bucket="lake", Key="staging/part=1/new.orc", Body=b"new")
-    refusal = KeyRefusal(storage._s3(), "t/part=1/f0.orc", times=100)
-    try:
-        with pytest.raises(storage.DeleteFailed):
-            storage.move_tree("s3://lake/staging/part=1", "s3://lake/t/part=1")
-    finally:
-        refusal.close()
-    assert "t/part=1/new.orc" not in _keys(bucket)  # nothing was moved in beside the old file

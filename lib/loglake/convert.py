@@ -201,9 +201,8 @@ def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: S
     return plan
 
 
-def plan_from_catalog(glue, source: Source, config: Config, selection: Selection, min_day: str | None = None) -> Plan:
-    """Plan from the raw table's registered partitions (as AddAPart registered them);
-    ``min_day`` skips partitions delivered before that day (scheduled runs)."""
+def plan_from_catalog(glue, source: Source, config: Config, selection: Selection) -> Plan:
+    """Plan from the raw table's registered partitions (as AddAPart registered them)."""
     names = source.schema.partition_names
     table = config.table(source.name, "raw")
     expression = None
@@ -216,14 +215,12 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
         if selection.to_date:
             parts.append(f"dt <= '{selection.to_date}'")
         expression = " AND ".join(parts)
-    if min_day:
-        expression = f"dt >= '{min_day}'" + (f" AND {expression}" if expression else "")
     plan = Plan()
     bucket = config.source(source.name).bucket
     for part in catalog.list_partitions(glue, config.catalog.database, table, expression):
         values = tuple(part["Values"])
         day = values[names.index("dt")] if len(values) == len(names) else ""
-        if not day or not selection.includes_day(day) or (min_day and day < min_day):
+        if not day or not selection.includes_day(day):
             continue
         created = part.get("CreationTime")
         if selection.partitions_since and (created is None or created < selection.partitions_since):

@@ -187,43 +187,6 @@ def _delete_keys(bucket: str, keys: list[str]) -> None:
                        f"s3://{bucket}/{e['Key']}: {e.get('Code')} {e.get('Message', '')}".rstrip())
 
 
-def move_tree(src: str, dst: str, replace: bool = True) -> int:
-    """Move every object below ``src`` to the same relative place below ``dst``.
-
-    ``replace`` first removes what ``dst`` holds, so the result is exactly ``src``'s
-    content. Locally this is a directory rename; on S3 a server-side copy then delete
-    per object. Returns how many objects moved.
-    """
-    if replace:
-        delete_tree(dst)
-    if is_s3(src):
-        s3 = _s3()
-        src_bucket, src_prefix = split_s3(src.rstrip("/") + "/")
-        dst_bucket, dst_prefix = split_s3(dst.rstrip("/") + "/")
-        moved = [o.key for o in list_objects(f"s3://{src_bucket}/{src_prefix}")]
-        for key in moved:
-            s3.copy_object(
-                Bucket=dst_bucket, Key=dst_prefix + key[len(src_prefix):], CopySource={"Bucket": src_bucket, "Key": key}
-            )
-        delete_tree(f"s3://{src_bucket}/{src_prefix}")
-        return len(moved)
-    src_path, dst_path = local_path(src), local_path(dst)
-    if not os.path.isdir(src_path):
-        return 0
-    count = sum(len(files) for _, _, files in os.walk(src_path))
-    if not os.path.exists(dst_path):
-        os.makedirs(os.path.dirname(dst_path.rstrip("/")), exist_ok=True)
-        os.rename(src_path, dst_path)
-        return count
-    for dirpath, _dirs, files in os.walk(src_path):
-        target = os.path.join(dst_path, os.path.relpath(dirpath, src_path))
-        os.makedirs(target, exist_ok=True)
-        for name in files:
-            os.replace(os.path.join(dirpath, name), os.path.join(target, name))
-    shutil.rmtree(src_path)
-    return count
-
-
 def copy_object(src: str, dst: str) -> None:
     """Copy one object; the copy appears whole (S3 CopyObject; locally a temp file renamed)."""
     if is_s3(src):
@@ -236,19 +199,6 @@ def copy_object(src: str, dst: str) -> None:
     tmp = dst_path + ".tmp"
     shutil.copyfile(local_path(src), tmp)
     os.replace(tmp, dst_path)
-
-
-def move_object(src: str, dst: str) -> None:
-    """Move one object (file) to ``dst``."""
-    if is_s3(src):
-        sb, sk = split_s3(src)
-        db, dk = split_s3(dst)
-        _s3().copy_object(Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
-        _s3().delete_object(Bucket=sb, Key=sk)
-        return
-    dst_path = local_path(dst)
-    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
-    os.replace(local_path(src), dst_path)
 
 
 def read_versioned(uri: str) -> tuple[bytes, str] | None:
