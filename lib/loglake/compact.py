@@ -27,7 +27,7 @@ from typing import Any
 
 from loglake import faults, manifest, publish, state, storage
 from loglake.config import Config
-from loglake.convert import MAX_RECORDS_PER_FILE, Selection, new_run_id
+from loglake.convert import Selection, new_run_id, rows_per_file, write_readready
 from loglake.sources import Source
 
 log = logging.getLogger("loglake.compact")
@@ -117,26 +117,26 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
             if fence is not None:
                 fence()
             for path, m in sorted(todo.items()):
-                part = storage.join(out_table, path)
+                part, values = storage.join(out_table, path), _values(path)
                 files = publish.staged_files(storage.join(staging, table, path))
-                pairs = [(u, per_file.get((path, u.rsplit("/", 1)[-1]), 0)) for u in files]
-                rows = sum(n for _, n in pairs)
+                pairs = [(u, per_file.get((values, u.rsplit("/", 1)[-1]), 0)) for u in files]
+                rows, read = sum(n for _, n in pairs), before[values]
                 listed = sum(f.rows for f in m.files)
-                if all(f.rows >= 0 for f in m.files) and before[path] != listed:
-                    raise RuntimeError(f"compaction of {part} read {before[path]} rows where its manifest lists "
+                if all(f.rows >= 0 for f in m.files) and read != listed:
+                    raise RuntimeError(f"compaction of {part} read {read} rows where its manifest lists "
                                        f"{listed}; nothing switched")
-                if rows > before[path] or (before[path] and not pairs):
-                    raise RuntimeError(f"compaction of {part} read {before[path]} rows but staged {rows}; "
+                if rows > read or (read and not pairs):
+                    raise RuntimeError(f"compaction of {part} read {read} rows but staged {rows}; "
                                        "nothing switched")
                 inputs = sorted(m.converted) or [f.name for f in m.files]
                 faults.point("compact_swap")
                 _, after = publish.replace(part, pairs, inputs, time.time() + retain, prefix="c")
-                locations[_values(path)] = storage.join(part, after.generation) + "/"
+                locations[values] = storage.join(part, after.generation) + "/"
                 result.partitions_compacted += 1
                 result.files_before += len(m.files)
                 result.files_after += len(after.files)
                 result.rows += rows
-                result.duplicates += before[path] - rows
+                result.duplicates += read - rows
                 result.partitions.append(path)
         finally:
             storage.delete_tree(staging)
@@ -173,36 +173,18 @@ def _update_index(source: Source, config: Config, out_root: str, paths: list[str
 
 def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_table: str, staged_table: str):
     """Read the partitions' current files (one scan, partition values from their
-    folders), drop repeats, write one sorted file each (Spark, like the conversion);
-    returns rows per staged file and rows read per partition."""
-    from pyspark.sql import functions as F
-
+    folders), drop repeats, write one sorted file each, as runs write them; returns rows
+    per staged (partition values, file name) and rows read per partition values."""
     names = source.schema.partition_names
     uris = [storage.spark_uri(storage.join(out_table, path, f.name)) for path, m in todo.items() for f in m.files]
     frame = (spark.read.schema(source.schema.spark_ddl()).option("basePath", storage.spark_uri(out_table))
              .orc(uris)  # a list: orc()'s second argument is mergeSchema
              .select(*source.schema.names, *names))
-    before = {"/".join(f"{n}={r[n]}" for n in names): r["count"] for r in frame.groupBy(*names).count().collect()}
-    (
-        frame.repartition(*names)
-        .dropDuplicates([*names, *source.dedup_key])
-        .sortWithinPartitions(*names, *source.sort_columns)
-        .write.mode("overwrite")
-        .option("compression", "zlib")
-        .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
-        .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
-        .option("orc.compression.strategy", "COMPRESSION")
-        .partitionBy(*names)
-        .orc(storage.spark_uri(staged_table))
-    )
+    before = {_values(path): 0 for path in todo}
+    before.update({tuple(r[n] for n in names): r["count"] for r in frame.groupBy(*names).count().collect()})
+    write_readready(frame.repartition(*names).dropDuplicates([*names, *source.dedup_key]), source, staged_table)
     staged = spark.read.option("basePath", storage.spark_uri(staged_table)).orc(storage.spark_uri(staged_table))
-    per_file = {}
-    for r in staged.groupBy(F.input_file_name().alias("_file"), *names).count().collect():
-        path = "/".join(f"{n}={r[n]}" for n in names)
-        per_file[(path, r["_file"].rsplit("/", 1)[-1])] = r["count"]
-    for path in todo:
-        before.setdefault(path, 0)
-    return per_file, before
+    return rows_per_file(staged, names), before
 
 
 def _expire(part: str, now: float | None = None) -> int:

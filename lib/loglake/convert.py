@@ -627,18 +627,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
-            (
-                rows.sortWithinPartitions(*names, *source.sort_columns)
-                .write.mode("overwrite")
-                .option("compression", "zlib")
-                .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
-                .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
-                # ZLIB at its default level on every stream, not the fast level ORC uses
-                # for data streams by default: ~2% smaller, written once, read many times.
-                .option("orc.compression.strategy", "COMPRESSION")
-                .partitionBy(*names)
-                .orc(storage.spark_uri(storage.join(staging, table)))
-            )
+            write_readready(rows, source, storage.join(staging, table))
             problems = converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
             n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
         stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
@@ -650,12 +639,10 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         detail["values"] = tuple(row[n] for n in names)
         file_stats.append(detail)
     staged_df = _read_staged(spark, source, staging, table)
-    per_file: dict[tuple[tuple[str, ...], str], int] = {}
+    per_file = rows_per_file(staged_df, names)
     written: dict[tuple[str, ...], int] = {}
-    for r in staged_df.groupBy(F.input_file_name().alias("_file"), *names).count().collect():
-        values = tuple(r[n] for n in names)
-        per_file[(values, r["_file"].rsplit("/", 1)[-1])] = r["count"]
-        written[values] = written.get(values, 0) + r["count"]
+    for (values, _), n in per_file.items():
+        written[values] = written.get(values, 0) + n
     result = _Staged(file_stats, written, int(duplicates), n_quarantined, per_file=per_file)
     if config.quality.expectations:
         from loglake import quality
@@ -667,6 +654,35 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             cache=False,  # ORC files: each check reads its few columns again, cheaply
         )
     return result
+
+
+def write_readready(rows, source: Source, target: str) -> None:
+    """Write rows (partition columns included, one Spark partition per readready
+    partition) as readready ORC below ``target``: the source's sort, bloom filters, ZLIB,
+    at most MAX_RECORDS_PER_FILE rows a file. Runs and compaction write the same files."""
+    names = source.schema.partition_names
+    (
+        rows.sortWithinPartitions(*names, *source.sort_columns)
+        .write.mode("overwrite")
+        .option("compression", "zlib")
+        .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
+        .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
+        # ZLIB at its default level on every stream, not the fast level ORC uses
+        # for data streams by default: ~2% smaller, written once, read many times.
+        .option("orc.compression.strategy", "COMPRESSION")
+        .partitionBy(*names)
+        .orc(storage.spark_uri(target))
+    )
+
+
+def rows_per_file(df, names: list[str]) -> dict[tuple[tuple[str, ...], str], int]:
+    """Rows of staged ORC per (partition values, file name), counted from the files: what
+    a manifest records for each file. A name alone is not unique: one task writes the same
+    file name into every partition it writes."""
+    from pyspark.sql import functions as F
+
+    counts = df.groupBy(F.input_file_name().alias("_file"), *names).count().collect()
+    return {(tuple(r[n] for n in names), r["_file"].rsplit("/", 1)[-1]): r["count"] for r in counts}
 
 
 def _slices(plan: Plan, parallelism: int) -> int:
