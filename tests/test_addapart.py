@@ -403,13 +403,14 @@ def test_new_objects_go_to_their_sources_inbox_for_the_next_scheduled_run(aws, t
     app = AddAPart(config, glue=aws.glue)
     out = app.process([Message("m1", json.dumps(body)), Message("m2", s3_body([ct_key(name="a")]))])
     assert out.failed_message_ids == [] and out.inbox_objects == 3  # a repeat is written; the run skips it
-    files, objects = inbox.claim(lake, "cloudtrail")
+    files, objects, left = inbox.claim(lake, "cloudtrail")
+    assert left == 0
     assert len(files) == 1  # one file per batch and source
     assert sorted((o.uri, o.size) for o in objects) == [  # each once; digests and key errors are not data
         (f"s3://{BUCKET}/{ct_key(name='a')}", 100), (f"s3://{BUCKET}/{ct_key(name='b')}", 101)]
-    assert inbox.claim(lake, "cloudwatch") == ([], [])
+    assert inbox.claim(lake, "cloudwatch") == ([], [], 0)
     inbox.release(files)
-    assert inbox.claim(lake, "cloudtrail") == ([], [])
+    assert inbox.claim(lake, "cloudtrail") == ([], [], 0)
     # Without a lake in the config there is no inbox: scheduled runs list instead.
     out = AddAPart(lake_config(""), glue=aws.glue).process([Message("m3", s3_body([ct_key(name="c")]))])
     assert out.failed_message_ids == [] and out.inbox_objects == 0

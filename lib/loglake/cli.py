@@ -331,16 +331,14 @@ def _run(args: argparse.Namespace, config) -> int:
         sc = config.scheduled
         config = dataclasses.replace(config, scheduled=dataclasses.replace(
             sc, max_partitions=args.max_partitions or sc.max_partitions, max_files=args.max_files or sc.max_files))
-    plan = convert.plan_from_listing(source, args.raw, config, selection)  # checks --raw before Spark starts
+    plan = convert.plan_from_listing(source, args.raw, config, selection)  # before Spark starts: checks --raw
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0
     try:
         if args.scheduled:
             summary = runner.run(spark, source, config, args.out,
-                                 lambda: runner.from_listing(source, config, args.out,
-                                                             convert.plan_from_listing(source, args.raw, config,
-                                                                                       selection)),
+                                 lambda: runner.from_listing(source, config, args.out, plan),
                                  kind=runner.SCHEDULED, glue=glue, raw=args.raw, compact=True)
         else:
             summary = runner.run(spark, source, config, args.out, lambda: runner.rebuild(plan),

@@ -39,16 +39,18 @@ def write_entries(where: str, entries: Iterable[dict], now: dt.datetime | None =
     return uri
 
 
-def read_entries(where: str, max_entries: int = 0) -> tuple[list[str], list[dict]]:
-    """The files below ``where`` (oldest first) and their entries; with ``max_entries``,
-    whole files until at least that many entries. A file that cannot be read is left in
-    place and named in the log: it loses nothing else."""
-    files, entries = [], []
+def read_entries(where: str, max_entries: int = 0) -> tuple[list[str], list[dict], int]:
+    """The files below ``where`` (oldest first) and their entries, and how many files
+    were left unread; with ``max_entries``, whole files until at least that many entries.
+    A file that cannot be read is left in place and named in the log: it loses nothing
+    else."""
+    files, entries, left = [], [], 0
     for obj in storage.list_objects(where):
         if not obj.key.endswith(".json"):
             continue
         if max_entries and len(entries) >= max_entries:
-            break
+            left += 1
+            continue
         try:
             parsed = [json.loads(line) for line in storage.read_bytes(obj.uri).decode().splitlines() if line]
             if not all(isinstance(e, dict) and isinstance(e.get("key"), str) for e in parsed):
@@ -60,7 +62,7 @@ def read_entries(where: str, max_entries: int = 0) -> tuple[list[str], list[dict
             continue
         files.append(obj.uri)
         entries += parsed
-    return files, entries
+    return files, entries, left
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,14 @@ def write(lake: str, source: str, objects: Iterable[NewObject]) -> str:
     return write_entries(folder(lake, source), ({"key": o.uri, "size": o.size} for o in objects))
 
 
-def claim(lake: str, source: str, max_objects: int = 0) -> tuple[list[str], list[NewObject]]:
-    """The inbox files a run takes (oldest first, whole files, about ``max_objects``) and
-    their objects, each once."""
-    files, entries = read_entries(folder(lake, source), max_objects)
+def claim(lake: str, source: str, max_objects: int = 0) -> tuple[list[str], list[NewObject], int]:
+    """The inbox files a run takes (oldest first, whole files, about ``max_objects``),
+    their objects, each once, and how many inbox files are left for later runs."""
+    files, entries, left = read_entries(folder(lake, source), max_objects)
     seen: dict[str, NewObject] = {}
     for e in entries:
         seen.setdefault(e["key"], NewObject(e["key"], int(e.get("size") or 0)))
-    return files, list(seen.values())
+    return files, list(seen.values()), left
 
 
 def release(files: Iterable[str]) -> None:

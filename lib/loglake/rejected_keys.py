@@ -40,7 +40,7 @@ class Claimed:
 
 def claim(lake: str, source: str) -> Claimed:
     """The key errors waiting for this source's next run."""
-    files, entries = inbox.read_entries(folder(lake, source))
+    files, entries, _ = inbox.read_entries(folder(lake, source))
     results = []
     for e in entries:
         try:

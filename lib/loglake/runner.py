@@ -120,7 +120,7 @@ def from_inbox(source: Source, config: Config, out_root: str) -> Work:
     """Scheduled from the inbox AddAPart writes: the objects notified since the last
     committed run (whole inbox files, up to about ``scheduled.max_files`` objects),
     minus those a manifest holds. No listing of the raw bucket."""
-    files, objects = inbox.claim(out_root, source.name, config.scheduled.max_files)
+    files, objects, left = inbox.claim(out_root, source.name, config.scheduled.max_files)
     plan = Plan()
     every = Selection()
     for obj in objects:
@@ -128,24 +128,9 @@ def from_inbox(source: Source, config: Config, out_root: str) -> Work:
         info = storage.ObjectInfo(obj.uri, key, obj.size)
         plan.add(info, source.classify_key(key, config), every, source.schema.partition_names.index("dt"))
     done = converted_in(out_root, config.table(source.name, "readready"), source.schema.partition_names)
-    kept, already = [], 0
-    cache: dict[tuple[str, ...], frozenset[str]] = {}
-    for f in plan.files:
-        if f.values not in cache:
-            cache[f.values] = done(f.values)
-        if f.uri in cache[f.values]:
-            already += 1
-        else:
-            kept.append(f)
-    plan.files = sorted(kept, key=lambda f: f.uri)
-    claimed = set(files)
-    left = sum(1 for o in storage.list_objects(inbox.folder(out_root, source.name))
-               if o.uri.endswith(".json") and o.uri not in claimed)
-    described = {"watermark_before": None, "watermark_after": None,
-                 "partitions_changed": len(plan.partitions), "partitions_taken": len(plan.partitions),
-                 "partitions_left": 0, "inbox_files": len(files), "inbox_files_left": left,
-                 "objects_already_converted": already}
-    return Work(plan, publish.ADD, tuple(files), scheduled=described)
+    sched = schedule(plan, None, 0, converted=done)  # every claimed object no manifest holds, no watermark
+    described = {**sched.describe(), "watermark_after": None, "inbox_files": len(files), "inbox_files_left": left}
+    return Work(sched.plan, publish.ADD, tuple(files), scheduled=described)
 
 
 def rebuild(plan: Plan) -> Work:
