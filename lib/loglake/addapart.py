@@ -19,8 +19,9 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from loglake import inbox, keys, notifications, rejected_keys, storage
 from loglake.catalog import PartitionRegistrar
@@ -159,45 +160,46 @@ class AddAPart:
         return out
 
     def _hand_over(self, rejected: dict[str, list[tuple[str, keys.KeyResult]]], out: BatchOutcome) -> set[str]:
-        """Write the batch's key errors for their sources' next runs; returns the ids of
-        the messages whose keys could not be written (SQS delivers them again)."""
-        lake = self.config.readready.location
-        failed: set[str] = set()
-        for name, items in sorted(rejected.items()):
-            if not lake:
+        """Write the batch's key errors for their sources' next runs (``rejected_keys``)."""
+        if not self.config.readready.location:
+            for name, items in sorted(rejected.items()):
                 _log("bad_keys_not_quarantined", source=name, keys=len(items),
                      reason="readready.location is not configured")
-                continue
-            try:
-                uri = rejected_keys.write(lake, name, [r for _, r in items])
-            except Exception as exc:  # noqa: BLE001 - any storage failure: retry the messages
-                failed |= {mid for mid, _ in items}
-                _log("bad_keys_not_written", source=name, keys=len(items), error=str(exc))
-                continue
-            out.keys_for_quarantine += len(items)
-            _log("bad_keys_for_quarantine", source=name, keys=len(items), file=uri)
+            return set()
+        failed, out.keys_for_quarantine = _write_per_source(
+            rejected, self.config.readready.location, rejected_keys.write,
+            ("bad_keys_for_quarantine", "bad_keys_not_written"), "keys")
         return failed
-
 
     def _to_inbox(self, arrived: dict[str, list[tuple[str, inbox.NewObject]]], out: BatchOutcome) -> set[str]:
-        """Write the batch's new objects to their sources' inboxes; returns the ids of the
-        messages whose objects could not be written (SQS delivers them again: a repeat
-        is harmless, the run converts an object once)."""
-        lake = self.config.readready.location
-        failed: set[str] = set()
-        for name, items in sorted(arrived.items()):
-            if not lake:
-                continue  # no lake configured: scheduled runs list instead (README, Scheduled runs)
-            try:
-                uri = inbox.write(lake, name, [o for _, o in items])
-            except Exception as exc:  # noqa: BLE001 - any storage failure: retry the messages
-                failed |= {mid for mid, _ in items}
-                _log("inbox_not_written", source=name, objects=len(items), error=str(exc))
-                continue
-            out.inbox_objects += len(items)
-            _log("inbox", source=name, objects=len(items), file=uri)
+        """Write the batch's new objects to their sources' inboxes (a repeat is harmless:
+        the run converts an object once). No lake configured: scheduled runs list instead."""
+        if not self.config.readready.location:
+            return set()
+        failed, out.inbox_objects = _write_per_source(
+            arrived, self.config.readready.location, inbox.write, ("inbox", "inbox_not_written"), "objects")
         return failed
 
+
+def _write_per_source(items_by_source: dict[str, list[tuple[str, Any]]], lake: str,
+                      write: Callable[[str, str, list], str], events: tuple[str, str],
+                      noun: str) -> tuple[set[str], int]:
+    """One hand-off file per source for the next run: ``write(lake, source, items)``.
+    Returns the ids of the messages whose items could not be written (failed, so SQS
+    delivers them again) and how many items were written; logs ``events`` (written,
+    not written) with the count as ``noun``."""
+    failed: set[str] = set()
+    written = 0
+    for name, items in sorted(items_by_source.items()):
+        try:
+            uri = write(lake, name, [item for _, item in items])
+        except Exception as exc:  # noqa: BLE001 - any storage failure: retry the messages
+            failed |= {mid for mid, _ in items}
+            _log(events[1], source=name, error=str(exc), **{noun: len(items)})
+            continue
+        written += len(items)
+        _log(events[0], source=name, file=uri, **{noun: len(items)})
+    return failed, written
 
 def _log(event: str, **fields) -> None:
     """One JSON object per line: CloudWatch Logs Insights can filter and sum these."""
