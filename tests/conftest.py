@@ -153,30 +153,19 @@ def place(raw_root: Path, key: str, source: Path | bytes) -> Path:
 
 def lake_rows(table_dir) -> list[dict]:
     """A readready table's rows as a path reader following the manifests reads them (README,
-    "Scheduled runs"): each partition's current files only, partition values from the
-    ``key=value`` folders. Read with pyarrow, not loglake's reader or Spark."""
+    "Reading the files yourself"): each partition's current files only (manifest.table_files),
+    partition values from the ``key=value`` folders, the files read with pyarrow."""
     import pyarrow.orc as orc
 
-    base = str(table_dir).rstrip("/")
-    depth = {"from_cloudtrail_readready": 4, "from_cloudwatch_readready": 2}.get(Path(base).name, 4)
-    rows = []
-    for rel, files in _partition_files(base, depth):
-        values = dict(part.split("=", 1) for part in rel.split("/"))
-        for f in files:
-            rows += [{**r, **values} for r in orc.ORCFile(f).read().to_pylist()]
-    return rows
-
-
-def _partition_files(base: str, depth: int):
     from loglake import manifest
+    from loglake.config import Config
+    from loglake.sources import SOURCES
 
-    seen = set()
-    for m in sorted(Path(base).rglob(manifest.NAME)):
-        rel = str(m.parent.relative_to(base))
-        if len(rel.split("/")) == depth:
-            seen.add(rel)
-            yield rel, manifest.current_files(str(m.parent))
-    for d in sorted(Path(base).glob("/".join(["*"] * depth))):
-        rel = str(d.relative_to(base))
-        if d.is_dir() and rel not in seen:  # written before manifests: the files in the folder
-            yield rel, sorted(str(f) for f in d.glob("*.orc"))
+    base = str(table_dir).rstrip("/")
+    [names] = [s.schema.partition_names for s in SOURCES.values()
+               if Config().table(s.name, "readready") == Path(base).name]
+    rows = []
+    for f in manifest.table_files(base, names):
+        values = dict(part.split("=", 1) for part in f[len(base) + 1:].split("/")[: len(names)])
+        rows += [{**r, **values} for r in orc.ORCFile(f).read().to_pylist()]
+    return rows
