@@ -90,8 +90,9 @@ def select(source: Source, config: Config, out_root: str, selection: Selection, 
 
 def compact(spark, source: Source, config: Config, out_root: str, paths: Iterable[str], *, glue=None,
             retain_minutes: float | None = None, fence: Callable[[], None] | None = None,
-            record: bool = True) -> Compacted:
-    """Compact the given partitions (paths below the table); already compact ones are skipped."""
+            record: bool = True, loaded: dict[str, manifest.Manifest | None] | None = None) -> Compacted:
+    """Compact the given partitions (paths below the table); already compact ones are
+    skipped. ``loaded``: manifests the caller has just read, not read again."""
     retain = (config.compaction.retain_minutes if retain_minutes is None else retain_minutes) * 60
     table = config.table(source.name, "readready")
     out_table = storage.join(out_root, table)
@@ -101,7 +102,7 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
     # before: a compaction killed between its switch and its catalog call is mended here.
     locations: dict[tuple[str, ...], str] = {}
     for path in paths:
-        m = manifest.load(storage.join(out_table, path))
+        m = loaded[path] if loaded and path in loaded else manifest.load(storage.join(out_table, path))
         if needs_compaction(m):
             todo[path] = m
         else:
@@ -230,14 +231,15 @@ def scheduled(spark, source: Source, config: Config, out_root: str, *, glue=None
     # Most partitions of a quiet day got one file from one run: compact already, they
     # leave the index without counting against the bound.
     table = storage.join(out_root, config.table(source.name, "readready"))
-    take, seen = [], 0
+    take, loaded = [], {}
     for path in closed:
         if len(take) >= config.compaction.max_partitions_per_run:
             break
-        seen += 1
-        if needs_compaction(manifest.load(storage.join(table, path))):
+        loaded[path] = manifest.load(storage.join(table, path))
+        if needs_compaction(loaded[path]):
             take.append(path)
-    result = compact(spark, source, config, out_root, closed[:seen], glue=glue, fence=fence)
+    seen = len(loaded)
+    result = compact(spark, source, config, out_root, list(loaded), glue=glue, fence=fence, loaded=loaded)
     result.files_removed += removed
     out = result.as_dict()
     out["partitions_left"] = len(closed) - seen

@@ -29,7 +29,7 @@ from typing import Any
 
 from loglake import catalog, faults, inbox, keys, manifest, publish, rejected_keys, state, storage
 from loglake.config import Config
-from loglake.convert import Plan, PlannedFile, RunFailed, Selection, new_run_id, schedule
+from loglake.convert import Plan, PlannedFile, RunFailed, Selection, convert, new_run_id, schedule
 from loglake.sources import Source
 
 log = logging.getLogger("loglake.runner")
@@ -183,8 +183,6 @@ def _then_compact(summary, compact, spark, source, config, out_root, glue, lock)
 
 def _execute(spark, source: Source, config: Config, out_root: str, intent: Intent, lock: state.Lock, glue,
              raw: str, resumed: bool = False) -> dict[str, Any]:
-    from loglake import convert
-
     work = intent.work
     # A resumed run converts its whole input again (the same input gives the same rows
     # and names), so that its summary, its `runs` row and its quarantine file, which
@@ -195,7 +193,7 @@ def _execute(spark, source: Source, config: Config, out_root: str, intent: Inten
         scheduled["resumed"] = True
     published: list[publish.Published] = []
     try:
-        summary = convert.convert(
+        summary = convert(
             spark, source, config, work.plan, out_root, selection=_Described(intent.selection), glue=glue, raw=raw,
             scheduled=scheduled, run_id=intent.run_id, started=intent.started, mode=work.mode,
             rejected=intent.rejected, fence=lock.fence, on_published=published.append,
