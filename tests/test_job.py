@@ -343,8 +343,11 @@ def test_file_list_slices_follow_the_input_size_not_just_the_cores():
     def plan(n, size):
         return convert.Plan(files=[convert.PlannedFile(f"f{i}", ("x",), 0.0, size) for i in range(n)])
 
-    assert convert._slices(plan(3, 1000), parallelism=2) == 3  # never more slices than files
-    assert convert._slices(plan(100, 1000), parallelism=2) == 8  # small input: 4 per core
+    assert convert._slices(plan(1, 1000), parallelism=2) == 1  # never more slices than files
+    assert convert._slices(plan(3, 20 << 20), parallelism=2) == 3
+    assert convert._slices(plan(100, 1000), parallelism=2) == 2  # fits a slice per core: one per core
+    medium = plan(100, 400_000)  # ~38 MiB, over 2 x SLICE_BYTES: 4 per core
+    assert convert._slices(medium, parallelism=2) == 8
     big = plan(157_000, 9_000)  # ~1.3 GiB of gzip: each slice holds at most SLICE_BYTES
     slices = convert._slices(big, parallelism=2)
     assert 157_000 * 9_000 / slices <= convert.SLICE_BYTES < 157_000 * 9_000 / (slices - 1)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ELASTIC_GZ, STRATUS_GZ, records_of
-from loglake import quality, schema, transforms
+from loglake import checks, quality, schema, transforms
 
 UTC = dt.UTC
 CT_TABLE = "from_cloudtrail_readready"
@@ -271,6 +271,8 @@ def test_each_cloudtrail_expectation_fails_alone_and_is_named(spark, case):
     assert not result.success
     assert len(result.failed) == 1, result.failed
     assert result.failed[0].startswith(expected), result.failed[0]
+    # GX judged it (a pass never reaches GX), and the one-pass evaluation failed the same check
+    assert result.result["meta"]["loglake"]["one_pass_failed"] == [result.failed[0].split(": ")[0]]
 
 
 def with_cw(*extra: dict, replace: dict | None = None):
@@ -323,6 +325,73 @@ def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
     assert not result.success
     assert len(result.failed) == 1, result.failed
     assert result.failed[0].startswith(expected), result.failed[0]
+    # GX judged it (a pass never reaches GX), and the one-pass evaluation failed the same check
+    assert result.result["meta"]["loglake"]["one_pass_failed"] == [result.failed[0].split(": ")[0]]
+
+
+# --------------------------------------------------------------------------- one pass vs GX
+
+
+def verdicts(result: dict) -> list[tuple[str, str, bool]]:
+    """(expectation type, its arguments, passed) per expectation, in a fixed order."""
+    out = []
+    for r in result["results"]:
+        config = r["expectation_config"]
+        kwargs = {k: v for k, v in config["kwargs"].items()
+                  if k in ("column", "column_list", "column_A", "column_B", "regex", "row_condition")}
+        out.append((config["type"], json.dumps(kwargs, sort_keys=True), bool(r["success"])))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("source", ["cloudtrail", "cloudwatch"])
+def test_on_clean_data_the_one_pass_evaluation_gives_the_verdicts_of_great_expectations(spark, source):
+    """The gate decides with checks.evaluate and calls GX only on a failure, so a check the
+    one-pass evaluation passed wrongly would never reach GX. Here both pass every check of
+    clean data; on each violation (the tests above) the checks the one-pass evaluation
+    failed are GX's (``one_pass_failed``)."""
+    rows = clean_ct_rows() if source == "cloudtrail" else clean_cw_rows()
+    work = quality.with_derived_columns(frame(spark, source, rows), source).persist()
+    try:
+        fast = checks.evaluate(work, quality.CHECKS[source](True), "t")
+        by_gx = quality.gx_validate(work, source, True)
+    finally:
+        work.unpersist()
+    assert verdicts(fast) == verdicts(by_gx)
+    assert fast["success"] and by_gx["success"]
+
+
+def test_a_pass_takes_one_aggregate_and_no_great_expectations(spark, monkeypatch):
+    def no_gx():
+        raise AssertionError("great_expectations used on a pass")
+
+    monkeypatch.setattr(quality, "_gx", no_gx)
+    df = frame(spark, "cloudtrail", clean_ct_rows()).persist()
+    df.count()
+    spark.sparkContext.setJobGroup("one-pass-gate", "test")
+    try:
+        result = quality.validate(df, "cloudtrail", True)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        df.unpersist()
+    assert result.success and result.result["meta"]["loglake"]["engine"] == "loglake one-pass aggregate"
+    # One aggregate; adaptive execution runs its two shuffle stages (the distinct keys of
+    # the uniqueness check) as jobs of their own: 3, where GX alone runs 17.
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup("one-pass-gate")) <= 3
+
+
+def test_a_failure_is_judged_and_reported_by_great_expectations(spark):
+    result = run(spark, "cloudtrail", with_ct(ct_row(9, account="1")))
+    assert result.result["meta"]["loglake"]["engine"] == "great_expectations"
+    assert result.result["meta"]["great_expectations_version"]
+
+
+def test_a_check_without_a_one_pass_evaluation_is_refused(spark):
+    odd = checks.Check("ExpectColumnValuesToBeInSet", {"column": "eventname", "value_set": ["x"]}, "why")
+    with pytest.raises(ValueError, match="ExpectColumnValuesToBeInSet has no one-pass evaluation"):
+        checks.evaluate(frame(spark, "cloudtrail", []), [odd], "t")
+    mostly = checks.Check("ExpectColumnValuesToNotBeNull", {"column": "eventid", "mostly": 0.9}, "why")
+    with pytest.raises(ValueError, match="no one-pass evaluation of mostly"):
+        checks.evaluate(frame(spark, "cloudtrail", []), [mostly], "t")
 
 
 def test_session_log_groups_come_from_the_caller(spark):

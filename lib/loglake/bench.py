@@ -1199,14 +1199,8 @@ def build_results(scale: str, gen: dict, ing: dict, gz: dict, naive: dict, sizes
     res["glue_calls_per_100_new_partitions"] = new10["batch_create_per_100_new_partitions"]
     res["glue_calls_known_partitions"] = aap["batch_10"]["known"]["glue_calls_total"]
     if sched is not None:
-        res["hourly_read_amplification"] = sched["read_amplification"]
-        res["hourly_vs_batch_time"] = _ratio(sched["hourly_s"], sched["batch"]["seconds"])
-        res["run_startup_s"] = sched["startup"]["seconds"]
-        res["files_per_closed_partition"] = sched["files_per_closed_partition"]["mean"]
-        res["reader_anomalies"] = sched["reader"]["anomalies"]
-        res["hourly_same_events_as_batch"] = sched["event_ids"]["same"]
-    res["targets"] = {k: {"target": f"{op} {round(t, 3)}", "measured": res.get(k), "met": _met(k, res.get(k)),
-                          "what": what} for k, (t, op, what) in TARGETS.items()}
+        res.update(_schedule_keys(sched))
+    res["targets"] = _targets(res)
     res["details"] = {
         "machine": machine, "timings_s": timings, "cores": cores,
         "generate": {k: v for k, v in gen.items() if k != "session_ids"},
@@ -1216,6 +1210,22 @@ def build_results(scale: str, gen: dict, ing: dict, gz: dict, naive: dict, sizes
     if sched is not None:
         res["details"]["schedule"] = sched
     return res
+
+
+def _schedule_keys(sched: dict) -> dict[str, Any]:
+    return {
+        "hourly_read_amplification": sched["read_amplification"],
+        "hourly_vs_batch_time": _ratio(sched["hourly_s"], sched["batch"]["seconds"]),
+        "run_startup_s": sched["startup"]["seconds"],
+        "files_per_closed_partition": sched["files_per_closed_partition"]["mean"],
+        "reader_anomalies": sched["reader"]["anomalies"],
+        "hourly_same_events_as_batch": sched["event_ids"]["same"],
+    }
+
+
+def _targets(res: dict) -> dict[str, dict]:
+    return {k: {"target": f"{op} {round(t, 3)}", "measured": res.get(k), "met": _met(k, res.get(k)),
+                "what": what} for k, (t, op, what) in TARGETS.items()}
 
 
 def _fmt(v: Any) -> str:
@@ -1385,7 +1395,11 @@ def _schedule_markdown(res: dict, s: dict) -> list[str]:
     c, b, rd, ev = s["compaction"], s["batch"], s["reader"], s["event_ids"]
     fpp, st = s["files_per_closed_partition"], s["startup"]
     n = len(s["runs"])
-    lines = ["", "## 6. Scheduled runs: one day, hourly", "",
+    alone = s.get("measured_alone")
+    when = ([f"Measured on its own (`--only schedule`, {alone['machine']['date']}, commit "
+             f"{alone['machine'].get('commit') or '-'}), after the other parts of this report.", ""]
+            if alone else [])
+    lines = ["", "## 6. Scheduled runs: one day, hourly", "", *when,
              f"One generated day, {s['day']}: {s['events']:,} CloudTrail events ({s['accounts']} account(s) x "
              f"{s['regions']} region(s)), {s['delivered_files']:,} files, {_mb(s['delivered_bytes'])}. Delivered into "
              f"a raw folder in {n} slices: {n - 1} by the hour of the files' delivery stamps"
@@ -1577,6 +1591,40 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     return res
 
 
+def run_schedule_only(scale: str, work: Path, out: Path, *, seed: int = 1, reuse: bool = False,
+                      spark=None) -> dict:
+    """Measure the schedule part alone and fold it into the stored results-<scale>.json
+    (the other parts' figures are kept as they were measured): a change to scheduled runs
+    is measured in minutes, not in the hours a large run takes. The report says when the
+    schedule part was measured, and the stored figures before it are the previous run."""
+    per_scale = out.resolve() / f"results-{scale}.json"
+    if not per_scale.exists():
+        raise FileNotFoundError(f"{per_scale}: no stored results for the {scale} scale; run the whole benchmark first")
+    res = json.loads(per_scale.read_text())
+    previous = _summary(res)
+    if spark is None:
+        from loglake.runtime import local_spark
+
+        spark = local_spark("loglake-bench")
+    _say("scheduled runs of one day, and the same day in one batch run (schedule part only)")
+    t0 = time.perf_counter()
+    sched = run_schedule(spark, scale, work.resolve() / "schedule", seed, reuse)
+    res.update(_schedule_keys(sched))
+    res["targets"] = _targets(res)
+    machine = machine_info()
+    machine["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    sched["measured_alone"] = {"machine": machine, "seconds": round(time.perf_counter() - t0, 1)}
+    res["details"]["schedule"] = sched
+    res["details"]["previous_run"] = previous
+    write_reports(res, out.resolve())
+    _say(f"schedule part done: {out / f'results-{scale}.json'}")
+    if not sched["event_ids"]["same"]:
+        ev = sched["event_ids"]
+        raise RuntimeError(f"the hourly lake and the batch lake hold different events: hourly {ev['hourly']}, "
+                           f"batch {ev['batch']} (reports written)")
+    return res
+
+
 def _summary(res: dict) -> dict[str, Any]:
     """The top-level figures of a run and when/where it ran: what a "previous run" column needs."""
     m = res.get("details", {}).get("machine", {})
@@ -1640,10 +1688,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "or in this process")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the generated data in --work when it was made with the same parameters")
+    parser.add_argument("--only", choices=("schedule",),
+                        help="measure only this part and fold its figures into the stored OUT/results-SCALE.json "
+                        "(the other figures stay as measured; the report says when each was)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: re-write OUT/RESULTS.md, OUT/RESULTS-SCALE.md and OUT/results.json "
                         "from the stored OUT/results-SCALE.json")
     args = parser.parse_args(argv)
+    if args.only == "schedule":
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
+        try:
+            run_schedule_only(args.scale, Path(args.work), Path(args.out), seed=args.seed, reuse=args.reuse)
+        except FileNotFoundError as exc:
+            print(f"loglake bench: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.render:
         try:
             render(args.scale, Path(args.out))

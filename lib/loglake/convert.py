@@ -628,16 +628,19 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
             write_readready(rows, source, storage.join(staging, table))
-            problems = converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
+            stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
+            file_stats = []
+            for row in stats:
+                detail = json.loads(row["_detail"])
+                detail["values"] = tuple(row[n] for n in names)
+                file_stats.append(detail)
+            # A file's problems and their count come from the same loop (convert_rows):
+            # with none counted, there are no rows to write (a write job saved per clean run).
+            problems = (converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
+                        if any(s["problems"] for s in file_stats) else None)
             n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
-        stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
     finally:
         converted.unpersist()
-    file_stats = []
-    for row in stats:
-        detail = json.loads(row["_detail"])
-        detail["values"] = tuple(row[n] for n in names)
-        file_stats.append(detail)
     staged_df = _read_staged(spark, source, staging, table)
     per_file = rows_per_file(staged_df, names)
     written: dict[tuple[str, ...], int] = {}
@@ -689,9 +692,16 @@ def _slices(plan: Plan, parallelism: int) -> int:
     """Spark partitions for the file list: enough to keep every core busy, and enough that
     no partition holds more than ~SLICE_BYTES of raw input. A slice's converted rows are
     cached as one block, which Spark unrolls in memory before it can spill it: slices
-    sized by the input, not by the core count, keep that bounded at any input size."""
-    by_bytes = -(-sum(f.size for f in plan.files) // SLICE_BYTES)
-    return max(1, min(len(plan.files), max(parallelism * 4, by_bytes)))
+    sized by the input, not by the core count, keep that bounded at any input size.
+
+    Input that fits one slice per core (an hourly run's, typically) gets one slice per
+    core: each Python task costs some 0.2-0.3 s however little it converts, which four
+    per core would pay four times in every run. Past that, four per core, so that
+    slices of unequal cost still finish close together."""
+    total = sum(f.size for f in plan.files)
+    by_bytes = -(-total // SLICE_BYTES)
+    per_core = 1 if total <= parallelism * SLICE_BYTES else 4
+    return max(1, min(len(plan.files), max(parallelism * per_core, by_bytes)))
 
 
 def _read_staged(spark, source: Source, staging: str, table: str):
