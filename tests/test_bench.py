@@ -22,6 +22,7 @@ from loglake.keys import parse_cloudtrail_key, parse_firehose_key
 DENSE = {"events": 4_000, "accounts": 1, "regions": 1, "days": 1, "seed": 7}
 # a real results file, as the benchmark wrote it (the committed small run)
 COMMITTED_SMALL = Path(bench.REPO) / "bench" / "results-small.json"
+COMMITTED_TINY = Path(bench.REPO) / "bench" / "results-tiny.json"  # the committed run with a schedule part
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -201,6 +202,39 @@ def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
     small_md = (tmp_path / "RESULTS-small.md").read_text()
     assert "previous run (" in small_md and "`large` scale (2030-01-02, `abc1234`)" in small_md
     assert (tmp_path / "RESULTS-large.md").read_text() == md  # the large report stays as it was
+
+
+def test_only_schedule_folds_the_schedule_part_into_the_stored_results(tmp_path, monkeypatch):
+    """--only schedule measures the schedule part and keeps every other stored figure; the
+    stored figures before it become the previous run. The measurement itself (what
+    run_schedule returns) is the committed tiny run's schedule part, with a new batch time."""
+    stored = json.loads(COMMITTED_SMALL.read_text())
+    stored["details"].pop("schedule", None)
+    (tmp_path / "results-small.json").write_text(json.dumps(stored))
+    measured = json.loads(COMMITTED_TINY.read_text())["details"]["schedule"]
+    measured["batch"]["seconds"] = measured["hourly_s"] / 1.5
+    monkeypatch.setattr(bench, "run_schedule", lambda *a, **k: json.loads(json.dumps(measured)))
+
+    bench.run_schedule_only("small", tmp_path / "work", tmp_path, spark=object())
+
+    res = json.loads((tmp_path / "results-small.json").read_text())
+    assert res["hourly_vs_batch_time"] == 1.5 and res["targets"]["hourly_vs_batch_time"]["met"] is True
+    assert res["reader_anomalies"] == measured["reader"]["anomalies"]
+    assert res["files_per_closed_partition"] == measured["files_per_closed_partition"]["mean"]
+    for key in ("size_ratio_cloudtrail", "needle_speedup", "ingest_events_per_s_per_core", "events"):
+        assert res[key] == stored[key], key  # the other parts' figures, as they were measured
+    assert res["details"]["previous_run"]["needle_speedup"] == stored["needle_speedup"]
+    assert res["details"]["previous_run"].get("hourly_vs_batch_time") is None  # none stored before
+    assert res["details"]["schedule"]["measured_alone"]["machine"]["date"]
+    md = (tmp_path / "RESULTS-small.md").read_text()
+    assert "## 6. Scheduled runs" in md and "Measured on its own (`--only schedule`" in md
+    assert json.loads((tmp_path / "results.json").read_text()) == res
+
+
+def test_only_schedule_without_stored_results_says_so(tmp_path, capsys):
+    assert bench.main(["--only", "schedule", "--scale", "large", "--out", str(tmp_path),
+                       "--work", str(tmp_path / "work")]) == 2
+    assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err
 
 
 def test_render_without_stored_results_says_so(tmp_path, capsys):
