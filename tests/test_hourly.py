@@ -295,18 +295,25 @@ def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark,
         return json.loads(path.read_text())
 
     place(raw, key(1, "a"), body("a"))
+    place(raw, key(2, "a"), body("2a"))
     run_scheduled()
-    # The same event delivered again in a later object of the same partition.
+    # The same event delivered again in a later object of the same partition (day 1);
+    # day 2 gets a new object without repeats.
     repeat = dict(RECORDS[0], eventID=f"{RECORDS[0]['eventID']}-a")
     place(raw, key(1, "b"), gzip.compress(json.dumps({"Records": [repeat]}).encode()))
-    assert run_scheduled()["files_read"] == 1
-    assert len(lake_rows(out / TABLE)) == N + 1  # open: the repeat shows twice until compaction (README)
+    place(raw, key(2, "b"), body("2b"))
+    assert run_scheduled()["files_read"] == 2
+    assert len(lake_rows(out / TABLE)) == 3 * N + 1  # open: the repeat shows twice until compaction (README)
 
-    first = compact("--date", "2024-12-01")
-    assert (first["partitions_compacted"], first["files_before"], first["files_after"]) == (1, 2, 1)
-    assert first["rows"] == N and first["duplicates"] == 1
+    first = compact("--date", "2024-12-01,2024-12-02")
+    assert (first["partitions_compacted"], first["files_before"], first["files_after"]) == (2, 4, 2)
+    assert first["rows"] == 3 * N and first["duplicates"] == 1
     rows = lake_rows(out / TABLE)
-    assert sorted(ids(rows)) == sorted(f"{r['eventID']}-a" for r in RECORDS)
+    assert sorted(ids(rows)) == sorted(f"{r['eventID']}-{t}" for t in ("a", "2a", "2b") for r in RECORDS)
+    # every column kept its value, in the partition that dropped a repeat and in the other
+    raw_by_id = {f"{r['eventID']}-{t}": r for t in ("a", "2a", "2b") for r in RECORDS}
+    assert all(r["eventname"] == raw_by_id[r["eventid"]]["eventName"] for r in rows)
+    assert all(r["requestid"] == raw_by_id[r["eventid"]].get("requestID") for r in rows)
     compact_runs = [r for r in _orc_rows(out / "runs") if r["job"] == "cloudtrail_compact"]
     assert [r["duplicates"] for r in compact_runs] == [1]
 
@@ -326,4 +333,4 @@ def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark,
     third = compact("--closed", "--retain-minutes", "0")
     assert third["partitions_compacted"] == 1 and third["rows"] == 2 * N
     assert len(list(part.rglob("*.orc"))) == 1
-    assert len(set(ids(lake_rows(out / TABLE)))) == 2 * N
+    assert len(set(ids(lake_rows(out / TABLE)))) == 2 * N + 2 * N  # day 1 (a, late) and day 2 (2a, 2b)

@@ -176,14 +176,31 @@ def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_tabl
     """Read the partitions' current files (one scan, partition values from their
     folders), drop repeats, write one sorted file each, as runs write them; returns rows
     per staged (partition values, file name) and rows read per partition values."""
+    from pyspark.sql import functions as F
+
     names = source.schema.partition_names
     uris = [storage.spark_uri(storage.join(out_table, path, f.name)) for path, m in todo.items() for f in m.files]
     frame = (spark.read.schema(source.schema.spark_ddl()).option("basePath", storage.spark_uri(out_table))
              .orc(uris)  # a list: orc()'s second argument is mergeSchema
              .select(*source.schema.names, *names))
+    key = [*names, *source.dedup_key]
+    # Rows and repeats per partition from the key columns alone (ORC reads only those).
+    counts = (frame.select(*key).groupBy(*key).count().groupBy(*names)
+              .agg(F.sum("count").alias("rows"), F.sum(F.col("count") - 1).alias("repeats")).collect())
     before = {_values(path): 0 for path in todo}
-    before.update({tuple(r[n] for n in names): r["count"] for r in frame.groupBy(*names).count().collect()})
-    write_readready(frame.repartition(*names).dropDuplicates([*names, *source.dedup_key]), source, staged_table)
+    before.update({tuple(r[n] for n in names): r["rows"] for r in counts})
+    repeated = [tuple(r[n] for n in names) for r in counts if r["repeats"]]
+    rows = frame
+    if repeated:
+        # The dedup (an aggregate over every column) costs more than the rest of the
+        # rewrite: only the partitions holding a repeat take it.
+        marks = spark.createDataFrame(repeated, ", ".join(f"`{n}` string" for n in names)).withColumn(
+            "_repeated", F.lit(True))
+        marked = frame.join(F.broadcast(marks), names, "left")
+        columns = [*source.schema.names, *names]  # the table's order: readers read ORC by position
+        rows = (marked.where(F.col("_repeated")).select(*columns).dropDuplicates(key)
+                .unionByName(marked.where(F.col("_repeated").isNull()).select(*columns)))
+    write_readready(rows.repartition(*names), source, staged_table)
     staged = spark.read.option("basePath", storage.spark_uri(staged_table)).orc(storage.spark_uri(staged_table))
     return rows_per_file(staged, names), before
 
