@@ -667,6 +667,9 @@ def write_readready(rows, source: Source, target: str) -> None:
     (
         rows.sortWithinPartitions(*names, *source.sort_columns)
         .write.mode("overwrite")
+        # target is a fresh staging folder: no partition of it to keep, so no dynamic
+        # overwrite (the session's default), whose commit moves each partition folder again
+        .option("partitionOverwriteMode", "static")
         .option("compression", "zlib")
         .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
         .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
