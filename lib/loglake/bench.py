@@ -1508,8 +1508,7 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     raw, lake, naive_dir = work / "raw", work / "lake", work / "naive"
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
-    machine["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = _machine_now()
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -1584,10 +1583,7 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
         res["details"]["previous_run"] = _summary(json.loads(per_scale.read_text()))
     write_reports(res, out)
     _say(f"done in {timings['total']} s: {out / 'results.json'}, {out / 'RESULTS.md'}")
-    if not sched["event_ids"]["same"]:
-        ev = sched["event_ids"]
-        raise RuntimeError(f"the hourly lake and the batch lake hold different events: hourly {ev['hourly']}, "
-                           f"batch {ev['batch']} (reports written)")
+    _check_same_events(sched)
     return res
 
 
@@ -1611,18 +1607,29 @@ def run_schedule_only(scale: str, work: Path, out: Path, *, seed: int = 1, reuse
     sched = run_schedule(spark, scale, work.resolve() / "schedule", seed, reuse)
     res.update(_schedule_keys(sched))
     res["targets"] = _targets(res)
-    machine = machine_info()
-    machine["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sched["measured_alone"] = {"machine": machine, "seconds": round(time.perf_counter() - t0, 1)}
+    sched["measured_alone"] = {"machine": _machine_now(), "seconds": round(time.perf_counter() - t0, 1)}
     res["details"]["schedule"] = sched
     res["details"]["previous_run"] = previous
     write_reports(res, out.resolve())
     _say(f"schedule part done: {out / f'results-{scale}.json'}")
+    _check_same_events(sched)
+    return res
+
+
+def _check_same_events(sched: dict) -> None:
+    """Fail the benchmark (after its reports are written) when the hourly lake and the
+    batch lake of the schedule part hold different events."""
     if not sched["event_ids"]["same"]:
         ev = sched["event_ids"]
         raise RuntimeError(f"the hourly lake and the batch lake hold different events: hourly {ev['hourly']}, "
                            f"batch {ev['batch']} (reports written)")
-    return res
+
+
+def _machine_now() -> dict[str, Any]:
+    """machine_info() with the date of the measurement."""
+    machine = machine_info()
+    machine["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return machine
 
 
 def _summary(res: dict) -> dict[str, Any]:
