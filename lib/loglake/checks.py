@@ -7,9 +7,9 @@ failure reports and Data Docs); :func:`evaluate` computes every check of a suite
 Spark DataFrame in one aggregate job, with GX's semantics, and returns the result in
 the JSON shape of a GX suite validation result.
 
-Why both: GX runs some 17 Spark jobs for one suite, and importing it costs about 8 s
-of CPU in every process. An hourly job pays that 24 times a day, for a verdict that is
-almost always "pass". So :func:`loglake.quality.validate` decides with
+Why both: GX runs 17 to 41 Spark jobs for one suite (pass/fail only, or with counts and
+examples), and importing it costs about 8 s of CPU in every process. An hourly job pays
+that 24 times a day, for a verdict that is almost always "pass". So :func:`loglake.quality.validate` decides with
 :func:`evaluate`, and hands any failure to GX, whose report (counts and examples) is
 what users read. A test holds both to the same verdicts on every check's violation.
 
