@@ -148,6 +148,7 @@ CALL_SITES = {
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
     "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart: inbox, key errors; job: summaries, state
+    "lib/loglake/storage.py:put_file": {JOB},  # readready ORC files, from the job's tasks (orcwrite)
     "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: replaced generation folders, staging
     "lib/loglake/storage.py:copy_object": {JOB},  # staged files into generation folders, quarantine files
     "lib/loglake/storage.py:read_versioned": {JOB},  # watermark, lock, intent, index, manifests
@@ -168,7 +169,7 @@ PLATFORM = {
     LAMBDA: {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",  # event source mapping
              "logs:CreateLogStream", "logs:PutLogEvents"},
     JOB: {"s3:GetObject",  # the script and the wheel
-          "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",  # Spark writing readready ORC
+          "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",  # Spark writing quarantine ORC
           "logs:CreateLogStream", "logs:PutLogEvents"},
 }
 # Operations whose IAM actions are not the one named like the operation.

@@ -241,6 +241,6 @@ def evaluate(df, checks: Sequence[Check], suite_name: str) -> dict:
             "unsuccessful_expectations": len(results) - passed,
             "success_percent": 100.0 * passed / len(results) if results else None,
         },
-        "meta": {},
+        "meta": {"rows": rows},  # rows evaluated: what the run reconciles its files with
         "id": None,
     }

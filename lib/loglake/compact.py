@@ -27,7 +27,7 @@ from typing import Any
 
 from loglake import faults, manifest, publish, state, storage
 from loglake.config import Config
-from loglake.convert import Selection, new_run_id, rows_per_file, write_readready
+from loglake.convert import Selection, new_run_id, write_readready
 from loglake.sources import Source
 
 log = logging.getLogger("loglake.compact")
@@ -200,9 +200,7 @@ def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_tabl
         columns = [*source.schema.names, *names]  # the table's order: readers read ORC by position
         rows = (marked.where(F.col("_repeated")).select(*columns).dropDuplicates(key)
                 .unionByName(marked.where(F.col("_repeated").isNull()).select(*columns)))
-    write_readready(rows.repartition(*names), source, staged_table)
-    staged = spark.read.option("basePath", storage.spark_uri(staged_table)).orc(storage.spark_uri(staged_table))
-    return rows_per_file(staged, names), before
+    return write_readready(rows.repartition(*names), source, staged_table), before
 
 
 def _expire(part: str, now: float | None = None) -> int:

@@ -40,7 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loglake import catalog, faults, keys, publish, rejected_keys, storage
+from loglake import catalog, faults, keys, orcwrite, publish, rejected_keys, storage
 from loglake.config import Config
 from loglake.schema import QUARANTINE, RUNS
 from loglake.sources import FileResult, Source
@@ -494,11 +494,12 @@ class _Progress:
 @dataclass
 class _Staged:
     file_stats: list[dict[str, Any]]
-    written: dict[tuple[str, ...], int]  # rows per partition, counted from the staged files
+    written: dict[tuple[str, ...], int]  # rows per partition, as the writing tasks counted them
     duplicates: int
     quarantine_rows: int
     quality: Any = None  # loglake.quality.QualityResult, when the gate ran
     per_file: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)  # (values, file name) -> rows
+    staged_rows: int | None = None  # rows read back from the staged files (None: none written)
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -627,7 +628,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
-            write_readready(rows, source, storage.join(staging, table))
+            per_file = write_readready(rows, source, storage.join(staging, table))
             stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
             file_stats = []
             for row in stats:
@@ -642,11 +643,12 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     finally:
         converted.unpersist()
     staged_df = _read_staged(spark, source, staging, table)
-    per_file = rows_per_file(staged_df, names)
     written: dict[tuple[str, ...], int] = {}
     for (values, _), n in per_file.items():
         written[values] = written.get(values, 0) + n
     result = _Staged(file_stats, written, int(duplicates), n_quarantined, per_file=per_file)
+    # The staged files are counted, not trusted: the rows read back must be the rows the
+    # writing tasks reported. The gate's aggregate reads them anyway; without a gate, a count.
     if config.quality.expectations:
         from loglake import quality
 
@@ -656,39 +658,28 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             session_log_groups=config.sources.cloudwatch.session_log_groups,
             cache=False,  # ORC files: each check reads its few columns again, cheaply
         )
+        result.staged_rows = result.quality.rows
+    else:
+        result.staged_rows = staged_df.count()
     return result
 
 
-def write_readready(rows, source: Source, target: str) -> None:
+def write_readready(rows, source: Source, target: str) -> dict[tuple[tuple[str, ...], str], int]:
     """Write rows (partition columns included, one Spark partition per readready
-    partition) as readready ORC below ``target``: the source's sort, bloom filters, ZLIB,
-    at most MAX_RECORDS_PER_FILE rows a file. Runs and compaction write the same files."""
-    names = source.schema.partition_names
-    (
+    partition) as readready ORC below the fresh folder ``target``: the source's sort,
+    bloom filters, ZLIB, at most MAX_RECORDS_PER_FILE rows a file (:mod:`loglake.orcwrite`).
+    Runs and compaction write the same files. Returns the rows of each written file, by
+    (partition values, file name): what a manifest records for it. A name alone is not
+    unique: one task writes the same file name into every partition it writes."""
+    names = tuple(source.schema.partition_names)
+    layout = orcwrite.Layout(target, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
+                             MAX_RECORDS_PER_FILE)
+    written = (
         rows.sortWithinPartitions(*names, *source.sort_columns)
-        .write.mode("overwrite")
-        # target is a fresh staging folder: no partition of it to keep, so no dynamic
-        # overwrite (the session's default), whose commit moves each partition folder again
-        .option("partitionOverwriteMode", "static")
-        .option("compression", "zlib")
-        .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
-        .option("orc.bloom.filter.columns", ",".join(source.bloom_columns))
-        # ZLIB at its default level on every stream, not the fast level ORC uses
-        # for data streams by default: ~2% smaller, written once, read many times.
-        .option("orc.compression.strategy", "COMPRESSION")
-        .partitionBy(*names)
-        .orc(storage.spark_uri(target))
+        .mapInArrow(orcwrite.task_writer(layout), orcwrite.output_ddl(names))
+        .collect()
     )
-
-
-def rows_per_file(df, names: list[str]) -> dict[tuple[tuple[str, ...], str], int]:
-    """Rows of staged ORC per (partition values, file name), counted from the files: what
-    a manifest records for each file. A name alone is not unique: one task writes the same
-    file name into every partition it writes."""
-    from pyspark.sql import functions as F
-
-    counts = df.groupBy(F.input_file_name().alias("_file"), *names).count().collect()
-    return {(tuple(r[n] for n in names), r["_file"].rsplit("/", 1)[-1]): r["count"] for r in counts}
+    return {(tuple(r[n] for n in names), r["file"]): r["rows"] for r in written}
 
 
 def _slices(plan: Plan, parallelism: int) -> int:
@@ -880,6 +871,8 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
     q_total = sum(by_reason.values())
     if q_total != staged.quarantine_rows:  # every counted problem must have its quarantine row
         balanced = False
+    if staged.staged_rows is not None and staged.staged_rows != written:  # files hold what was written
+        balanced = False
     finished = time.time()
     quality = staged.quality
     return {
@@ -904,6 +897,8 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
         "balanced": balanced,
         "reconciliation": f"read {records_read} = written {written} + filtered {filtered} "
                           f"+ quarantined {q_records} + duplicates {staged.duplicates}"
+                          + ("" if staged.staged_rows in (None, written)
+                             else f"; the staged files hold {staged.staged_rows}")
                           + ("" if balanced else " (NOT balanced)"),
         "quality": {"success": quality.success if quality else None,
                     "evaluated": quality.evaluated if quality else 0,

@@ -93,6 +93,7 @@ class QualityResult:
     failed: list[str] = field(default_factory=list)  # one line per failed expectation, naming it
     evaluated: int = 0  # number of expectations run
     result: dict = field(default_factory=dict)  # the GX validation result, JSON-serialisable
+    rows: int | None = None  # rows of the validated frame, counted by the one-pass aggregate
 
 
 # --------------------------------------------------------------------------- GX, lazily
@@ -417,6 +418,7 @@ def validate(
     checks = CHECKS[source](expect_rows)
     work = with_derived_columns(df, source, session_log_groups)
     result = evaluate(work, checks, table)  # one aggregate job decides a pass
+    rows = result["meta"].pop("rows")
     engine = "loglake one-pass aggregate"
     # GX judges every failure and reports it, counts and examples, in some 40 jobs: unless
     # the caller persisted df, or says it is cheap to read again (``cache=False``: ORC
@@ -449,6 +451,7 @@ def validate(
         failed=failed,
         evaluated=int(result["statistics"]["evaluated_expectations"]),
         result=result,
+        rows=rows,
     )
 
 
@@ -537,7 +540,8 @@ def write_result(result: QualityResult, path: str) -> None:
 
 def read_result(path: str) -> QualityResult:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return QualityResult(**{k: data[k] for k in ("table", "success", "failed", "evaluated", "result")})
+    return QualityResult(**{k: data[k] for k in ("table", "success", "failed", "evaluated", "result")},
+                         rows=data.get("rows"))  # results written before it was recorded lack it
 
 
 def build_docs(results_dir: str, out_dir: str) -> str:

@@ -142,6 +142,21 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def put_file(path: str, uri: str) -> None:
+    """Store a local file at ``uri``, appearing complete: on S3 one upload (multipart when
+    large), locally a copy under a temporary name, then a rename."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3().upload_file(path, bucket, key)
+        return
+    import shutil
+
+    dest = local_path(uri)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copyfile(path, dest + ".tmp")
+    os.replace(dest + ".tmp", dest)
+
+
 DELETE_ATTEMPTS = 5
 DELETE_BACKOFF_S = 0.2  # doubled after each attempt
 

@@ -1,0 +1,202 @@
+"""Writing readready ORC files with pyarrow, inside Spark's tasks.
+
+Runs and compaction both write here. Spark's own ORC writer costs some 40-65 ms per
+file in local mode (the file, its checksum file, two renames by the output
+committer); an hourly run writes one file into every partition it touches (80 for the
+benchmark's day), so that fixed cost was most of a run. pyarrow's ORC writer (the C++
+one) writes the same file, streamed from the sorted rows, at about half the cost, and
+is faster on a whole day too (bench/README.md). The task reports each file with its
+row count, which the manifests need: no second job reads the files back to count them.
+
+The files are what Athena is promised (``loglake.contract``): the table's data columns
+in the declared order, ORC types Trino accepts (timestamps as ORC TIMESTAMP: naive UTC
+wall time, ``TableSchema.orc_arrow``), ZLIB at its default level on every stream, bloom
+filters on the source's needle columns, at most ``max_rows`` rows a file.
+
+A file is named by the task's Spark partition and a sequence number, so a retried task
+writes the names its failed attempt wrote; it appears complete (written under a
+temporary name, then renamed; on S3 uploaded whole), and the target must be a fresh
+folder (a run's or a compaction's staging folder).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from loglake import catalog, storage
+
+# What Spark's writer did through options: ZLIB at its default level on every stream
+# (not ORC's fast level for data streams: ~2% smaller, written once, read many times),
+# dictionaries where a column's distinct values are under 80% of its rows (ORC's
+# default threshold; pyarrow's own default, 0, writes no dictionaries at all).
+ORC_OPTIONS = {
+    "compression": "zlib",
+    "compression_strategy": "compression",
+    "dictionary_key_size_threshold": 0.8,
+    "file_version": "0.12",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where rows go and how they are written: everything a task needs, picklable."""
+
+    target: str  # the table's staging folder (local path, file:// or s3://)
+    partition_names: tuple[str, ...]
+    orc_schema: pa.Schema  # the file's columns, in the table's order
+    bloom_columns: tuple[str, ...]
+    max_rows: int
+
+    def folder(self, values: tuple[str, ...]) -> str:
+        return storage.join(self.target, catalog.hive_partition_path(self.partition_names, values).rstrip("/"))
+
+    def options(self) -> dict:
+        # pyarrow takes ORC column ids: 0 is the root struct, the table's columns 1..n
+        index = {name: i + 1 for i, name in enumerate(self.orc_schema.names)}
+        missing = [c for c in self.bloom_columns if c not in index]
+        if missing:
+            raise ValueError(f"bloom filter columns not in the table: {missing}")
+        return {**ORC_OPTIONS, "bloom_filter_columns": [index[c] for c in self.bloom_columns]}
+
+
+OUTPUT_FIELDS = ("file", "rows")
+
+
+def output_ddl(partition_names: tuple[str, ...]) -> str:
+    """The Spark schema of what a writing task returns: one row per file."""
+    return ", ".join([*(f"`{n}` string" for n in partition_names), "file string", "rows long"])
+
+
+def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """(partition values, offset, length) of the runs of equal partition values in a
+    batch sorted by them."""
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    if n == 0:
+        return
+    change = None
+    for name in names:
+        col = batch.column(name)
+        if col.null_count:
+            raise ValueError(f"a row has no value for partition column {name}")
+        diff = pc.not_equal(col.slice(1), col.slice(0, n - 1))
+        change = diff if change is None else pc.or_(change, diff)
+    starts = [0] + ([i + 1 for i in pc.indices_nonzero(change).to_pylist()] if change is not None else [])
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else n
+        yield tuple(batch.column(name)[start].as_py() for name in names), start, end - start
+
+
+class _File:
+    """One ORC file being written; complete under its name only once closed."""
+
+    def __init__(self, uri: str, schema: pa.Schema, options: dict):
+        import pyarrow.orc as orc
+
+        self.uri = uri
+        self.rows = 0
+        if storage.is_s3(uri):
+            fd, self._local = tempfile.mkstemp(suffix=".orc")
+            os.close(fd)
+        else:
+            path = storage.local_path(uri)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._local = path + ".tmp"
+        self._writer = orc.ORCWriter(self._local, **options)
+        self._open = True
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+        self._open = False
+        if storage.is_s3(self.uri):
+            try:
+                storage.put_file(self._local, self.uri)
+            finally:
+                os.remove(self._local)
+        else:
+            os.replace(self._local, storage.local_path(self.uri))
+
+    def abort(self) -> None:
+        """Leave no temporary file behind (a task failed mid-file)."""
+        try:
+            if self._open:
+                self._open = False
+                self._writer.close()
+        finally:
+            if os.path.exists(self._local):
+                os.remove(self._local)
+
+
+def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout, task: int) -> list[tuple[tuple[str, ...], str, int]]:
+    """Write batches sorted by the partition columns (then the table's sort) as ORC files
+    under ``layout.target``; returns (partition values, file name, rows) per file. A
+    partition's rows go to ``part-<task>-<n>.zlib.orc``, a new ``n`` every ``max_rows``."""
+    options = layout.options()
+    data_names = layout.orc_schema.names
+    done: list[tuple[tuple[str, ...], str, int]] = []
+    current: _File | None = None
+    values: tuple[str, ...] | None = None
+    seq = 0
+
+    def close() -> None:
+        nonlocal current
+        if current is not None:
+            file, current = current, None
+            try:
+                file.close()
+            except BaseException:
+                file.abort()
+                raise
+            done.append((values, file.uri.rsplit("/", 1)[-1], file.rows))
+
+    try:
+        for batch in batches:
+            for seg_values, offset, length in _segments(batch, layout.partition_names):
+                if seg_values != values:
+                    close()
+                    current, values, seq = None, seg_values, 0
+                rows = pa.Table.from_batches([batch.slice(offset, length)]).select(data_names).cast(layout.orc_schema)
+                while rows.num_rows:
+                    if current is not None and current.rows >= layout.max_rows:
+                        close()
+                        seq += 1
+                    if current is None:
+                        name = f"part-{task:05d}-{seq}.zlib.orc"
+                        current = _File(storage.join(layout.folder(values), name), layout.orc_schema, options)
+                    take = min(rows.num_rows, layout.max_rows - current.rows)
+                    current.write(rows.slice(0, take))
+                    rows = rows.slice(take)
+        close()
+    finally:
+        if current is not None:  # failed mid-file
+            current.abort()
+    return done
+
+
+def task_writer(layout: Layout) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function: sorted rows in, one row per written file out."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0)
+        if files:
+            names = [*layout.partition_names, *OUTPUT_FIELDS]
+            columns = [[v[i] for v, _, _ in files] for i in range(len(layout.partition_names))]
+            columns += [[f for _, f, _ in files], [n for _, _, n in files]]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(c, type=pa.int64() if name == "rows" else pa.string()) for c, name in zip(columns, names)],
+                names=names,
+            )
+
+    return run

@@ -1,0 +1,136 @@
+"""The readready ORC writer (loglake.orcwrite) on its own: real CloudTrail rows, read back
+with pyorc (the ORC C++ reader's sibling, not pyarrow's), checked against the Athena contract."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pyarrow as pa
+import pyorc
+import pytest
+from conftest import STRATUS_GZ
+
+from loglake import contract, orcwrite, storage
+from loglake.config import FiltersConfig
+from loglake.sources import get_source, process_cloudtrail
+
+SOURCE = get_source("cloudtrail")
+NAMES = tuple(SOURCE.schema.partition_names)
+PARTS = [("o-aa11", "111111111111", "us-east-1", "2024-09-02"),
+         ("o-aa11", "111111111111", "us-east-1", "2024-09-03"),
+         ("o-aa11", "222222222222", "eu-west-1", "2024-09-02")]
+
+
+def sample_rows() -> list[dict]:
+    """The stratus sample's flat rows, spread over PARTS (row i into PARTS[i % 3]), sorted
+    as a run sorts them before writing: partition values, then the source's sort."""
+    result = process_cloudtrail(STRATUS_GZ.read_bytes(), "stratus", FiltersConfig())
+    rows = [dict(zip(NAMES, PARTS[i % len(PARTS)]), **r) for i, r in enumerate(result.rows)]
+
+    def key(r):
+        return tuple(r[n] for n in NAMES) + tuple((r[c] is None, r[c] or "") if not isinstance(r[c], dt.datetime)
+                                                  else (False, r[c].isoformat()) for c in SOURCE.sort_columns)
+
+    return sorted(rows, key=key)
+
+
+def as_batches(rows: list[dict], size: int) -> list[pa.RecordBatch]:
+    """What Spark hands mapInArrow: the table's schema (timestamps UTC-aware), in batches."""
+    schema = SOURCE.schema.arrow()
+    table = pa.Table.from_pylist(rows, schema=schema)
+    return table.to_batches(max_chunksize=size)
+
+
+def read_back(path) -> tuple[list[tuple[str, str]], list[dict]]:
+    data = path.read_bytes()
+    reader = pyorc.Reader(io.BytesIO(data), struct_repr=pyorc.StructRepr.DICT)
+    return contract.footer_columns(data), list(reader)
+
+
+def declared() -> list[dict]:
+    return [{"Name": c["Name"], "Type": c["Type"]} for c in SOURCE.schema.glue_columns()]
+
+
+def test_each_partition_gets_its_rows_in_order_split_at_max_rows(tmp_path):
+    rows = sample_rows()
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), tuple(SOURCE.bloom_columns),
+                             max_rows=40)
+    # Batches of 33 rows: partition boundaries and file boundaries fall inside batches.
+    files = orcwrite.write_sorted(iter(as_batches(rows, 33)), layout, task=7)
+
+    expected = {p: [r for r in rows if tuple(r[n] for n in NAMES) == p] for p in PARTS}
+    assert all(len(v) > 80 for v in expected.values())  # each partition spans several files
+    assert {v for v, _, _ in files} == set(PARTS)
+    for part in PARTS:
+        mine = [(name, n) for v, name, n in files if v == part]
+        folder = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, part))
+        assert sorted(p.name for p in folder.iterdir()) == sorted(name for name, _ in mine)
+        assert [name for name, _ in mine] == [f"part-00007-{i}.zlib.orc" for i in range(len(mine))]
+        assert all(n == 40 for _, n in mine[:-1]) and 0 < mine[-1][1] <= 40
+        got = []
+        for name, n in mine:
+            fields, file_rows = read_back(folder / name)
+            assert contract.check_columns(fields, declared()) == []
+            assert len(file_rows) == n
+            got += file_rows
+        want = expected[part]
+        assert [r["eventid"] for r in got] == [r["eventid"] for r in want]
+        # Every column as written; timestamps as their UTC wall time (pyorc reads an ORC
+        # TIMESTAMP as that wall time in UTC, as Athena does with its UTC session zone)
+        for g, w in zip(got, want):
+            for c in SOURCE.schema.names:
+                assert g[c] == w[c], (c, g[c], w[c])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_zlib_and_the_task_output_rows(tmp_path):
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), tuple(SOURCE.bloom_columns),
+                             max_rows=1000)
+    rows = sample_rows()[::7][:60]  # every partition, sorted
+    [batch] = list(orcwrite.task_writer(layout)(iter(as_batches(rows, 1000))))
+    out = batch.to_pylist()
+    assert sorted(r["rows"] for r in out) == sorted(sum(tuple(r[n] for n in NAMES) == p for r in rows) for p in PARTS)
+    assert {r["file"] for r in out} == {"part-00000-0.zlib.orc"}
+    for r in out:
+        path = tmp_path / "t" / "/".join(f"{n}={r[n]}" for n in NAMES) / r["file"]
+        with open(path, "rb") as fh:
+            assert pyorc.Reader(fh).compression == pyorc.CompressionKind.ZLIB
+
+
+def test_no_rows_no_files(tmp_path):
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=10)
+    assert list(orcwrite.task_writer(layout)(iter(as_batches([], 10)))) == []
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_row_without_partition_value_fails_and_leaves_no_partial_file(tmp_path):
+    rows = sample_rows()[:20]
+    rows[15] = dict(rows[15], dt=None)
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=100)
+    with pytest.raises(ValueError, match="partition column dt"):
+        orcwrite.write_sorted(iter(as_batches(rows, 10)), layout, task=0)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_unknown_bloom_column_is_refused(tmp_path):
+    layout = orcwrite.Layout(str(tmp_path), NAMES, SOURCE.schema.orc_arrow(), ("nosuchcolumn",), max_rows=10)
+    with pytest.raises(ValueError, match="nosuchcolumn"):
+        orcwrite.write_sorted(iter(as_batches(sample_rows()[:3], 10)), layout, task=0)
+
+
+def test_writes_to_s3(aws):
+    aws.s3.create_bucket(Bucket="lake")
+    rows = sample_rows()[:30]
+    layout = orcwrite.Layout("s3://lake/_staging/r1/t", NAMES, SOURCE.schema.orc_arrow(),
+                             tuple(SOURCE.bloom_columns), max_rows=1000)
+    files = orcwrite.write_sorted(iter(as_batches(rows, 1000)), layout, task=3)
+    keys = sorted(o.key for o in storage.list_objects("s3://lake/_staging/"))
+    assert keys == sorted(f"_staging/r1/t/{'/'.join(f'{k}={v}' for k, v in zip(NAMES, values))}/{name}"
+                          for values, name, _ in files)
+    total = 0
+    for values, name, n in files:
+        data = storage.read_bytes(storage.join(layout.folder(values), name))
+        assert contract.check_file(data, declared()) == []
+        assert len(list(pyorc.Reader(io.BytesIO(data)))) == n
+        total += n
+    assert total == 30
