@@ -8,8 +8,8 @@ import io
 import pyarrow as pa
 import pyorc
 import pytest
-from conftest import STRATUS_GZ
 
+from conftest import STRATUS_GZ
 from loglake import contract, orcwrite, storage
 from loglake.config import FiltersConfig
 from loglake.sources import get_source, process_cloudtrail
@@ -25,7 +25,7 @@ def sample_rows() -> list[dict]:
     """The stratus sample's flat rows, spread over PARTS (row i into PARTS[i % 3]), sorted
     as a run sorts them before writing: partition values, then the source's sort."""
     result = process_cloudtrail(STRATUS_GZ.read_bytes(), "stratus", FiltersConfig())
-    rows = [dict(zip(NAMES, PARTS[i % len(PARTS)]), **r) for i, r in enumerate(result.rows)]
+    rows = [dict(zip(NAMES, PARTS[i % len(PARTS)], strict=True), **r) for i, r in enumerate(result.rows)]
 
     def key(r):
         return tuple(r[n] for n in NAMES) + tuple((r[c] is None, r[c] or "") if not isinstance(r[c], dt.datetime)
@@ -63,7 +63,7 @@ def test_each_partition_gets_its_rows_in_order_split_at_max_rows(tmp_path):
     assert {v for v, _, _ in files} == set(PARTS)
     for part in PARTS:
         mine = [(name, n) for v, name, n in files if v == part]
-        folder = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, part))
+        folder = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, part, strict=True))
         assert sorted(p.name for p in folder.iterdir()) == sorted(name for name, _ in mine)
         assert [name for name, _ in mine] == [f"part-00007-{i}.zlib.orc" for i in range(len(mine))]
         assert all(n == 40 for _, n in mine[:-1]) and 0 < mine[-1][1] <= 40
@@ -77,7 +77,7 @@ def test_each_partition_gets_its_rows_in_order_split_at_max_rows(tmp_path):
         assert [r["eventid"] for r in got] == [r["eventid"] for r in want]
         # Every column as written; timestamps as their UTC wall time (pyorc reads an ORC
         # TIMESTAMP as that wall time in UTC, as Athena does with its UTC session zone)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             for c in SOURCE.schema.names:
                 assert g[c] == w[c], (c, g[c], w[c])
     assert not list(tmp_path.rglob("*.tmp"))
@@ -125,8 +125,8 @@ def test_writes_to_s3(aws):
                              tuple(SOURCE.bloom_columns), max_rows=1000)
     files = orcwrite.write_sorted(iter(as_batches(rows, 1000)), layout, task=3)
     keys = sorted(o.key for o in storage.list_objects("s3://lake/_staging/"))
-    assert keys == sorted(f"_staging/r1/t/{'/'.join(f'{k}={v}' for k, v in zip(NAMES, values))}/{name}"
-                          for values, name, _ in files)
+    folders = {values: "/".join(f"{k}={v}" for k, v in zip(NAMES, values, strict=True)) for values, _, _ in files}
+    assert keys == sorted(f"_staging/r1/t/{folders[values]}/{name}" for values, name, _ in files)
     total = 0
     for values, name, n in files:
         data = storage.read_bytes(storage.join(layout.folder(values), name))

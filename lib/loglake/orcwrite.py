@@ -136,7 +136,8 @@ class _File:
                 os.remove(self._local)
 
 
-def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout, task: int) -> list[tuple[tuple[str, ...], str, int]]:
+def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
+                 task: int) -> list[tuple[tuple[str, ...], str, int]]:
     """Write batches sorted by the partition columns (then the table's sort) as ORC files
     under ``layout.target``; returns (partition values, file name, rows) per file. A
     partition's rows go to ``part-<task>-<n>.zlib.orc``, a new ``n`` every ``max_rows``."""
@@ -194,9 +195,8 @@ def task_writer(layout: Layout) -> Callable[[Iterator[pa.RecordBatch]], Iterator
             names = [*layout.partition_names, *OUTPUT_FIELDS]
             columns = [[v[i] for v, _, _ in files] for i in range(len(layout.partition_names))]
             columns += [[f for _, f, _ in files], [n for _, _, n in files]]
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(c, type=pa.int64() if name == "rows" else pa.string()) for c, name in zip(columns, names)],
-                names=names,
-            )
+            types = [pa.int64() if name == "rows" else pa.string() for name in names]
+            arrays = [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
 
     return run
