@@ -52,7 +52,7 @@ log = logging.getLogger("loglake.bench")
 
 SCALES: dict[str, dict[str, Any]] = {
     # for the smoke test: seconds, one run per query
-    "tiny": {"events": 2_000, "accounts": 2, "regions": 2, "days": 1, "runs": 1, "warmup": 0},
+    "tiny": {"events": 2_000, "accounts": 1, "regions": 1, "days": 1, "runs": 1, "warmup": 0},
     # CI-sized: a few minutes on 2 cores
     "small": {"events": 100_000, "accounts": 5, "regions": 3, "days": 2, "runs": 3, "warmup": 1},
     # by hand
@@ -278,11 +278,11 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
 # driver waits inside these calls while Spark runs the jobs they start.
 _PHASES = (
     ("convert.py", "_stage", "stage: convert, dedup, write, count, read back (all of _stage)"),
-    ("readwriter.py", "orc", "  ORC writes (readready staging, quarantine)"),
-    ("dataframe.py", "first", "  duplicates count"),
-    ("dataframe.py", "collect", "  collects (file stats, rows per partition, quality)"),
-    ("dataframe.py", "count", "  counts"),
-    ("quality.py", "validate", "  great-expectations gate"),
+    ("convert.py", "_count_duplicates", "  convert and count duplicates (the first action)"),
+    ("convert.py", "write_readready", "  readready ORC writes (shuffle, sort, pyarrow writer)"),
+    ("convert.py", "_file_stats", "  file counts (collect)"),
+    ("convert.py", "_write_quarantine", "  quarantine write"),
+    ("quality.py", "validate", "  quality gate (reads the staged files back)"),
     ("convert.py", "_publish", "publish: move partitions into place"),
     ("convert.py", "_record_run", "runs row"),
     ("storage.py", "delete_tree", "delete staging"),

@@ -620,21 +620,14 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             # Counting repeats reads the key columns only; the dedup itself (an aggregate
             # over every column) costs more than the rest of the write, so it runs only
             # when there is something to drop.
-            duplicates = (
-                events.groupBy(*key).count().where("count > 1").agg(F.sum(F.col("count") - 1)).first()[0] or 0
-            )
+            duplicates = _count_duplicates(events, key)
             rows = events.repartition(*names)
             if duplicates:
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
             per_file = write_readready(rows, source, storage.join(staging, table))
-            stats = converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect()
-            file_stats = []
-            for row in stats:
-                detail = json.loads(row["_detail"])
-                detail["values"] = tuple(row[n] for n in names)
-                file_stats.append(detail)
+            file_stats = _file_stats(converted, names)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
             problems = (converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
@@ -662,6 +655,26 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     else:
         result.staged_rows = staged_df.count()
     return result
+
+
+def _count_duplicates(events, key: list[str]) -> int:
+    """Rows beyond the first of each key (the first action on the converted rows: it
+    runs the conversion)."""
+    from pyspark.sql import functions as F
+
+    return events.groupBy(*key).count().where("count > 1").agg(F.sum(F.col("count") - 1)).first()[0] or 0
+
+
+def _file_stats(converted, names: list[str]) -> list[dict[str, Any]]:
+    """Each converted file's counts (its KIND_FILE row), with its partition values."""
+    from pyspark.sql import functions as F
+
+    out = []
+    for row in converted.filter(F.col("_kind") == KIND_FILE).select(*names, "_detail").collect():
+        detail = json.loads(row["_detail"])
+        detail["values"] = tuple(row[n] for n in names)
+        out.append(detail)
+    return out
 
 
 def write_readready(rows, source: Source, target: str) -> dict[tuple[tuple[str, ...], str], int]:
