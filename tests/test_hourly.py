@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import pyarrow as pa
 import pyarrow.orc as orc
+import pytest
 
 from conftest import REPO, STRATUS_GZ, lake_rows, place, records_of
 from loglake import catalog, cli, jobs, manifest, publish, state, storage
@@ -275,6 +276,32 @@ def test_a_run_killed_at_any_step_and_run_again_leaves_each_event_once(spark, aw
 
 
 # --------------------------------------------------------------------------- compaction
+
+
+def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypatch):
+    """A row lost between reading a partition and writing its compacted file is not
+    mistaken for a dropped repeat: the compaction knows how many rows its dedup keeps."""
+    from loglake import compact as compact_module
+
+    raw, out = tmp_path / "raw", tmp_path / "lake"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("quality: {expectations: false}\ncompaction: {max_partitions_per_run: 0}\n")
+    for tag in "ab":  # two runs: two files in the partition
+        place(raw, key(1, tag), body(tag))
+        assert cli.main(["-q", "run", "cloudtrail", "--scheduled", "--raw", str(raw), "--out", str(out),
+                         "--config", str(cfg)]) == 0
+    part = out / TABLE / PART / "dt=2024-12-01"
+    before = manifest.load(str(part))
+    assert len(before.files) == 2
+    lost = f"{RECORDS[0]['eventID']}-a"
+    real = compact_module.write_readready
+    monkeypatch.setattr(compact_module, "write_readready",
+                        lambda rows, *a: real(rows.where(f"eventid != '{lost}'"), *a))
+    with pytest.raises(RuntimeError, match=f"read {2 * N} rows with 0 repeats but staged {2 * N - 1}; nothing"):
+        cli.main(["-q", "compact", "cloudtrail", "--out", str(out), "--config", str(cfg), "--closed"])
+    assert manifest.load(str(part)) == before  # nothing switched
+    assert sorted(ids(lake_rows(out / TABLE))) == sorted(f"{r['eventID']}-{t}" for t in "ab" for r in RECORDS)
+
 
 
 def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark, tmp_path):
