@@ -106,7 +106,8 @@ class _File:
         else:
             path = storage.local_path(uri)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._local = path + ".tmp"
+            # hidden until renamed: Spark and Hive readers skip names starting with "."
+            self._local = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
         self._writer = orc.ORCWriter(self._local, **options)
         self._open = True
 
