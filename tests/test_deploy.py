@@ -148,7 +148,7 @@ CALL_SITES = {
     "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
     "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
     "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart: inbox, key errors; job: summaries, state
-    "lib/loglake/storage.py:put_file": {JOB},  # readready ORC files, from the job's tasks (orcwrite)
+    "lib/loglake/storage.py:move_file": {JOB},  # readready ORC files, from the job's tasks (orcwrite)
     "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: replaced generation folders, staging
     "lib/loglake/storage.py:copy_object": {JOB},  # staged files into generation folders, quarantine files
     "lib/loglake/storage.py:read_versioned": {JOB},  # watermark, lock, intent, index, manifests

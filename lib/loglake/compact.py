@@ -193,12 +193,11 @@ def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_tabl
     before = {_values(path): 0 for path in todo}
     before.update({tuple(r[n] for n in names): r["rows"] for r in counts})
     repeats = {tuple(r[n] for n in names): r["repeats"] for r in counts if r["repeats"]}
-    repeated = list(repeats)
     rows = frame
-    if repeated:
+    if repeats:
         # The dedup (an aggregate over every column) costs more than the rest of the
         # rewrite: only the partitions holding a repeat take it.
-        marks = spark.createDataFrame(repeated, ", ".join(f"`{n}` string" for n in names)).withColumn(
+        marks = spark.createDataFrame(list(repeats), ", ".join(f"`{n}` string" for n in names)).withColumn(
             "_repeated", F.lit(True))
         marked = frame.join(F.broadcast(marks), names, "left")
         columns = [*source.schema.names, *names]  # the table's order: readers read ORC by position

@@ -684,12 +684,14 @@ def write_readready(rows, source: Source, target: str) -> dict[tuple[tuple[str, 
     Runs and compaction write the same files. Returns the rows of each written file, by
     (partition values, file name): what a manifest records for it. A name alone is not
     unique: one task writes the same file name into every partition it writes."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     names = tuple(source.schema.partition_names)
     layout = orcwrite.Layout(target, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
                              MAX_RECORDS_PER_FILE)
     written = (
         rows.sortWithinPartitions(*names, *source.sort_columns)
-        .mapInArrow(orcwrite.task_writer(layout), orcwrite.output_ddl(names))
+        .mapInArrow(orcwrite.task_writer(layout), from_arrow_schema(orcwrite.output_schema(names)))
         .collect()
     )
     return {(tuple(r[n] for n in names), r["file"]): r["rows"] for r in written}

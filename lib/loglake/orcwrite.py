@@ -63,12 +63,10 @@ class Layout:
         return {**ORC_OPTIONS, "bloom_filter_columns": [index[c] for c in self.bloom_columns]}
 
 
-OUTPUT_FIELDS = ("file", "rows")
-
-
-def output_ddl(partition_names: tuple[str, ...]) -> str:
-    """The Spark schema of what a writing task returns: one row per file."""
-    return ", ".join([*(f"`{n}` string" for n in partition_names), "file string", "rows long"])
+def output_schema(partition_names: tuple[str, ...]) -> pa.Schema:
+    """What a writing task returns: one row per file, its partition values, name and rows."""
+    return pa.schema([*(pa.field(n, pa.string()) for n in partition_names),
+                      pa.field("file", pa.string()), pa.field("rows", pa.int64())])
 
 
 def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, int]]:
@@ -95,7 +93,7 @@ def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[t
 class _File:
     """One ORC file being written; complete under its name only once closed."""
 
-    def __init__(self, uri: str, schema: pa.Schema, options: dict):
+    def __init__(self, uri: str, options: dict):
         import pyarrow.orc as orc
 
         self.uri = uri
@@ -118,13 +116,7 @@ class _File:
     def close(self) -> None:
         self._writer.close()
         self._open = False
-        if storage.is_s3(self.uri):
-            try:
-                storage.put_file(self._local, self.uri)
-            finally:
-                os.remove(self._local)
-        else:
-            os.replace(self._local, storage.local_path(self.uri))
+        storage.move_file(self._local, self.uri)
 
     def abort(self) -> None:
         """Leave no temporary file behind (a task failed mid-file)."""
@@ -173,7 +165,7 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
                         seq += 1
                     if current is None:
                         name = f"part-{task:05d}-{seq}.zlib.orc"
-                        current = _File(storage.join(layout.folder(values), name), layout.orc_schema, options)
+                        current = _File(storage.join(layout.folder(values), name), options)
                     take = min(rows.num_rows, layout.max_rows - current.rows)
                     current.write(rows.slice(0, take))
                     rows = rows.slice(take)
@@ -193,11 +185,8 @@ def task_writer(layout: Layout) -> Callable[[Iterator[pa.RecordBatch]], Iterator
         ctx = TaskContext.get()
         files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0)
         if files:
-            names = [*layout.partition_names, *OUTPUT_FIELDS]
-            columns = [[v[i] for v, _, _ in files] for i in range(len(layout.partition_names))]
-            columns += [[f for _, f, _ in files], [n for _, _, n in files]]
-            types = [pa.int64() if name == "rows" else pa.string() for name in names]
-            arrays = [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, names=names)
+            rows = [{**dict(zip(layout.partition_names, values, strict=True)), "file": name, "rows": n}
+                    for values, name, n in files]
+            yield pa.RecordBatch.from_pylist(rows, schema=output_schema(layout.partition_names))
 
     return run

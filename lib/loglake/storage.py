@@ -142,19 +142,18 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def put_file(path: str, uri: str) -> None:
-    """Store a local file at ``uri``, appearing complete: on S3 one upload (multipart when
-    large), locally a copy under a temporary name, then a rename."""
+def move_file(path: str, uri: str) -> None:
+    """Move a finished local file to ``uri``, where it appears complete: on S3 one
+    upload (multipart when large), then the local file is removed; locally a rename
+    (``path`` must be on the same file system, e.g. in the destination's folder)."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
         _s3().upload_file(path, bucket, key)
+        os.remove(path)
         return
-    import shutil
-
     dest = local_path(uri)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    shutil.copyfile(path, dest + ".tmp")
-    os.replace(dest + ".tmp", dest)
+    os.replace(path, dest)
 
 
 DELETE_ATTEMPTS = 5
