@@ -278,18 +278,29 @@ def test_a_run_killed_at_any_step_and_run_again_leaves_each_event_once(spark, aw
 # --------------------------------------------------------------------------- compaction
 
 
+def _compaction_lake(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """raw folder, lake and config for scheduled runs that leave compaction to the command."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("quality: {expectations: false}\ncompaction: {max_partitions_per_run: 0}\n")
+    return tmp_path / "raw", tmp_path / "lake", cfg
+
+
+def _scheduled(raw: Path, out: Path, cfg: Path) -> dict:
+    path = cfg.parent / f"s{time.monotonic_ns()}.json"
+    assert cli.main(["-q", "run", "cloudtrail", "--scheduled", "--raw", str(raw), "--out", str(out),
+                     "--summary-json", str(path), "--config", str(cfg)]) == 0
+    return json.loads(path.read_text())
+
+
 def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypatch):
     """A row lost between reading a partition and writing its compacted file is not
     mistaken for a dropped repeat: the compaction knows how many rows its dedup keeps."""
     from loglake import compact as compact_module
 
-    raw, out = tmp_path / "raw", tmp_path / "lake"
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("quality: {expectations: false}\ncompaction: {max_partitions_per_run: 0}\n")
+    raw, out, cfg = _compaction_lake(tmp_path)
     for tag in "ab":  # two runs: two files in the partition
         place(raw, key(1, tag), body(tag))
-        assert cli.main(["-q", "run", "cloudtrail", "--scheduled", "--raw", str(raw), "--out", str(out),
-                         "--config", str(cfg)]) == 0
+        _scheduled(raw, out, cfg)
     part = out / TABLE / PART / "dt=2024-12-01"
     before = manifest.load(str(part))
     assert len(before.files) == 2
@@ -303,17 +314,11 @@ def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypat
     assert sorted(ids(lake_rows(out / TABLE))) == sorted(f"{r['eventID']}-{t}" for t in "ab" for r in RECORDS)
 
 
-
 def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark, tmp_path):
-    raw, out = tmp_path / "raw", tmp_path / "lake"
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("quality: {expectations: false}\ncompaction: {max_partitions_per_run: 0}\n")
+    raw, out, cfg = _compaction_lake(tmp_path)
 
     def run_scheduled():
-        path = tmp_path / f"s{time.monotonic_ns()}.json"
-        assert cli.main(["-q", "run", "cloudtrail", "--scheduled", "--raw", str(raw), "--out", str(out),
-                         "--summary-json", str(path), "--config", str(cfg)]) == 0
-        return json.loads(path.read_text())
+        return _scheduled(raw, out, cfg)
 
     def compact(*extra):
         path = tmp_path / f"c{time.monotonic_ns()}.json"
