@@ -20,7 +20,9 @@ folder (a run's or a compaction's staging folder).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +41,39 @@ ORC_OPTIONS = {
     "dictionary_key_size_threshold": 0.8,
     "file_version": "0.12",
 }
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_KEPT = False
+
+
+def keep_heap(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Let this process's C heap keep the memory it frees, up to a bound.
+
+    Each ORC file's writer allocates tens of MB of stream buffers (a 256 KB compression
+    buffer for each stream of 50 columns, and more) and frees them when the file closes.
+    glibc gives such memory back to the kernel (large blocks are mmapped, a large free
+    top of the heap is trimmed), and the next file faults it in again. In an hourly
+    run's write tasks (measured with getrusage, 2 cores) one of the two Python workers
+    took some 445,000 page faults for its 32-48 small files: 1.2-1.9 s of system time,
+    the task 2.4-3.4 s where the other took 0.6-1.4 s. With blocks up to 256 MB kept in
+    the heap and no trim below 1 GB free, both took 0.6-1.5 s with 200-15,000 faults
+    (thresholds of 64 MB/256 MB, and 256 MB/256 MB, still faulted). A worker's resident
+    memory stays at its peak instead of shrinking. Once per process; a no-op (False)
+    where the C library has no ``mallopt`` (not glibc)."""
+    global _HEAP_KEPT
+    if _HEAP_KEPT:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    _HEAP_KEPT = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return _HEAP_KEPT
 
 
 @dataclass(frozen=True)
@@ -182,6 +217,7 @@ def task_writer(layout: Layout) -> Callable[[Iterator[pa.RecordBatch]], Iterator
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
+        keep_heap()
         ctx = TaskContext.get()
         files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0)
         if files:
