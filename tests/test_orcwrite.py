@@ -3,6 +3,7 @@ with pyorc (the ORC C++ reader's sibling, not pyarrow's), checked against the At
 from __future__ import annotations
 
 import io
+import json
 
 import pyarrow as pa
 import pyorc
@@ -82,7 +83,8 @@ def test_zlib_and_the_task_output_rows(tmp_path):
                              max_rows=1000)
     rows = sample_rows()[::7][:60]  # every partition, sorted
     [batch] = list(orcwrite.task_writer(layout)(iter(as_batches(rows, 1000))))
-    out = batch.to_pylist()
+    *out, tally = batch.to_pylist()
+    assert json.loads(tally["tally"])["rows"] == len(rows) and tally["file"] is None
     assert sorted(r["rows"] for r in out) == sorted(sum(tuple(r[n] for n in NAMES) == p for r in rows) for p in PARTS)
     assert {r["file"] for r in out} == {"part-00000-0.zlib.orc"}
     for r in out:
@@ -93,7 +95,8 @@ def test_zlib_and_the_task_output_rows(tmp_path):
 
 def test_no_rows_no_files(tmp_path):
     layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=10)
-    assert list(orcwrite.task_writer(layout)(iter(as_batches([], 10)))) == []
+    [batch] = list(orcwrite.task_writer(layout)(iter(as_batches([], 10))))
+    assert [json.loads(r["tally"])["rows"] for r in batch.to_pylist()] == [0]  # the task's tally, no file
     assert not (tmp_path / "t").exists()
 
 
@@ -104,6 +107,27 @@ def test_a_row_without_partition_value_fails_and_leaves_no_partial_file(tmp_path
     with pytest.raises(ValueError, match="partition column dt"):
         orcwrite.write_sorted(iter(as_batches(rows, 10)), layout, task=0)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_file_is_counted_from_its_footer_not_from_what_was_sent(tmp_path, monkeypatch):
+    """The rows a task reports for a file are the rows its footer holds, and its tally
+    the rows it was given: a writer that loses a row shows as the two disagreeing (the
+    run then is unbalanced and publishes nothing: test_quarantine)."""
+    from loglake.checks import Tally
+
+    rows = sample_rows()[:50]
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=1000)
+    real = orcwrite._File.write
+
+    def loses_one(self, table):
+        real(self, table.slice(1))
+        self.rows += 1  # believes it wrote them all
+
+    monkeypatch.setattr(orcwrite._File, "write", loses_one)
+    tally = Tally()
+    files = orcwrite.write_sorted(iter(as_batches(rows, 1000)), layout, task=0, tally=tally)
+    assert tally.rows == 50
+    assert sum(n for _, _, n in files) == 50 - len(files)  # one row lost per file
 
 
 def test_unknown_bloom_column_is_refused(tmp_path):

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
+import pyarrow as pa
 import pytest
 
 from conftest import ELASTIC_GZ, STRATUS_GZ, records_of
-from loglake import checks, quality, schema, transforms
+from loglake import checks, orcwrite, quality, schema, transforms
 
 UTC = dt.UTC
 CT_TABLE = "from_cloudtrail_readready"
@@ -327,6 +328,96 @@ def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
     assert result.failed[0].startswith(expected), result.failed[0]
     # GX judged it (a pass never reaches GX), and the one-pass evaluation failed the same check
     assert result.result["meta"]["loglake"]["one_pass_failed"] == [result.failed[0].split(": ")[0]]
+
+
+# --------------------------------------------------------------------------- in the writing tasks
+
+
+def arrow_rows(source: str, rows: list[dict]) -> pa.Table:
+    """Rows as a writing task gets them: the file's columns (timestamps naive UTC), then
+    the partition columns."""
+    table = quality.SOURCES[source]
+    arrow = pa.schema([*table.orc_arrow(), *(pa.field(n, pa.string()) for n in table.partition_names)])
+    naive = [{k: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for k, v in r.items()}
+             for r in rows]
+    return pa.Table.from_pylist(naive, schema=arrow)
+
+
+def tally_through_writer(tmp_path, source: str, rows: list[dict], session_log_groups=None) -> quality.QualityResult:
+    """The gate as a run takes it: the rows written by orcwrite's writer, which tallies
+    them (StagedGate), then judged on the tallies alone."""
+    table = quality.SOURCES[source]
+    names = tuple(table.partition_names)
+    rows = sorted(rows, key=lambda r: tuple(r[n] for n in names))
+    layout = orcwrite.Layout(str(tmp_path / source), names, table.orc_arrow(), (), max_rows=1000)
+    groups = tuple(session_log_groups) if session_log_groups is not None else None
+    tally = quality.StagedGate(source, groups)()
+    orcwrite.write_sorted(iter(arrow_rows(source, rows).to_batches()), layout, 0, tally)
+    counts = json.loads(json.dumps(tally.counts()))  # as it travels from the task
+    return quality.judge_counts([counts], source, True, [*table.orc_arrow().names, *names])
+
+
+@pytest.mark.parametrize("source", ["cloudtrail", "cloudwatch"])
+def test_the_writing_tasks_tally_passes_clean_data(tmp_path, source):
+    rows = clean_ct_rows() if source == "cloudtrail" else clean_cw_rows()
+    result = tally_through_writer(tmp_path, source, rows)
+    assert result.success, result.failed
+    assert result.rows == len(rows)
+    assert result.result["meta"]["loglake"]["engine"] == "loglake tallies in the writing tasks"
+
+
+@pytest.mark.parametrize("case", [("cloudtrail", c) for c in CT_VIOLATIONS]
+                         + [("cloudwatch", c) for c in CW_VIOLATIONS], ids=lambda c: f"{c[0]}: {c[1]}")
+def test_the_writing_tasks_tally_fails_each_violation_alone(tmp_path, case):
+    """What GX failed for each violation above (the expected lines were read off GX's
+    reports), the tally of the written rows fails too, and nothing else."""
+    source, name = case
+    rows, expected = (CT_VIOLATIONS if source == "cloudtrail" else CW_VIOLATIONS)[name]
+    result = tally_through_writer(tmp_path, source, rows)
+    assert not result.success
+    assert len(result.failed) == 1, result.failed
+    assert result.failed[0].split(": ")[0].startswith(expected.split(": ")[0]), result.failed[0]
+
+
+def test_the_tally_reads_regexes_as_java_does(tmp_path):
+    # Java's \S does not match a vertical tab (RE2's does): an eventname of one is blank
+    assert not tally_through_writer(tmp_path, "cloudtrail", with_ct(ct_row(9, eventname="\x0b"))).success
+    assert checks.re2_of_java(r"^\s*\{") == r"^[ \t\n\x0B\f\r]*\{"
+    with pytest.raises(ValueError, match="inside"):
+        checks.re2_of_java(r"[\s,]")
+    # a session record's message may start with Java whitespace, \x0b included
+    rows = clean_cw_rows() + [cw_row(9, message='\x0b{"sessionData":["ls"]}', sessionid=None, target_id=None)]
+    assert [f.split(":")[0] for f in tally_through_writer(tmp_path, "cloudwatch", rows).failed] == [
+        "expect_column_values_to_not_be_null(column=sessionid, row_condition=_session_record == True)"]
+
+
+def test_the_tally_takes_the_session_log_groups_given(tmp_path):
+    rows = clean_cw_rows() + [plain(9, loggroup="/custom/sessions", message='{"sessionData":[]}')]
+    assert tally_through_writer(tmp_path, "cloudwatch", rows).success
+    assert not tally_through_writer(tmp_path, "cloudwatch", rows, [SSM_GROUP, "/custom/sessions"]).success
+
+
+def test_tallies_of_two_tasks_add_up(tmp_path):
+    """Each partition is written by one task, so the distinct keys of two tasks add up;
+    columns seen by one task and none by the other (no rows) are the staged columns."""
+    ct = quality.SOURCES["cloudtrail"]
+    gate = quality.StagedGate("cloudtrail")
+    one, two, empty = gate(), gate(), gate()
+    one.add(arrow_rows("cloudtrail", clean_ct_rows()[:4]))
+    two.add(arrow_rows("cloudtrail", clean_ct_rows()[4:]))
+    columns = [*ct.orc_arrow().names, *ct.partition_names]
+    result = quality.judge_counts([one.counts(), empty.counts(), two.counts()], "cloudtrail", True, columns)
+    assert result.success and result.rows == len(clean_ct_rows())
+    # a repeat within one task's rows fails: that is where all of a partition's rows are
+    again = gate()
+    again.add(arrow_rows("cloudtrail", clean_ct_rows()[:4] + clean_ct_rows()[:1]))
+    merged = quality.judge_counts([again.counts(), two.counts()], "cloudtrail", True, columns)
+    assert [f.split("(")[0] for f in merged.failed] == ["expect_compound_columns_to_be_unique"]
+    # tasks that saw different columns are not added up
+    narrow = checks.Tally(quality.CHECKS["cloudtrail"](True))
+    narrow.add(arrow_rows("cloudtrail", clean_ct_rows()[:1]).drop_columns(["sessionid"]))
+    with pytest.raises(ValueError, match="different columns"):
+        quality.judge_counts([one.counts(), narrow.counts()], "cloudtrail", True, columns)
 
 
 # --------------------------------------------------------------------------- one pass vs GX

@@ -197,10 +197,10 @@ def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch
     before = sorted(p.name for p in (out / "from_cloudtrail_readready").rglob("*.orc"))
 
     # A bug that silently loses a record between conversion and the written files must be
-    # caught by the reconciliation (the staged files are counted, not trusted).
-    original = convert._read_staged
-    lost = records_of(STRATUS_GZ)[0]["eventID"]
-    monkeypatch.setattr(convert, "_read_staged", lambda *a: original(*a).where(f"eventid != '{lost}'"))
+    # caught by the reconciliation (the rows in the files' footers are counted).
+    original = convert.write_readready
+    lost = records_of(STRATUS_GZ)[0]["eventID"] + "-b"
+    monkeypatch.setattr(convert, "write_readready", lambda rows, *a: original(rows.where(f"eventid != '{lost}'"), *a))
     place(raw, DAY + "b.json.gz", gz_records([dict(r, eventID=r["eventID"] + "-b") for r in records_of(STRATUS_GZ)]))
     code, summary = run(tmp_path, "cloudtrail", raw, out)
     assert code == 1 and summary["balanced"] is False and summary["status"] == "rejected_unbalanced"

@@ -277,12 +277,12 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
 # Where a convert() run spends its wall time, from the driver's point of view: the
 # driver waits inside these calls while Spark runs the jobs they start.
 _PHASES = (
-    ("convert.py", "_stage", "stage: convert, dedup, write, count, read back (all of _stage)"),
+    ("convert.py", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
     ("convert.py", "_count_duplicates", "  convert and count duplicates (the first action)"),
-    ("convert.py", "write_readready", "  readready ORC writes (shuffle, sort, pyarrow writer)"),
+    ("convert.py", "write_readready", "  readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
     ("convert.py", "_file_stats", "  file counts (collect)"),
     ("convert.py", "_write_quarantine", "  quarantine write"),
-    ("quality.py", "validate", "  quality gate (reads the staged files back)"),
+    ("quality.py", "judge_counts", "  quality gate (judges the writing tasks' tallies)"),
     ("convert.py", "_publish", "publish: move partitions into place"),
     ("convert.py", "_record_run", "runs row"),
     ("storage.py", "delete_tree", "delete staging"),

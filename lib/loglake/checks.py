@@ -19,7 +19,7 @@ other raises ``ValueError`` when evaluated, rather than being judged wrongly.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,15 +199,25 @@ def evaluate(df, checks: Sequence[Check], suite_name: str) -> dict:
     for check in checks:
         _check_supported(check)
     columns = list(df.columns)
-    present = set(columns)
-    runnable = [(i, c) for i, c in enumerate(checks)
-                if c.kind != "ExpectTableColumnsToMatchSet" and c.columns() <= present]
     aggs = [F.count(F.lit(1)).alias("rows")]
-    for i, check in runnable:
+    for i, check in _runnable(checks, columns):
         aggs += _aggregates(i, check)
-    values = df.agg(*aggs).first().asDict()
+    return judge(checks, df.agg(*aggs).first().asDict(), columns, suite_name)
+
+
+def _runnable(checks: Sequence[Check], columns: Sequence[str]) -> list[tuple[int, Check]]:
+    present = set(columns)
+    return [(i, c) for i, c in enumerate(checks)
+            if c.kind != "ExpectTableColumnsToMatchSet" and c.columns() <= present]
+
+
+def judge(checks: Sequence[Check], values: Mapping[str, Any], columns: Sequence[str], suite_name: str) -> dict:
+    """The validation result (GX's JSON shape) from the counts of :func:`evaluate`'s
+    aggregate or of :class:`Tally`: ``rows`` and ``c<i>_n``/``c<i>_bad``/``c<i>_distinct``."""
+    columns = list(columns)
+    present = set(columns)
     rows = int(values["rows"])
-    runnable_ids = {i for i, _ in runnable}
+    runnable_ids = {i for i, _ in _runnable(checks, columns)}
     results = []
     for i, check in enumerate(checks):
         if check.kind == "ExpectTableColumnsToMatchSet" or i in runnable_ids:
@@ -244,3 +254,149 @@ def evaluate(df, checks: Sequence[Check], suite_name: str) -> dict:
         "meta": {"rows": rows},  # rows evaluated: what the run reconciles its files with
         "id": None,
     }
+
+
+# --------------------------------------------------------------------------- in the writing tasks
+
+# Java's \s (what Spark's rlike means) is [ \t\n\x0B\f\r]; RE2's (pyarrow's) lacks \x0B.
+_JAVA_SPACE = r"[ \t\n\x0B\f\r]"
+_JAVA_NON_SPACE = r"[^ \t\n\x0B\f\r]"
+
+
+def re2_of_java(pattern: str) -> str:
+    r"""A Java regex as RE2 (pyarrow) with the same matches, for the constructs loglake's
+    suites use: RE2 already reads ``\z``, ``^``, classes and counted repeats as Java
+    does; ``\s``/``\S`` are spelled out. ``\s`` inside a bracket class is refused."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt in "sS":
+                if in_class:
+                    raise ValueError(f"regex {pattern!r}: \\{nxt} inside [...] has no RE2 translation here")
+                out.append(_JAVA_SPACE if nxt == "s" else _JAVA_NON_SPACE)
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+class Tally:
+    """A suite's counts over Arrow tables fed one after another: what a writing task
+    takes of the rows it writes, so that the gate needs no job of its own reading the
+    staged files back. :func:`merge` adds the tallies of all tasks up; :func:`judge`
+    decides, as for :func:`evaluate`'s aggregate, with the same semantics (a test holds
+    the two engines to the same verdicts).
+
+    Distinct counts add up across tallies only when no key can be in two of them: the
+    uniqueness checks' keys hold the partition columns, and each partition's rows are
+    written by one task. ``derive`` adds the columns the suite checks but the table does
+    not have (``quality.derive_arrow``)."""
+
+    def __init__(self, checks: Sequence[Check] = (), derive: Callable[[Any], Any] | None = None):
+        for check in checks:
+            _check_supported(check)
+        self.checks = list(checks)
+        self.derive = derive
+        self.rows = 0
+        self.columns: list[str] | None = None
+        self.values: dict[str, int] = {}
+        self._keys: dict[int, list] = {}
+
+    def add(self, table) -> None:
+        """Count a table's rows (the table's columns, as written, plus partition columns)."""
+        import pyarrow.compute as pc
+
+        if not self.checks:
+            self.rows += table.num_rows
+            return
+        if self.derive is not None:
+            table = self.derive(table)
+        if self.columns is None:
+            self.columns = list(table.column_names)
+        self.rows += table.num_rows
+        for i, check in _runnable(self.checks, table.column_names):
+            domain = _arrow_domain(table, check.where)
+            a = check.args
+            if check.kind == "ExpectCompoundColumnsToBeUnique":
+                cols = list(a["column_list"])
+                present = None
+                for c in cols:
+                    valid = pc.is_valid(table[c])
+                    present = valid if present is None else pc.or_(present, valid)
+                domain = pc.and_(domain, present)
+                self._add(f"c{i}_n", domain)
+                self._keys.setdefault(i, []).append(table.select(cols).filter(domain))
+                continue
+            if check.kind == "ExpectColumnValuesToNotBeNull":
+                unexpected = pc.and_(domain, pc.is_null(table[a["column"]]))
+            elif check.kind == "ExpectColumnValuesToMatchRegex":
+                col = table[a["column"]]
+                matched = pc.fill_null(pc.match_substring_regex(col, re2_of_java(a["regex"])), True)
+                unexpected = pc.and_(domain, pc.invert(matched))
+            elif check.kind == "ExpectColumnPairValuesAToBeGreaterThanB":
+                col_a, col_b = table[a["column_A"]], table[a["column_B"]]
+                domain = pc.and_(domain, pc.and_(pc.is_valid(col_a), pc.is_valid(col_b)))
+                ok = pc.greater_equal(col_a, col_b) if a.get("or_equal") else pc.greater(col_a, col_b)
+                unexpected = pc.and_(domain, pc.invert(pc.fill_null(ok, True)))
+            else:
+                continue
+            self._add(f"c{i}_n", domain)
+            self._add(f"c{i}_bad", unexpected)
+
+    def _add(self, name: str, mask) -> None:
+        import pyarrow.compute as pc
+
+        self.values[name] = self.values.get(name, 0) + int(pc.sum(pc.cast(mask, "int64")).as_py() or 0)
+
+    def counts(self) -> dict[str, Any]:
+        """The tally as JSON-able counts (distinct keys counted now)."""
+        import pyarrow as pa
+
+        out: dict[str, Any] = {**self.values, "rows": self.rows, "columns": self.columns}
+        for i, parts in self._keys.items():
+            keys = pa.concat_tables(parts)
+            out[f"c{i}_distinct"] = keys.group_by(keys.column_names).aggregate([]).num_rows if keys.num_rows else 0
+        return out
+
+
+def _arrow_domain(table, where: Sequence[Term]):
+    """The rows a check's row condition selects (a null comparison selects none, as in a
+    Spark filter)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    domain = pa.array([True] * table.num_rows, pa.bool_())
+    for t in where:
+        col = table[t.column]
+        if isinstance(t, Equals):
+            term = pc.fill_null(pc.equal(col, pa.scalar(t.value, col.type)), False)
+        else:
+            term = pc.is_null(col) if t.is_null else pc.is_valid(col)
+        domain = pc.and_(domain, term)
+    return domain
+
+
+def merge(counts: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """Several tallies' counts as one (``columns``: what a tally that saw no rows would
+    have seen); returns the values for :func:`judge` and the columns."""
+    values: dict[str, int] = {"rows": 0}
+    seen: list[str] | None = None
+    for c in counts:
+        for key, value in c.items():
+            if key == "columns":
+                if value is not None and seen is None:
+                    seen = list(value)
+                elif value is not None and list(value) != seen:
+                    raise ValueError(f"writing tasks saw different columns: {seen} and {list(value)}")
+            else:
+                values[key] = values.get(key, 0) + int(value)
+    return values, seen if seen is not None else list(columns)

@@ -203,7 +203,7 @@ def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_tabl
         columns = [*source.schema.names, *names]  # the table's order: readers read ORC by position
         rows = (marked.where(F.col("_repeated")).select(*columns).dropDuplicates(key)
                 .unionByName(marked.where(F.col("_repeated").isNull()).select(*columns)))
-    return write_readready(rows.repartition(*names), source, staged_table), before, repeats
+    return write_readready(rows.repartition(*names), source, staged_table).per_file, before, repeats
 
 
 def _expire(part: str, now: float | None = None) -> int:

@@ -10,9 +10,11 @@ Four steps, each testable alone:
    filesystem (local Spark has no s3:// filesystem) and turns each into an Arrow
    batch: flat rows, quarantine rows, and one row of per-object counts.
 3. **stage and check** (driver): duplicates (same event id within a partition) are
-   dropped and counted, rows are written as ORC/ZLIB to a staging folder, read back,
-   counted and validated: the run must balance (records read = written + filtered +
-   quarantined records + duplicates) and pass the great-expectations gate.
+   dropped and counted, rows are written as ORC/ZLIB to a staging folder by tasks that
+   count what they were given (and the gate's checks) and report each file's rows from
+   its footer: the run must balance (records read = written + filtered + quarantined
+   records + duplicates, and the files hold what the tasks were given) and pass the
+   great-expectations gate.
 4. **publish**: only then is each selected partition swapped into place (the old one
    removed, the staged one moved in), so a rerun *replaces* partitions instead of
    appending duplicates, and a failed run leaves the previous good data untouched.
@@ -499,7 +501,7 @@ class _Staged:
     quarantine_rows: int
     quality: Any = None  # loglake.quality.QualityResult, when the gate ran
     per_file: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)  # (values, file name) -> rows
-    staged_rows: int | None = None  # rows read back from the staged files (None: none written)
+    staged_rows: int | None = None  # rows the writing tasks were given (None: none written)
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -594,6 +596,8 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from loglake import quality
+
     names = source.schema.partition_names
     quarantine_rows = _key_quarantine(spark, plan, run_id)
     if not plan.files:
@@ -630,7 +634,12 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
-            per_file = write_readready(rows, source, storage.join(staging, table))
+            # The gate is counted by the writing tasks, on the rows they write (with it
+            # off, they count the rows): the files' footers must hold those rows.
+            gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
+                    if config.quality.expectations else None)
+            written_out = write_readready(rows, source, storage.join(staging, table), gate)
+            per_file = written_out.per_file
             file_stats = _file_stats(converted, names)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
@@ -639,25 +648,21 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
     finally:
         converted.unpersist()
-    staged_df = _read_staged(spark, source, staging, table)
     written: dict[tuple[str, ...], int] = {}
     for (values, _), n in per_file.items():
         written[values] = written.get(values, 0) + n
     result = _Staged(file_stats, written, int(duplicates), n_quarantined, per_file=per_file)
-    # The staged files are counted, not trusted: the rows read back must be the rows the
-    # writing tasks reported. The gate's aggregate reads them anyway; without a gate, a count.
+    # The staged files are counted, not trusted: the rows in their footers (``written``)
+    # must be the rows the writing tasks were given, else the run is unbalanced.
+    result.staged_rows = written_out.rows_given
     if config.quality.expectations:
-        from loglake import quality
-
         kept = sum(s["kept"] for s in file_stats)
-        result.quality = quality.validate(
-            staged_df, source.name, expect_rows=kept > 0, table=table,
+        columns = [*source.schema.names, *names]
+        result.quality = quality.judge_counts(
+            written_out.tallies, source.name, expect_rows=kept > 0, columns=columns, table=table,
+            read_back=lambda: _read_staged(spark, source, staging, table),
             session_log_groups=config.sources.cloudwatch.session_log_groups,
-            cache=False,  # ORC files: each check reads its few columns again, cheaply
         )
-        result.staged_rows = result.quality.rows
-    else:
-        result.staged_rows = staged_df.count()
     return result
 
 
@@ -681,24 +686,39 @@ def _file_stats(converted, names: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def write_readready(rows, source: Source, target: str) -> dict[tuple[tuple[str, ...], str], int]:
+@dataclass
+class Written:
+    """What the writing tasks report: the rows in each file's footer, by (partition
+    values, file name), which a manifest records (a name alone is not unique: one task
+    writes the same file name into every partition it writes); and their tallies of the
+    rows they were given (rows, and the gate's counts when asked)."""
+
+    per_file: dict[tuple[tuple[str, ...], str], int]
+    tallies: list[dict[str, Any]]
+
+    @property
+    def rows_given(self) -> int:
+        return sum(int(t["rows"]) for t in self.tallies)
+
+
+def write_readready(rows, source: Source, target: str, gate: Callable[[], Any] | None = None) -> Written:
     """Write rows (partition columns included, one Spark partition per readready
     partition) as readready ORC below the fresh folder ``target``: the source's sort,
     bloom filters, ZLIB, at most MAX_RECORDS_PER_FILE rows a file (:mod:`loglake.orcwrite`).
-    Runs and compaction write the same files. Returns the rows of each written file, by
-    (partition values, file name): what a manifest records for it. A name alone is not
-    unique: one task writes the same file name into every partition it writes."""
+    Runs and compaction write the same files. ``gate``: each task's tally
+    (:class:`loglake.quality.StagedGate`)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     names = tuple(source.schema.partition_names)
     layout = orcwrite.Layout(target, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
                              MAX_RECORDS_PER_FILE)
-    written = (
+    out = (
         rows.sortWithinPartitions(*names, *source.sort_columns)
-        .mapInArrow(orcwrite.task_writer(layout), from_arrow_schema(orcwrite.output_schema(names)))
+        .mapInArrow(orcwrite.task_writer(layout, gate), from_arrow_schema(orcwrite.output_schema(names)))
         .collect()
     )
-    return {(tuple(r[n] for n in names), r["file"]): r["rows"] for r in written}
+    return Written({(tuple(r[n] for n in names), r["file"]): r["rows"] for r in out if r["file"] is not None},
+                   [json.loads(r["tally"]) for r in out if r["tally"] is not None])
 
 
 def _slices(plan: Plan, parallelism: int) -> int:
@@ -890,7 +910,7 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
     q_total = sum(by_reason.values())
     if q_total != staged.quarantine_rows:  # every counted problem must have its quarantine row
         balanced = False
-    if staged.staged_rows is not None and staged.staged_rows != written:  # files hold what was written
+    if staged.staged_rows is not None and staged.staged_rows != written:  # footers hold what was given
         balanced = False
     finished = time.time()
     quality = staged.quality
@@ -917,7 +937,7 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
         "reconciliation": f"read {records_read} = written {written} + filtered {filtered} "
                           f"+ quarantined {q_records} + duplicates {staged.duplicates}"
                           + ("" if staged.staged_rows in (None, written)
-                             else f"; the staged files hold {staged.staged_rows}")
+                             else f"; the writers were given {staged.staged_rows}")
                           + ("" if balanced else " (NOT balanced)"),
         "quality": {"success": quality.success if quality else None,
                     "evaluated": quality.evaluated if quality else 0,

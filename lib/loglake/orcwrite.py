@@ -5,8 +5,10 @@ file in local mode, and an hourly run writes one file into every partition it to
 (80 for the benchmark's day): that fixed cost was the largest part of a run. pyarrow's
 ORC writer (the C++ one), streamed from the sorted rows, wrote a run's 80 files in
 2.1-2.75 s where Spark's took 5.2-6.4 s, and the whole day's 80 files in 14.3 s where
-Spark's took 18.3 s (measured once each, 2 cores). The task reports each file with its
-row count, which the manifests need: no second job reads the files back to count them.
+Spark's took 18.3 s (measured once each, 2 cores). The task reports each file with the
+rows its footer holds, which the manifests need, and a tally of the rows it was given
+(with the quality gate's counts when asked): no second job reads the files back to
+count or check them.
 
 The files are what Athena is promised (``loglake.contract``): the table's data columns
 in the declared order, ORC types Trino accepts (timestamps as ORC TIMESTAMP: naive UTC
@@ -21,11 +23,13 @@ folder (a run's or a compaction's staging folder).
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -99,9 +103,11 @@ class Layout:
 
 
 def output_schema(partition_names: tuple[str, ...]) -> pa.Schema:
-    """What a writing task returns: one row per file, its partition values, name and rows."""
+    """What a writing task returns: one row per file, its partition values, name and rows
+    (from the file's footer); then one row whose ``tally`` holds the JSON counts of the
+    rows the task was given (:class:`loglake.checks.Tally`)."""
     return pa.schema([*(pa.field(n, pa.string()) for n in partition_names),
-                      pa.field("file", pa.string()), pa.field("rows", pa.int64())])
+                      pa.field("file", pa.string()), pa.field("rows", pa.int64()), pa.field("tally", pa.string())])
 
 
 def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, int]]:
@@ -148,10 +154,16 @@ class _File:
         self._writer.write(table)
         self.rows += table.num_rows
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Close and publish the file; returns the rows its footer holds, which is what
+        a reader will find (the caller compares them with the rows it wrote)."""
+        import pyarrow.orc as orc
+
         self._writer.close()
         self._open = False
+        footer_rows = orc.ORCFile(self._local).nrows
         storage.move_file(self._local, self.uri)
+        return footer_rows
 
     def abort(self) -> None:
         """Leave no temporary file behind (a task failed mid-file)."""
@@ -164,11 +176,13 @@ class _File:
                 os.remove(self._local)
 
 
-def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
-                 task: int) -> list[tuple[tuple[str, ...], str, int]]:
+def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout, task: int,
+                 tally=None) -> list[tuple[tuple[str, ...], str, int]]:
     """Write batches sorted by the partition columns (then the table's sort) as ORC files
-    under ``layout.target``; returns (partition values, file name, rows) per file. A
-    partition's rows go to ``part-<task>-<n>.zlib.orc``, a new ``n`` every ``max_rows``."""
+    under ``layout.target``; returns (partition values, file name, rows in its footer)
+    per file. A partition's rows go to ``part-<task>-<n>.zlib.orc``, a new ``n`` every
+    ``max_rows``. ``tally.add`` is given each table written, as written, with its
+    partition columns."""
     options = layout.options()
     data_names = layout.orc_schema.names
     done: list[tuple[tuple[str, ...], str, int]] = []
@@ -181,11 +195,11 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
         if current is not None:
             file, current = current, None
             try:
-                file.close()
+                footer_rows = file.close()
             except BaseException:
                 file.abort()
                 raise
-            done.append((values, file.uri.rsplit("/", 1)[-1], file.rows))
+            done.append((values, file.uri.rsplit("/", 1)[-1], footer_rows))
 
     try:
         for batch in batches:
@@ -194,6 +208,11 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
                     close()
                     current, values, seq = None, seg_values, 0
                 rows = pa.Table.from_batches([batch.slice(offset, length)]).select(data_names).cast(layout.orc_schema)
+                if tally is not None:
+                    with_values = rows
+                    for name, value in zip(layout.partition_names, seg_values, strict=True):
+                        with_values = with_values.append_column(name, pa.array([value] * length, pa.string()))
+                    tally.add(with_values)
                 while rows.num_rows:
                     if current is not None and current.rows >= layout.max_rows:
                         close()
@@ -211,18 +230,23 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout,
     return done
 
 
-def task_writer(layout: Layout) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The mapInArrow function: sorted rows in, one row per written file out."""
+def task_writer(layout: Layout, tally: Callable[[], Any] | None = None
+                ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function: sorted rows in, one row per written file out, then the
+    task's tally row. ``tally()`` makes the task's tally (default: rows only)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
+        from loglake.checks import Tally
+
         keep_heap()
         ctx = TaskContext.get()
-        files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0)
-        if files:
-            rows = [{**dict(zip(layout.partition_names, values, strict=True)), "file": name, "rows": n}
-                    for values, name, n in files]
-            yield pa.RecordBatch.from_pylist(rows, schema=output_schema(layout.partition_names))
+        counts = tally() if tally is not None else Tally()
+        files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0, counts)
+        rows = [{**dict(zip(layout.partition_names, values, strict=True)), "file": name, "rows": n}
+                for values, name, n in files]
+        rows.append({"tally": json.dumps(counts.counts())})
+        yield pa.RecordBatch.from_pylist(rows, schema=output_schema(layout.partition_names))
 
     return run

@@ -16,10 +16,14 @@ luck: dedup runs before the gate, so a duplicate here is a bug.
 
 How a suite is run:
 
-* First in one Spark aggregate job (:func:`loglake.checks.evaluate`, GX's semantics).
-  A pass ends there: GX is not even imported, which saves a run some 8 s of import
-  and the 41 Spark jobs GX ran here before (BASIC), a fixed cost an hourly schedule
-  pays 24 times a day.
+* A run counts the suite in the tasks that write the staged files, on the very rows
+  they write (:class:`StagedGate`, :class:`loglake.checks.Tally`), and
+  :func:`judge_counts` decides: no job reads the staged files back (that read cost an
+  hourly run some 1.5 s). Elsewhere, :func:`validate` evaluates a DataFrame in one
+  Spark aggregate job (:func:`loglake.checks.evaluate`). Both have GX's semantics. A
+  pass ends there: GX is not even imported, which saves a run some 8 s of import and
+  the 41 Spark jobs GX ran here before (BASIC), a fixed cost an hourly schedule pays
+  24 times a day.
 * A failure is validated again by great_expectations 1.x (result format BASIC), which
   judges it and reports counts and up to 20 examples per failed expectation; its
   verdict is the run's. Results name the engine (``meta.loglake.engine``); both have
@@ -33,8 +37,9 @@ How a suite is run:
   documented switch) and the context config says ``analytics_enabled: false`` too.
   GX 1.24 sends nothing anyway (its analytics client is gone and GX Cloud is shut
   down); the test suite blocks sockets to prove it.
-* Regular expressions run in Spark (``rlike``, Java syntax), in both engines. Java's
-  ``$`` also matches before a trailing newline, so patterns end with ``\\z``.
+* Regular expressions are Java's (Spark's ``rlike``, and GX on Spark); the writing
+  tasks run them as RE2 (``checks.re2_of_java``). Java's ``$`` also matches before a
+  trailing newline, so patterns end with ``\\z``.
 * A pass reads ``df`` once. Before GX reads a failing ``df`` again, :func:`validate`
   persists its working copy (MEMORY_AND_DISK) for the rest of the call, unless ``df``
   is already persisted or the caller passes ``cache=False`` (the job does: its ``df``
@@ -47,12 +52,12 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loglake.checks import Check, Equals, Null, evaluate, to_gx
+from loglake.checks import Check, Equals, Null, Tally, evaluate, judge, merge, to_gx
 from loglake.config import SSM_SESSION_LOG_GROUP, TablesConfig
 from loglake.schema import CLOUDTRAIL, CLOUDWATCH, TableSchema
 
@@ -397,6 +402,77 @@ def with_derived_columns(df, source: str, session_log_groups: Sequence[str] | No
     return df.withColumn(SESSION_RECORD, F.coalesce(flag, F.lit(False)))
 
 
+def derive_arrow(table, source: str, session_log_groups: Sequence[str] | None = None):
+    """:func:`with_derived_columns` for an Arrow table (what a writing task tallies), with
+    the same values: dt midnight UTC + 48 h (null for a dt that is no date); a session
+    record where the log group is a session group and the message starts, after Java
+    whitespace, with '{'."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    _check_source(source)
+    n = table.num_rows
+    if source == "cloudtrail":
+        if "dt" not in table.column_names:
+            return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
+        midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
+        deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
+        if "eventtime" in table.column_names:
+            deadline = deadline.cast(table.schema.field("eventtime").type)
+        return table.append_column(DELIVERY_DEADLINE, deadline)
+    groups = list(session_log_groups if session_log_groups is not None else (SSM_SESSION_LOG_GROUP,))
+    if not groups or not {"loggroup", "message"} <= set(table.column_names):
+        return table.append_column(SESSION_RECORD, pa.array([False] * n, pa.bool_()))
+    in_group = pc.is_in(table["loggroup"], value_set=pa.array(groups, pa.string()))
+    json_like = pc.match_substring_regex(table["message"], r"^[ \t\n\x0B\f\r]*\{")
+    return table.append_column(SESSION_RECORD, pc.fill_null(pc.and_(in_group, json_like), False))
+
+
+@dataclass(frozen=True)
+class StagedGate:
+    """The suite as the writing tasks count it: each task calls it for a fresh
+    :class:`loglake.checks.Tally` (picklable: it travels to Spark's executors)."""
+
+    source: str
+    session_log_groups: tuple[str, ...] | None = None
+
+    def __call__(self) -> Tally:
+        groups = self.session_log_groups
+
+        def derive(table):
+            return derive_arrow(table, self.source, groups)
+
+        # expect_rows changes only the row-count check's bound, which judge_counts
+        # applies: the counts, and each check's place in the list, are the same.
+        return Tally(CHECKS[self.source](True), derive)
+
+
+def judge_counts(
+    counts: Iterable[dict],
+    source: str,
+    expect_rows: bool,
+    columns: Sequence[str],
+    *,
+    table: str | None = None,
+    read_back: Callable[[], Any] | None = None,
+    session_log_groups: Sequence[str] | None = None,
+) -> QualityResult:
+    """Decide on the writing tasks' tallies (:class:`StagedGate`). ``columns``: the
+    staged table's columns, for a run whose tasks saw no row. A failure is judged again
+    by GX on the staged files (``read_back()``: a DataFrame of them), as in :func:`validate`."""
+    _check_source(source)
+    table = table or TABLES[source]
+    checks = CHECKS[source](expect_rows)
+    values, seen = merge(counts, [*columns, *DERIVED[source]])
+    result = judge(checks, values, seen, table)
+
+    def work():
+        return with_derived_columns(read_back(), source, session_log_groups)
+
+    return _decide(result, source, expect_rows, table, work if read_back is not None else None,
+                   cache=False, engine="loglake tallies in the writing tasks")
+
+
 def validate(
     df,
     source: str,
@@ -418,23 +494,30 @@ def validate(
     checks = CHECKS[source](expect_rows)
     work = with_derived_columns(df, source, session_log_groups)
     result = evaluate(work, checks, table)  # one aggregate job decides a pass
+    return _decide(result, source, expect_rows, table, lambda: work, cache=cache and not df.is_cached,
+                   engine="loglake one-pass aggregate")
+
+
+def _decide(result: dict, source: str, expect_rows: bool, table: str, work: Callable[[], Any] | None, *,
+            cache: bool, engine: str) -> QualityResult:
+    """The QualityResult of a one-pass ``result``; a failure is judged again by GX on
+    ``work()`` (the frame with its derived columns), whose verdict is the run's."""
     rows = result["meta"].pop("rows")
-    engine = "loglake one-pass aggregate"
-    # GX judges every failure and reports it, counts and examples, in some 40 jobs: unless
-    # the caller persisted df, or says it is cheap to read again (``cache=False``: ORC
-    # files, read a few columns at a time), compute it once for all of them.
-    persisted = not result["success"] and cache and not df.is_cached
-    if persisted:
-        work = work.persist()
     one_pass_failed = None
-    try:
-        if not result["success"]:
-            one_pass_failed = _failed_names(result)
-            result = gx_validate(work, source, expect_rows, table)
+    if not result["success"] and work is not None:
+        one_pass_failed = _failed_names(result)
+        frame = work()
+        # GX judges every failure and reports it, counts and examples, in some 40 jobs:
+        # unless the frame is cheap to read again (``cache=False``: ORC files, read a few
+        # columns at a time, or already persisted), compute it once for all of them.
+        if cache:
+            frame = frame.persist()
+        try:
+            result = gx_validate(frame, source, expect_rows, table)
             engine = "great_expectations"
-    finally:
-        if persisted:
-            work.unpersist()
+        finally:
+            if cache:
+                frame.unpersist()
     result["meta"]["validation_time"] = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     result["meta"]["loglake"] = {"source": source, "table": table, "expect_rows": expect_rows, "engine": engine}
     if one_pass_failed is not None:
