@@ -181,8 +181,9 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout, task: int,
     """Write batches sorted by the partition columns (then the table's sort) as ORC files
     under ``layout.target``; returns (partition values, file name, rows in its footer)
     per file. A partition's rows go to ``part-<task>-<n>.zlib.orc``, a new ``n`` every
-    ``max_rows``. ``tally.add`` is given each table written, as written, with its
-    partition columns."""
+    ``max_rows``. ``tally.add`` is given each batch as written (the file's columns, cast
+    to the file's types), with its partition columns: once a batch, not once a file,
+    as a batch of an hourly run holds some forty partitions' rows."""
     options = layout.options()
     data_names = layout.orc_schema.names
     done: list[tuple[tuple[str, ...], str, int]] = []
@@ -203,16 +204,18 @@ def write_sorted(batches: Iterator[pa.RecordBatch], layout: Layout, task: int,
 
     try:
         for batch in batches:
+            whole = pa.Table.from_batches([batch])
+            data = whole.select(data_names).cast(layout.orc_schema)
+            if tally is not None and batch.num_rows:
+                with_values = data
+                for name in layout.partition_names:
+                    with_values = with_values.append_column(name, whole[name])
+                tally.add(with_values)
             for seg_values, offset, length in _segments(batch, layout.partition_names):
                 if seg_values != values:
                     close()
                     current, values, seq = None, seg_values, 0
-                rows = pa.Table.from_batches([batch.slice(offset, length)]).select(data_names).cast(layout.orc_schema)
-                if tally is not None:
-                    with_values = rows
-                    for name, value in zip(layout.partition_names, seg_values, strict=True):
-                        with_values = with_values.append_column(name, pa.array([value] * length, pa.string()))
-                    tally.add(with_values)
+                rows = data.slice(offset, length)
                 while rows.num_rows:
                     if current is not None and current.rows >= layout.max_rows:
                         close()
