@@ -292,9 +292,30 @@ def _scheduled(raw: Path, out: Path, cfg: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypatch):
+@pytest.fixture(params=["in tasks", "by spark"])
+def rewrite_path(request, monkeypatch):
+    """Compaction's two ways of rewriting a partition: small ones in one task with
+    pyarrow (the default for these), large ones through Spark's sort (forced here)."""
+    from loglake import compact as compact_module
+
+    if request.param == "by spark":
+        monkeypatch.setattr(compact_module, "IN_TASK_ROWS", -1)
+    return request.param
+
+
+def _drops_the_first_kept_row(table, key):
+    """A dedup with a bug: it loses a row (shipped to Spark's workers by value)."""
+    from loglake.compact import _first_of_each_key
+
+    return _first_of_each_key(table, key).slice(1)
+
+
+def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypatch, rewrite_path):
     """A row lost between reading a partition and writing its compacted file is not
-    mistaken for a dropped repeat: the compaction knows how many rows its dedup keeps."""
+    mistaken for a dropped repeat: the compaction counts the repeats apart from the
+    dedup and the write that must keep the rest."""
+    from pyspark import cloudpickle
+
     from loglake import compact as compact_module
 
     raw, out, cfg = _compaction_lake(tmp_path)
@@ -304,17 +325,25 @@ def test_compaction_that_loses_a_row_switches_nothing(spark, tmp_path, monkeypat
     part = out / TABLE / PART / "dt=2024-12-01"
     before = manifest.load(str(part))
     assert len(before.files) == 2
-    lost = f"{RECORDS[0]['eventID']}-a"
-    real = compact_module.write_readready
-    monkeypatch.setattr(compact_module, "write_readready",
-                        lambda rows, *a: real(rows.where(f"eventid != '{lost}'"), *a))
-    with pytest.raises(RuntimeError, match=f"read {2 * N} rows with 0 repeats but staged {2 * N - 1}; nothing"):
-        cli.main(["-q", "compact", "cloudtrail", "--out", str(out), "--config", str(cfg), "--closed"])
+    if rewrite_path == "by spark":
+        lost = f"{RECORDS[0]['eventID']}-a"
+        real = compact_module.write_readready
+        monkeypatch.setattr(compact_module, "write_readready",
+                            lambda rows, *a: real(rows.where(f"eventid != '{lost}'"), *a))
+    else:
+        monkeypatch.setattr(compact_module, "_first_of_each_key", _drops_the_first_kept_row)
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with pytest.raises(RuntimeError, match=f"read {2 * N} rows with 0 repeats but staged {2 * N - 1}; nothing"):
+            cli.main(["-q", "compact", "cloudtrail", "--out", str(out), "--config", str(cfg), "--closed"])
+    finally:
+        if rewrite_path == "in tasks":
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert manifest.load(str(part)) == before  # nothing switched
     assert sorted(ids(lake_rows(out / TABLE))) == sorted(f"{r['eventID']}-{t}" for t in "ab" for r in RECORDS)
 
 
-def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark, tmp_path):
+def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark, tmp_path, rewrite_path):
     raw, out, cfg = _compaction_lake(tmp_path)
 
     def run_scheduled():
@@ -348,6 +377,13 @@ def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark,
     assert all(r["requestid"] == raw_by_id[r["eventid"]].get("requestID") for r in rows)
     compact_runs = [r for r in _orc_rows(out / "runs") if r["job"] == "cloudtrail_compact"]
     assert [r["duplicates"] for r in compact_runs] == [1]
+    # one file a partition, in the table's sort (eventsource, eventname, eventtime; nulls first)
+    for day in (1, 2):
+        day_part = out / TABLE / PART / f"dt=2024-12-0{day}"
+        [file] = manifest.load(str(day_part)).files
+        got = orc.read_table(str(day_part / file.name)).to_pylist()
+        order = [(r["eventsource"], r["eventname"], r["eventtime"]) for r in got]
+        assert order == sorted(order, key=lambda t: tuple((v is not None, v) for v in t))
 
     part = out / TABLE / PART / "dt=2024-12-01"
     before = manifest.load(str(part))
