@@ -737,6 +737,37 @@ def test_glue_install_runs_the_job_modules(glue_venv):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+# What the writing and compacting tasks run on the executors, with Glue's pyarrow: the
+# writer and its gate tally, compaction's dedup and its nulls-first sort.
+_GLUE_TASKS = r"""
+import datetime as dt, json, tempfile
+import pyarrow as pa
+from loglake import compact, orcwrite, quality
+from loglake.schema import CLOUDTRAIL as T
+arrow = pa.schema([*T.orc_arrow(), *(pa.field(n, pa.string()) for n in T.partition_names)])
+rows = [{"org": "none", "account": "012345678901", "region": "us-east-1", "dt": "2024-05-01",
+         "eventid": f"id-{i % 49}", "eventtime": dt.datetime(2024, 5, 1, 10, i),
+         "eventsource": "ec2.amazonaws.com" if i % 3 else None, "eventname": "Describe", "awsregion": "us-east-1"}
+        for i in range(50)]
+table = pa.Table.from_pylist(rows, schema=arrow)
+tally = quality.StagedGate("cloudtrail")()
+layout = orcwrite.Layout(tempfile.mkdtemp(), tuple(T.partition_names), T.orc_arrow(), ("eventid",), 1000)
+[(_, _, n)] = orcwrite.write_sorted(iter(table.to_batches()), layout, 0, tally)
+result = quality.judge_counts([json.loads(json.dumps(tally.counts()))], "cloudtrail", True,
+                              [*T.orc_arrow().names, *T.partition_names])
+assert n == 50 and [f.split("(")[0] for f in result.failed] == ["expect_compound_columns_to_be_unique"], result.failed
+kept = compact._first_of_each_key(table.select(T.orc_arrow().names), ["eventid"])
+ordered = compact._sorted_as_spark(kept, ("eventsource", "eventname", "eventtime"))
+assert kept.num_rows == 49 and ordered["eventsource"][0].as_py() is None
+"""
+
+
+@glue_check_only
+def test_glue_pyarrow_runs_the_writing_and_compacting_tasks(glue_venv):
+    proc = _run_in_glue_venv(glue_venv, _GLUE_TASKS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 # The scheduled runs' lock is an S3 conditional put (storage.put_conditional): with a
 # stubbed client, botocore validates the call against the S3 model of Glue's version.
 _GLUE_CONDITIONAL_PUT = r"""

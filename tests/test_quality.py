@@ -265,15 +265,55 @@ CT_VIOLATIONS = {
 }
 
 
+def one_pass_failed(spark, source: str, rows: list[dict]) -> list[str]:
+    """The lines of the checks the one-pass Spark aggregate fails (no GX)."""
+    work = quality.with_derived_columns(frame(spark, source, rows), source)
+    result = checks.evaluate(work, quality.CHECKS[source](True), "t")
+    return sorted(quality.describe_failure(r) for r in result["results"] if not r["success"])
+
+
+def name_of(line: str) -> str:
+    return line.split(": ")[0]
+
+
 @pytest.mark.parametrize("case", list(CT_VIOLATIONS))
 def test_each_cloudtrail_expectation_fails_alone_and_is_named(spark, case):
     rows, expected = CT_VIOLATIONS[case]
-    result = run(spark, "cloudtrail", rows)
-    assert not result.success
-    assert len(result.failed) == 1, result.failed
-    assert result.failed[0].startswith(expected), result.failed[0]
-    # GX judged it (a pass never reaches GX), and the one-pass evaluation failed the same check
-    assert result.result["meta"]["loglake"]["one_pass_failed"] == [result.failed[0].split(": ")[0]]
+    failed = one_pass_failed(spark, "cloudtrail", rows)
+    assert len(failed) == 1, failed
+    assert name_of(failed[0]).startswith(name_of(expected)), failed[0]
+
+
+def all_at_once(violations: dict, clean: list[dict]) -> list[dict]:
+    """Every violation's rows in one frame: the clean rows, then each case's rows that
+    are not clean rows."""
+    rows = list(clean)
+    for case_rows, _ in violations.values():
+        rows += [r for r in case_rows if r not in clean]
+    return rows
+
+
+@pytest.mark.parametrize("source", ["cloudtrail", "cloudwatch"])
+def test_great_expectations_fails_every_violation_the_one_pass_evaluation_fails(spark, source):
+    """GX (some 40 Spark jobs a validation) is run once, on all violations together: it
+    fails exactly the expectations the violations above name, with their counts and
+    examples in the lines, and the one-pass evaluation failed the same ones. Each
+    violation failing its expectation alone is shown by the one-pass evaluation (the
+    tests above) and by the writing tasks' tally (below)."""
+    violations, clean = (CT_VIOLATIONS, clean_ct_rows()) if source == "cloudtrail" else (CW_VIOLATIONS,
+                                                                                          clean_cw_rows())
+    rows = all_at_once(violations, clean)
+    result = run(spark, source, rows)
+    assert not result.success and result.result["meta"]["loglake"]["engine"] == "great_expectations"
+    failed = {name_of(line): line for line in result.failed}
+    wanted = {name_of(e) for _, e in violations.values()}  # some name an expectation by a prefix
+    assert all(any(f.startswith(want) for f in failed) for want in wanted), (sorted(wanted), sorted(failed))
+    assert all(any(f.startswith(want) for want in wanted) for f in failed), (sorted(wanted), sorted(failed))
+    assert result.result["meta"]["loglake"]["one_pass_failed"] == sorted(failed)
+    for _, expected in violations.values():
+        if "e.g." in expected:  # GX's examples of the unexpected values
+            example = expected.split("e.g. ")[1]
+            assert any(line.startswith(name_of(expected)) and example in line for line in result.failed), expected
 
 
 def with_cw(*extra: dict, replace: dict | None = None):
@@ -322,12 +362,9 @@ CW_VIOLATIONS = {
 @pytest.mark.parametrize("case", list(CW_VIOLATIONS))
 def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
     rows, expected = CW_VIOLATIONS[case]
-    result = run(spark, "cloudwatch", rows)
-    assert not result.success
-    assert len(result.failed) == 1, result.failed
-    assert result.failed[0].startswith(expected), result.failed[0]
-    # GX judged it (a pass never reaches GX), and the one-pass evaluation failed the same check
-    assert result.result["meta"]["loglake"]["one_pass_failed"] == [result.failed[0].split(": ")[0]]
+    failed = one_pass_failed(spark, "cloudwatch", rows)
+    assert len(failed) == 1, failed
+    assert name_of(failed[0]).startswith(name_of(expected)), failed[0]
 
 
 # --------------------------------------------------------------------------- in the writing tasks
@@ -470,8 +507,14 @@ def test_a_pass_takes_one_aggregate_and_no_great_expectations(spark, monkeypatch
     assert len(spark.sparkContext.statusTracker().getJobIdsForGroup("one-pass-gate")) <= 3
 
 
-def test_a_failure_is_judged_and_reported_by_great_expectations(spark):
-    result = run(spark, "cloudtrail", with_ct(ct_row(9, account="1")))
+@pytest.fixture(scope="module")
+def judged_failure(spark) -> quality.QualityResult:
+    """One failing validation, judged by GX (some 40 Spark jobs), for the tests that read it."""
+    return run(spark, "cloudtrail", with_ct(ct_row(9, account="1")))
+
+
+def test_a_failure_is_judged_and_reported_by_great_expectations(judged_failure):
+    result = judged_failure
     assert result.result["meta"]["loglake"]["engine"] == "great_expectations"
     assert result.result["meta"]["great_expectations_version"]
 
@@ -526,7 +569,9 @@ def test_deadline_is_utc_whatever_the_session_time_zone(spark):
         rows = [ct_row(1, dt="2024-03-10", eventtime=ts("2024-03-12T00:00:00"))]
         assert run(spark, "cloudtrail", rows).success
         rows = [ct_row(1, dt="2024-03-10", eventtime=ts("2024-03-12T00:00:01"))]
-        assert not run(spark, "cloudtrail", rows).success
+        assert [name_of(f) for f in one_pass_failed(spark, "cloudtrail", rows)] == [
+            "expect_column_pair_values_a_to_be_greater_than_b(column_A=_delivery_deadline, column_B=eventtime,"
+            " or_equal=True)"]
     finally:
         spark.conf.set("spark.sql.session.timeZone", tz)
 
@@ -539,8 +584,8 @@ def test_unknown_source_is_refused(spark):
 # --------------------------------------------------------------------------- results, docs, no network
 
 
-def test_write_result_round_trips(spark, tmp_path):
-    result = run(spark, "cloudtrail", with_ct(ct_row(9, account="1")))
+def test_write_result_round_trips(judged_failure, tmp_path):
+    result = judged_failure
     path = tmp_path / "runs" / "r1.json"
     quality.write_result(result, str(path))
     data = json.loads(path.read_text())

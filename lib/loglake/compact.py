@@ -259,7 +259,7 @@ def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[s
                 # row lost on the way is not taken for a repeat (compact() checks)
                 distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else None
                 kept = _first_of_each_key(table, key)
-                kept = kept.sort_by([(c, "ascending") for c in sort_columns], null_placement="at_start")
+                kept = _sorted_as_spark(kept, sort_columns)
                 for n, v in zip(names, values, strict=True):
                     kept = kept.append_column(n, pa.array([v] * kept.num_rows, pa.string()))
                 part = dict(zip(names, values, strict=True))
@@ -285,6 +285,16 @@ def _read_partition(uris: list[str], schema):
         parts.append(pa.table([t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
                                for f in schema], schema=schema))
     return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def _sorted_as_spark(table, columns):
+    """Sorted as Spark's ascending sort: nulls first. pyarrow 25 takes the null placement
+    per key (its table-wide one is deprecated); Glue 5.0's pyarrow 17 only table-wide."""
+    import pyarrow as pa
+
+    if int(pa.__version__.split(".")[0]) >= 25:
+        return table.sort_by([(c, "ascending", "at_start") for c in columns])
+    return table.sort_by([(c, "ascending") for c in columns], null_placement="at_start")
 
 
 def _first_of_each_key(table, key: list[str]):
