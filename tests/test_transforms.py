@@ -786,6 +786,7 @@ def test_process_mixed_file_counts():
         (gz_json({"nope": []}), transforms.NO_RECORDS),
         (gzip.compress(b"{"), transforms.MALFORMED_JSON),
     ],
+    ids=lambda v: v if isinstance(v, str) else "data",  # not the gzip bytes: their header holds the time
 )
 def test_process_file_level_problem(data, reason):
     result = process_cloudtrail(data, "src", FiltersConfig())
