@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | cksum | cut -d' ' -f1)
 SCALE ?= small
 BENCH_ARGS ?=
+# Test files run in this many processes (pytest-xdist), each with its own Spark and moto
+# server: most tests wait on a JVM's start or a subprocess, so 2 halve the time on 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint clean lock java install bench
 
@@ -23,7 +26,7 @@ demo: java $(STAMP)
 	$(BIN)/loglake demo
 
 test: java $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib addapart glue_jobs tests

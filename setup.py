@@ -50,6 +50,8 @@ setup(
         ],
         "test": [
             "pytest==9.2.0",
+            # `make test` runs the test files in two processes
+            "pytest-xdist==3.8.0",
             "moto[server]==5.2.5",
             "ruff==0.17.6",
             "cfn-lint==1.58.0",

@@ -1,4 +1,4 @@
-"""Shared fixtures: one Spark session and one moto server for the whole test run."""
+"""Shared fixtures: one Spark session and one moto server per test process (`make test` runs two)."""
 from __future__ import annotations
 
 import gzip
