@@ -635,7 +635,9 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
             # The gate is counted by the writing tasks, on the rows they write (with it
-            # off, they count the rows): the files' footers must hold those rows.
+            # off, they count the rows): the files' footers must hold those rows. Each
+            # partition's rows reach one task (hash-partitioned above), so the tasks'
+            # distinct keys add up (checks.Tally).
             gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
                     if config.quality.expectations else None)
             written_out = write_readready(rows, source, storage.join(staging, table), gate)
