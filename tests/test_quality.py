@@ -434,6 +434,16 @@ def test_the_tally_takes_the_session_log_groups_given(tmp_path):
     assert not tally_through_writer(tmp_path, "cloudwatch", rows, [SSM_GROUP, "/custom/sessions"]).success
 
 
+def test_tasks_that_saw_no_rows_pass_unless_rows_were_expected():
+    """A run whose objects yield no rows: its writing tasks tally nothing at all."""
+    ct = quality.SOURCES["cloudtrail"]
+    columns = [*ct.orc_arrow().names, *ct.partition_names]
+    nothing = [quality.StagedGate("cloudtrail")().counts() for _ in range(2)]
+    assert quality.judge_counts(nothing, "cloudtrail", False, columns).success
+    assert quality.judge_counts(nothing, "cloudtrail", True, columns).failed == [
+        "expect_table_row_count_to_be_between(min_value=1): observed 0 rows"]
+
+
 def test_tallies_of_two_tasks_add_up(tmp_path):
     """Each partition is written by one task, so the distinct keys of two tasks add up;
     columns seen by one task and none by the other (no rows) are the staged columns."""

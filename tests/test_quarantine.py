@@ -189,6 +189,18 @@ def test_runs_table_and_duplicates(spark, tmp_path):
     assert (out / "_runs" / "cloudtrail" / f"{summary['run_id']}.json").is_file()
 
 
+def test_a_run_whose_objects_yield_no_rows_passes_the_gate_and_quarantines_them(spark, tmp_path):
+    """Every object read, none yields a row: the writing tasks tally nothing, the gate
+    (on, as by default) expects no rows, and the run publishes its quarantine."""
+    raw = tmp_path / "raw"
+    place(raw, DAY + "a.json.gz", b"this is not gzip")
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 0 and summary["status"] == "published", summary
+    assert summary["written"] == 0 and summary["quarantined"]["by_reason"] == {"not_gzip": 1}
+    assert summary["quality"]["success"] is True and summary["balanced"] is True
+    assert [r["reason"] for r in quarantine_rows(tmp_path / "lake")] == ["not_gzip"]
+
+
 def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)

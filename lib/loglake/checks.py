@@ -176,12 +176,13 @@ def _outcome(check: Check, values: Mapping[str, Any], i: int, columns: list[str]
     if check.kind == "ExpectTableRowCountToBeBetween":
         lo, hi = a.get("min_value"), a.get("max_value")
         return (lo is None or rows >= lo) and (hi is None or rows <= hi), {"observed_value": rows}
-    n = int(values[f"c{i}_n"] or 0)
+    # a count is missing (Tally) or null (an aggregate) where no row was counted
+    n = int(values.get(f"c{i}_n") or 0)
     if check.kind == "ExpectCompoundColumnsToBeUnique":
-        ok = int(values[f"c{i}_distinct"] or 0) == n
+        ok = int(values.get(f"c{i}_distinct") or 0) == n
         bad = 0 if ok else None  # how many rows share a key: GX counts it when it fails
     else:
-        bad = int(values[f"c{i}_bad"] or 0)
+        bad = int(values.get(f"c{i}_bad") or 0)
         ok = bad == 0
     result = {"element_count": n, "unexpected_count": bad, "partial_unexpected_list": []}
     if bad is not None:
