@@ -276,12 +276,21 @@ def name_of(line: str) -> str:
     return line.split(": ")[0]
 
 
+def same_failure(line: str, expected: str) -> bool:
+    """``line`` reports what ``expected`` (read off GX's report of that violation alone)
+    says, counts included; not GX's examples, which the one-pass engines do not collect,
+    nor the count of rows sharing a key, which GX alone counts."""
+    if "compound_columns_to_be_unique" in expected:
+        return name_of(line) == name_of(expected)
+    return line.startswith(expected.split(", e.g.")[0])
+
+
 @pytest.mark.parametrize("case", list(CT_VIOLATIONS))
 def test_each_cloudtrail_expectation_fails_alone_and_is_named(spark, case):
     rows, expected = CT_VIOLATIONS[case]
     failed = one_pass_failed(spark, "cloudtrail", rows)
     assert len(failed) == 1, failed
-    assert name_of(failed[0]).startswith(name_of(expected)), failed[0]
+    assert same_failure(failed[0], expected), failed[0]
 
 
 def all_at_once(violations: dict, clean: list[dict]) -> list[dict]:
@@ -364,7 +373,7 @@ def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
     rows, expected = CW_VIOLATIONS[case]
     failed = one_pass_failed(spark, "cloudwatch", rows)
     assert len(failed) == 1, failed
-    assert name_of(failed[0]).startswith(name_of(expected)), failed[0]
+    assert same_failure(failed[0], expected), failed[0]
 
 
 # --------------------------------------------------------------------------- in the writing tasks
@@ -413,7 +422,7 @@ def test_the_writing_tasks_tally_fails_each_violation_alone(tmp_path, case):
     result = tally_through_writer(tmp_path, source, rows)
     assert not result.success
     assert len(result.failed) == 1, result.failed
-    assert result.failed[0].split(": ")[0].startswith(expected.split(": ")[0]), result.failed[0]
+    assert same_failure(result.failed[0], expected), result.failed[0]
 
 
 def test_the_tally_reads_regexes_as_java_does(tmp_path):
@@ -426,6 +435,14 @@ def test_the_tally_reads_regexes_as_java_does(tmp_path):
     rows = clean_cw_rows() + [cw_row(9, message='\x0b{"sessionData":["ls"]}', sessionid=None, target_id=None)]
     assert [f.split(":")[0] for f in tally_through_writer(tmp_path, "cloudwatch", rows).failed] == [
         "expect_column_values_to_not_be_null(column=sessionid, row_condition=_session_record == True)"]
+
+
+def test_an_impossible_dt_has_no_deadline_in_either_engine(spark, tmp_path):
+    # 2024-02-30 has a date's shape (DATE_RE): Spark's deadline is null, so the pair check
+    # skips the row; pyarrow's strptime would roll it over to 03-01 and judge it
+    rows = [ct_row(1, dt="2024-02-30", eventtime=ts("2030-01-01T00:00:00"))]
+    assert one_pass_failed(spark, "cloudtrail", rows) == []
+    assert tally_through_writer(tmp_path, "cloudtrail", rows).success
 
 
 def test_the_tally_takes_the_session_log_groups_given(tmp_path):

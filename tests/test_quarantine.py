@@ -221,6 +221,31 @@ def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch
     assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
 
 
+def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypatch):
+    """Publish takes the staged files a task reported, each with the rows its footer
+    holds: an ORC file in the staging folder that no task reported (a stray attempt's)
+    makes the run unbalanced, and nothing is published."""
+    import shutil
+    from pathlib import Path
+
+    raw = tmp_path / "raw"
+    place(raw, DAY + "a.json.gz", STRATUS_GZ)
+    real = convert.write_readready
+
+    def with_a_stray_file(rows, source, target, *a):
+        written = real(rows, source, target, *a)
+        first = next(Path(storage.local_path(target)).rglob("*.orc"))
+        shutil.copyfile(first, first.with_name("part-99999-0.zlib.orc"))
+        return written
+
+    monkeypatch.setattr(convert, "write_readready", with_a_stray_file)
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 1 and summary["status"] == "rejected_unbalanced" and summary["written"] == 310
+    assert "staged files not as the writers reported" in summary["reconciliation"]
+    assert "part-99999-0.zlib.orc" in summary["reconciliation"]
+    assert not list((tmp_path / "lake").rglob("*.zlib.orc"))  # nothing published
+
+
 # --------------------------------------------------------------------------- fault survival
 
 

@@ -267,12 +267,18 @@ _JAVA_NON_SPACE = r"[^ \t\n\x0B\f\r]"
 def re2_of_java(pattern: str) -> str:
     r"""A Java regex as RE2 (pyarrow) with the same matches, for the constructs loglake's
     suites use: RE2 already reads ``\z``, ``^``, classes and counted repeats as Java
-    does; ``\s``/``\S`` are spelled out. ``\s`` inside a bracket class is refused."""
+    does; ``\s``/``\S`` are spelled out. Constructs that mean otherwise in RE2 (``$``,
+    ``.``, ``\v``, ``\h``, ``\R``, ``\Q``, lookarounds, ``\s`` inside a bracket class)
+    are refused with ValueError, when the suite is built, rather than judged wrongly."""
     out, i, in_class = [], 0, False
     while i < len(pattern):
         ch = pattern[i]
+        if not in_class and (ch in "$." or pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i)):
+            raise ValueError(f"regex {pattern!r}: {pattern[i:i + 4]!r} has no RE2 translation here")
         if ch == "\\" and i + 1 < len(pattern):
             nxt = pattern[i + 1]
+            if nxt in "vhRQ":
+                raise ValueError(f"regex {pattern!r}: \\{nxt} has no RE2 translation here")
             if nxt in "sS":
                 if in_class:
                     raise ValueError(f"regex {pattern!r}: \\{nxt} inside [...] has no RE2 translation here")
@@ -306,6 +312,10 @@ class Tally:
         for check in checks:
             _check_supported(check)
         self.checks = list(checks)
+        # translated once; an untranslatable regex is refused here (the run builds one
+        # tally on the driver before its write job)
+        self._re2 = {i: re2_of_java(c.args["regex"]) for i, c in enumerate(self.checks)
+                     if c.kind == "ExpectColumnValuesToMatchRegex"}
         self.derive = derive
         self.rows = 0
         self.columns: list[str] | None = None
@@ -341,7 +351,7 @@ class Tally:
                 unexpected = pc.and_(domain, pc.is_null(table[a["column"]]))
             elif check.kind == "ExpectColumnValuesToMatchRegex":
                 col = table[a["column"]]
-                matched = pc.fill_null(pc.match_substring_regex(col, re2_of_java(a["regex"])), True)
+                matched = pc.fill_null(pc.match_substring_regex(col, self._re2[i]), True)
                 unexpected = pc.and_(domain, pc.invert(matched))
             elif check.kind == "ExpectColumnPairValuesAToBeGreaterThanB":
                 col_a, col_b = table[a["column_A"]], table[a["column_B"]]

@@ -502,6 +502,7 @@ class _Staged:
     quality: Any = None  # loglake.quality.QualityResult, when the gate ran
     per_file: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)  # (values, file name) -> rows
     staged_rows: int | None = None  # rows the writing tasks were given (None: none written)
+    unreported: list[str] = field(default_factory=list)  # staged files no task reported, or reported ones missing
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -605,12 +606,12 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names, run_id)
         return staged
     slices = _slices(plan, spark.sparkContext.defaultParallelism)
-    # Dealt round-robin into exactly ``slices`` partitions by parallelize, not by a
-    # repartition: that was a shuffle, a Spark job of its own (~0.3 s in an hourly run).
+    # Dealt round-robin, one list per slice, each list one Spark partition: not by a
+    # repartition, which was a shuffle, a Spark job of its own (~0.3 s in an hourly run).
     rows = [(f.uri, f.size, *f.values) for f in plan.files]
-    dealt = [row for k in range(slices) for row in rows[k::slices]]
+    dealt = [rows[k::slices] for k in range(slices)]
     files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize(dealt, slices),
+        spark.sparkContext.parallelize(dealt, slices).flatMap(lambda chunk: chunk),
         "uri string, size long, " + ", ".join(f"`{n}` string" for n in names),
     )
     converted = files_df.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
@@ -640,6 +641,8 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             # distinct keys add up (checks.Tally).
             gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
                     if config.quality.expectations else None)
+            if gate is not None:
+                gate()  # a suite the tasks cannot evaluate fails here, before any file is written
             written_out = write_readready(rows, source, storage.join(staging, table), gate)
             per_file = written_out.per_file
             file_stats = _file_stats(converted, names)
@@ -657,6 +660,9 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     # The staged files are counted, not trusted: the rows in their footers (``written``)
     # must be the rows the writing tasks were given, else the run is unbalanced.
     result.staged_rows = written_out.rows_given
+    # What publish will take is what was reported: every staged file, and no other.
+    listed = _staged_orc_files(storage.join(staging, table), names)
+    result.unreported = sorted("/".join([*v, f]) for v, f in listed ^ set(per_file))
     if config.quality.expectations:
         kept = sum(s["kept"] for s in file_stats)
         columns = [*source.schema.names, *names]
@@ -666,6 +672,16 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
             session_log_groups=config.sources.cloudwatch.session_log_groups,
         )
     return result
+
+
+def _staged_orc_files(target: str, names: list[str]) -> set[tuple[tuple[str, ...], str]]:
+    """(partition values, file name) of every ORC file below a staged table."""
+    out = set()
+    for obj in storage.list_objects(target):
+        if obj.uri.endswith(".orc"):
+            *folders, name = obj.uri.split("/")[-(len(names) + 1):]
+            out.add((tuple(p.split("=", 1)[1] for p in folders), name))
+    return out
 
 
 def _count_duplicates(events, key: list[str]) -> int:
@@ -914,6 +930,8 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
         balanced = False
     if staged.staged_rows is not None and staged.staged_rows != written:  # footers hold what was given
         balanced = False
+    if staged.unreported:  # publish would take a file no task counted, or miss one it did
+        balanced = False
     finished = time.time()
     quality = staged.quality
     return {
@@ -940,6 +958,8 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
                           f"+ quarantined {q_records} + duplicates {staged.duplicates}"
                           + ("" if staged.staged_rows in (None, written)
                              else f"; the writers were given {staged.staged_rows}")
+                          + ("" if not staged.unreported
+                             else f"; staged files not as the writers reported: {staged.unreported[:5]}")
                           + ("" if balanced else " (NOT balanced)"),
         "quality": {"success": quality.success if quality else None,
                     "evaluated": quality.evaluated if quality else 0,
