@@ -277,6 +277,11 @@ def hive_partition_path(names: Iterable[str], values: Iterable[str]) -> str:
     return "/".join(f"{n}={v}" for n, v in zip(names, values, strict=True)) + "/"
 
 
+def partition_values(path: str) -> tuple[str, ...]:
+    """The values of a Hive partition path (``n=v/n=v``): :func:`hive_partition_path` undone."""
+    return tuple(p.split("=", 1)[1] for p in path.strip("/").split("/"))
+
+
 def table_inputs(config, readready_root: str, raw_location: dict[str, str]) -> list[dict]:
     """Every Glue table loglake owns, as TableInput dicts: the one list that the demo,
     ``loglake ddl --apply`` and the CloudFormation template are all built from.

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loglake import faults, manifest, orcwrite, publish, state, storage
+from loglake import catalog, faults, manifest, orcwrite, publish, state, storage
 from loglake.config import Config
 from loglake.convert import MAX_RECORDS_PER_FILE, Selection, new_run_id, write_readready
 from loglake.sources import Source
@@ -46,7 +46,7 @@ def closes_at(source: Source, values: tuple[str, ...], grace_hours: float) -> fl
 
 
 def _values(path: str) -> tuple[str, ...]:
-    return tuple(p.split("=", 1)[1] for p in path.split("/"))
+    return catalog.partition_values(path)
 
 
 @dataclass
@@ -122,7 +122,7 @@ def compact(spark, source: Source, config: Config, out_root: str, paths: Iterabl
                 files = publish.staged_files(storage.join(staging, table, path))
                 pairs = [(u, per_file.get((values, u.rsplit("/", 1)[-1]), 0)) for u in files]
                 rows, read = sum(n for _, n in pairs), before[values]
-                listed = sum(f.rows for f in m.files)
+                listed = m.rows
                 if all(f.rows >= 0 for f in m.files) and read != listed:
                     raise RuntimeError(f"compaction of {part} read {read} rows where its manifest lists "
                                        f"{listed}; nothing switched")
@@ -187,7 +187,7 @@ def _rewrite(spark, source: Source, todo: dict[str, manifest.Manifest], out_tabl
     (partitions with none left out). Small partitions are rewritten in tasks with
     pyarrow (:func:`_rewrite_in_tasks`), the others by Spark (:func:`_rewrite_by_spark`)."""
     small = {p: m for p, m in todo.items()
-             if all(f.rows >= 0 for f in m.files) and sum(f.rows for f in m.files) <= IN_TASK_ROWS}
+             if all(f.rows >= 0 for f in m.files) and m.rows <= IN_TASK_ROWS}
     large = {p: m for p, m in todo.items() if p not in small}
     per_file: dict = {}
     before: dict[tuple[str, ...], int] = {}
@@ -213,9 +213,9 @@ def _rewrite_in_tasks(spark, source: Source, todo: dict[str, manifest.Manifest],
     slices = max(1, min(len(todo), 2 * spark.sparkContext.defaultParallelism))
     loads = [0] * slices
     dealt: list[list[tuple]] = [[] for _ in range(slices)]
-    for path, m in sorted(todo.items(), key=lambda pm: -sum(f.rows for f in pm[1].files)):
+    for path, m in sorted(todo.items(), key=lambda pm: -pm[1].rows):
         k = loads.index(min(loads))
-        loads[k] += sum(f.rows for f in m.files)
+        loads[k] += m.rows
         uris = [storage.join(out_table, path, f.name) for f in m.files]
         dealt[k].append((json.dumps(uris), *_values(path)))
     rdd = spark.sparkContext.parallelize(dealt, slices).flatMap(lambda chunk: chunk)  # a chunk per task

@@ -503,6 +503,7 @@ class _Staged:
     per_file: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)  # (values, file name) -> rows
     staged_rows: int | None = None  # rows the writing tasks were given (None: none written)
     unreported: list[str] = field(default_factory=list)  # staged files no task reported, or reported ones missing
+    staged_files: dict[tuple[str, ...], list[str]] = field(default_factory=dict)  # partition values -> staged URIs
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -660,9 +661,12 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     # The staged files are counted, not trusted: the rows in their footers (``written``)
     # must be the rows the writing tasks were given, else the run is unbalanced.
     result.staged_rows = written_out.rows_given
-    # What publish will take is what was reported: every staged file, and no other.
+    # What publish will take (this one listing) is what was reported: every staged
+    # file, and no other.
     listed = _staged_orc_files(storage.join(staging, table), names)
-    result.unreported = sorted("/".join([*v, f]) for v, f in listed ^ set(per_file))
+    result.unreported = sorted("/".join([*v, f]) for v, f in set(listed) ^ set(per_file))
+    for (values, _), uri in sorted(listed.items(), key=lambda item: item[1]):
+        result.staged_files.setdefault(values, []).append(uri)
     if config.quality.expectations:
         kept = sum(s["kept"] for s in file_stats)
         columns = [*source.schema.names, *names]
@@ -674,13 +678,13 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     return result
 
 
-def _staged_orc_files(target: str, names: list[str]) -> set[tuple[tuple[str, ...], str]]:
-    """(partition values, file name) of every ORC file below a staged table."""
-    out = set()
+def _staged_orc_files(target: str, names: list[str]) -> dict[tuple[tuple[str, ...], str], str]:
+    """The URI of every ORC file below a staged table, by (partition values, file name)."""
+    out = {}
     for obj in storage.list_objects(target):
         if obj.uri.endswith(".orc"):
             *folders, name = obj.uri.split("/")[-(len(names) + 1):]
-            out.add((tuple(p.split("=", 1)[1] for p in folders), name))
+            out[(catalog.partition_values("/".join(folders)), name)] = obj.uri
     return out
 
 
@@ -817,7 +821,7 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
     def one(values: tuple[str, ...]):
         path = catalog.hive_partition_path(names, values).rstrip("/")
         part = storage.join(out_table, path)
-        files = publish.staged_files(storage.join(staging, table, path))
+        files = staged.staged_files.get(values, [])  # listed once by _stage, as the tasks reported
         pairs = [(u, staged.per_file.get((values, u.rsplit("/", 1)[-1]), 0)) for u in files]
         added = True
         if mode == publish.ADD:

@@ -381,6 +381,11 @@ def _check_source(source: str) -> None:
 # --------------------------------------------------------------------------- validate
 
 
+def _session_groups(given: Sequence[str] | None) -> list[str]:
+    """The session log groups the caller names; by default the Session Manager group."""
+    return list(given if given is not None else (SSM_SESSION_LOG_GROUP,))
+
+
 def with_derived_columns(df, source: str, session_log_groups: Sequence[str] | None = None):
     """A copy of ``df`` with the columns the suite checks but the table does not have."""
     from pyspark.sql import functions as F
@@ -393,7 +398,7 @@ def with_derived_columns(df, source: str, session_log_groups: Sequence[str] | No
         # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
         midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
         return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
-    groups = list(session_log_groups if session_log_groups is not None else (SSM_SESSION_LOG_GROUP,))
+    groups = _session_groups(session_log_groups)
     if not groups or not {"loggroup", "message"} <= set(df.columns):
         return df.withColumn(SESSION_RECORD, F.lit(False))
     # transforms.parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
@@ -423,7 +428,7 @@ def derive_arrow(table, source: str, session_log_groups: Sequence[str] | None = 
         if "eventtime" in table.column_names:
             deadline = deadline.cast(table.schema.field("eventtime").type)
         return table.append_column(DELIVERY_DEADLINE, deadline)
-    groups = list(session_log_groups if session_log_groups is not None else (SSM_SESSION_LOG_GROUP,))
+    groups = _session_groups(session_log_groups)
     if not groups or not {"loggroup", "message"} <= set(table.column_names):
         return table.append_column(SESSION_RECORD, pa.array([False] * n, pa.bool_()))
     in_group = pc.is_in(table["loggroup"], value_set=pa.array(groups, pa.string()))
