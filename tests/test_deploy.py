@@ -756,8 +756,8 @@ layout = orcwrite.Layout(tempfile.mkdtemp(), tuple(T.partition_names), T.orc_arr
 result = quality.judge_counts([json.loads(json.dumps(tally.counts()))], "cloudtrail", True,
                               [*T.orc_arrow().names, *T.partition_names])
 assert n == 50 and [f.split("(")[0] for f in result.failed] == ["expect_compound_columns_to_be_unique"], result.failed
-kept = compact._first_of_each_key(table.select(T.orc_arrow().names), ["eventid"])
-ordered = compact._sorted_as_spark(kept, ("eventsource", "eventname", "eventtime"))
+kept = orcwrite.first_of_each_key(table.select(T.orc_arrow().names), ["eventid"])
+ordered = orcwrite.sorted_as_spark(kept, ("eventsource", "eventname", "eventtime"))
 assert kept.num_rows == 49 and ordered["eventsource"][0].as_py() is None
 """
 

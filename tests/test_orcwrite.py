@@ -165,3 +165,18 @@ def test_the_writer_keeps_its_heap_on_linux(monkeypatch):
     monkeypatch.setattr(orcwrite, "_HEAP_KEPT", False)  # an earlier test's writer may have set it
     assert orcwrite.keep_heap() is True
     assert orcwrite.keep_heap() is True
+
+
+def test_first_of_each_key_keeps_the_first_row_of_each_key_in_order():
+    """Repeats anywhere in the table, not only after the rows they repeat: the rows kept
+    are the first of each key, with their own values, in the table's order."""
+    table = pa.table({"id": ["a", "b", "a", "c", "b", "d"], "n": [0, 1, 2, 3, 4, 5]})
+    kept = orcwrite.first_of_each_key(table, ["id"])
+    assert kept.to_pylist() == [{"id": "a", "n": 0}, {"id": "b", "n": 1}, {"id": "c", "n": 3}, {"id": "d", "n": 5}]
+    assert orcwrite.first_of_each_key(table.slice(0, 2), ["id"]) == table.slice(0, 2)  # nothing repeated
+
+
+def test_sorted_as_spark_puts_nulls_first_in_each_key():
+    table = pa.table({"a": ["y", None, "x", "x"], "b": [1, 2, None, 0]})
+    assert orcwrite.sorted_as_spark(table, ("a", "b")).to_pylist() == [
+        {"a": None, "b": 2}, {"a": "x", "b": None}, {"a": "x", "b": 0}, {"a": "y", "b": 1}]

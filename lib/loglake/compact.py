@@ -28,6 +28,7 @@ from typing import Any
 from loglake import catalog, faults, manifest, orcwrite, publish, state, storage
 from loglake.config import Config
 from loglake.convert import MAX_RECORDS_PER_FILE, Selection, new_run_id, write_readready
+from loglake.orcwrite import first_of_each_key, sorted_as_spark
 from loglake.sources import Source
 
 log = logging.getLogger("loglake.compact")
@@ -258,8 +259,8 @@ def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[s
                 # the repeats are counted apart from the dedup that drops them, so that a
                 # row lost on the way is not taken for a repeat (compact() checks)
                 distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else None
-                kept = _first_of_each_key(table, key)
-                kept = _sorted_as_spark(kept, sort_columns)
+                kept = first_of_each_key(table, key)
+                kept = sorted_as_spark(kept, sort_columns)
                 for n, v in zip(names, values, strict=True):
                     kept = kept.append_column(n, pa.array([v] * kept.num_rows, pa.string()))
                 part = dict(zip(names, values, strict=True))
@@ -285,30 +286,6 @@ def _read_partition(uris: list[str], schema):
         parts.append(pa.table([t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
                                for f in schema], schema=schema))
     return pa.concat_tables(parts) if parts else schema.empty_table()
-
-
-def _sorted_as_spark(table, columns):
-    """Sorted as Spark's ascending sort: nulls first. pyarrow 25 takes the null placement
-    per key (its table-wide one is deprecated); Glue 5.0's pyarrow 17 only table-wide."""
-    import pyarrow as pa
-
-    if int(pa.__version__.split(".")[0]) >= 25:
-        return table.sort_by([(c, "ascending", "at_start") for c in columns])
-    return table.sort_by([(c, "ascending") for c in columns], null_placement="at_start")
-
-
-def _first_of_each_key(table, key: list[str]):
-    """The table without repeats of ``key`` (the first row of each kept), in its order."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not key or table.num_rows == 0:
-        return table
-    marked = table.select(key).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
-    first = marked.group_by(key, use_threads=False).aggregate([("_row", "min")])["_row_min"]
-    if len(first) == table.num_rows:
-        return table
-    return table.take(pc.sort_indices(first))
 
 
 def _rewrite_by_spark(spark, source: Source, todo: dict[str, manifest.Manifest], out_table: str,

@@ -131,6 +131,30 @@ def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[t
         yield tuple(batch.column(name)[start].as_py() for name in names), start, end - start
 
 
+def sorted_as_spark(table, columns):
+    """Sorted as Spark's ascending sort: nulls first. pyarrow 25 takes the null placement
+    per key (its table-wide one is deprecated); Glue 5.0's pyarrow 17 only table-wide."""
+    import pyarrow as pa
+
+    if int(pa.__version__.split(".")[0]) >= 25:
+        return table.sort_by([(c, "ascending", "at_start") for c in columns])
+    return table.sort_by([(c, "ascending") for c in columns], null_placement="at_start")
+
+
+def first_of_each_key(table, key: list[str]):
+    """The table without repeats of ``key`` (the first row of each kept), in its order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not key or table.num_rows == 0:
+        return table
+    marked = table.select(key).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    first = marked.group_by(key, use_threads=False).aggregate([("_row", "min")])["_row_min"]
+    if len(first) == table.num_rows:
+        return table
+    return table.take(pc.take(first, pc.sort_indices(first)))  # the rows kept, in the table's order
+
+
 class _File:
     """One ORC file being written; complete under its name only once closed."""
 
