@@ -58,6 +58,27 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(params=["one pass", "by spark"])
+def stage_path(request, monkeypatch):
+    """A run's two ways of converting and writing (loglake.onepass): whole partitions
+    per task, the default for runs as small as the tests', or Spark's shuffle to the
+    writers (forced here). The test fails unless its runs went that way."""
+    from loglake import convert, onepass
+
+    if request.param == "by spark":
+        monkeypatch.setattr(onepass, "MAX_PARTITION_BYTES", -1)
+    name = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[request.param]
+    real, calls = getattr(convert, name), []
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(convert, name, counted)
+    yield request.param
+    assert calls, f"no run of this test went {request.param}"
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     server = localaws.MotoServer(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log")).start()

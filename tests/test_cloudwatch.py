@@ -372,7 +372,7 @@ def test_schema_of_cloudwatch_readready(spark, lake):
     assert [f.name for f in df.schema.fields] == [c.name for c in CLOUDWATCH_SOURCE.schema.all_columns]
 
 
-def test_two_accounts_with_the_same_stream_and_event_ids_keep_both(spark, tmp_path):
+def test_two_accounts_with_the_same_stream_and_event_ids_keep_both(spark, tmp_path, stage_path):
     # Session Manager names streams after session ids, and two accounts' streams can carry the
     # same names and event ids: the owner is part of an event's identity. A real repeat (same
     # owner) is still dropped once.

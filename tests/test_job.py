@@ -63,7 +63,7 @@ def raw(tmp_path):
     return root
 
 
-def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys):
+def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys, stage_path):
     stratus, elastic = records_of(STRATUS_GZ), records_of(ELASTIC_GZ)
     config = write_config(tmp_path / "c.yaml", filters={"event_names": {"deny": ["DescribeInstanceInformation"]}})
     out = tmp_path / "lake"
@@ -351,3 +351,40 @@ def test_file_list_slices_follow_the_input_size_not_just_the_cores():
     big = plan(157_000, 9_000)  # ~1.3 GiB of gzip: each slice holds at most SLICE_BYTES
     slices = convert._slices(big, parallelism=2)
     assert 157_000 * 9_000 / slices <= convert.SLICE_BYTES < 157_000 * 9_000 / (slices - 1)
+
+
+def test_one_pass_takes_runs_whose_partitions_each_fit_a_task_and_a_cores_share():
+    from loglake import onepass
+
+    mib = 1 << 20
+    hourly = {(f"a{i}",): 2 * mib for i in range(80)}  # an hourly run: 80 partitions of ~2 MiB
+    assert onepass.suits(hourly, parallelism=2)
+    assert onepass.suits({("a",): 5 * mib}, parallelism=2)  # small: one pass whatever its partitions
+    assert not onepass.suits({}, parallelism=2)
+    # a partition too big to hold in one task
+    assert not onepass.suits({**hourly, ("big",): onepass.MAX_PARTITION_BYTES + 1}, parallelism=2)
+    # one partition is most of the run: one core would convert it alone
+    assert not onepass.suits({("a",): 40 * mib, ("b",): 10 * mib}, parallelism=2)
+    assert onepass.suits({("a",): 25 * mib, ("b",): 25 * mib}, parallelism=2)
+    assert not onepass.suits({("a",): 25 * mib, ("b",): 25 * mib}, parallelism=4)
+
+
+def test_one_pass_deals_each_partition_whole_in_key_order_largest_first():
+    from loglake import onepass
+
+    files = [(f"s3://b/p{p}/f{i:02d}", size, (f"p{p}",))
+             for p, (n, size) in enumerate([(3, 100), (10, 100), (1, 50), (2, 400), (5, 10)])
+             for i in reversed(range(n))]
+    dealt = onepass.deal(files, slices=2)
+    assert sorted(row for s in dealt for row in s) == sorted((u, s, *v) for u, s, v in files)  # each once
+    for chunk in dealt:
+        parts = [row[2] for row in chunk]
+        runs = [p for i, p in enumerate(parts) if i == 0 or parts[i - 1] != p]
+        assert len(runs) == len(set(runs))  # a partition's objects together
+        for p in set(parts):
+            uris = [row[0] for row in chunk if row[2] == p]
+            assert uris == sorted(uris)
+    # bytes p0 300, p1 1000, p2 50, p3 800, p4 50; largest first, each to the lighter list:
+    # p1 | p3, then p0 (800 < 1000), p2 (1000 < 1100), p4 (1050 < 1100)
+    assert sorted(sorted({row[2] for row in chunk}) for chunk in dealt) == [["p0", "p3"], ["p1", "p2", "p4"]]
+    assert len(onepass.deal(files, slices=16)) == 5  # never more lists than partitions

@@ -171,7 +171,7 @@ def test_object_vanished_between_listing_and_read(spark, aws, tmp_path):
 # --------------------------------------------------------------------------- reconciliation
 
 
-def test_runs_table_and_duplicates(spark, tmp_path):
+def test_runs_table_and_duplicates(spark, tmp_path, stage_path):
     raw = tmp_path / "raw"
     place(raw, ELASTIC_DAY + "a.json.gz", ELASTIC_GZ)
     place(raw, ELASTIC_DAY + "b.json.gz", ELASTIC_GZ)  # the same events delivered twice
@@ -189,7 +189,7 @@ def test_runs_table_and_duplicates(spark, tmp_path):
     assert (out / "_runs" / "cloudtrail" / f"{summary['run_id']}.json").is_file()
 
 
-def test_a_run_whose_objects_yield_no_rows_passes_the_gate_and_quarantines_them(spark, tmp_path):
+def test_a_run_whose_objects_yield_no_rows_passes_the_gate_and_quarantines_them(spark, tmp_path, stage_path):
     """Every object read, none yields a row: the writing tasks tally nothing, the gate
     (on, as by default) expects no rows, and the run publishes its quarantine."""
     raw = tmp_path / "raw"
@@ -201,7 +201,23 @@ def test_a_run_whose_objects_yield_no_rows_passes_the_gate_and_quarantines_them(
     assert [r["reason"] for r in quarantine_rows(tmp_path / "lake")] == ["not_gzip"]
 
 
-def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch):
+def _loses_an_event(lost, table, key):
+    """A dedup with a bug: it also drops the event ``lost`` (shipped to the tasks by value)."""
+    import pyarrow.compute as pc
+
+    from loglake.orcwrite import first_of_each_key
+
+    kept = first_of_each_key(table, key)
+    return kept.filter(pc.not_equal(kept["eventid"], lost))
+
+
+def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch, stage_path):
+    import functools
+
+    from pyspark import cloudpickle
+
+    from loglake import onepass
+
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)
     out = tmp_path / "lake"
@@ -210,18 +226,29 @@ def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch
 
     # A bug that silently loses a record between conversion and the written files must be
     # caught by the reconciliation (the rows in the files' footers are counted).
-    original = convert.write_readready
     lost = records_of(STRATUS_GZ)[0]["eventID"] + "-b"
-    monkeypatch.setattr(convert, "write_readready", lambda rows, *a: original(rows.where(f"eventid != '{lost}'"), *a))
+    if stage_path == "by spark":
+        original = convert.write_readready
+        monkeypatch.setattr(convert, "write_readready",
+                            lambda rows, *a: original(rows.where(f"eventid != '{lost}'"), *a))
+    else:  # in the task, between its dedup and its writer
+        monkeypatch.setattr(onepass, "first_of_each_key", functools.partial(_loses_an_event, lost))
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
     place(raw, DAY + "b.json.gz", gz_records([dict(r, eventID=r["eventID"] + "-b") for r in records_of(STRATUS_GZ)]))
-    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    try:
+        code, summary = run(tmp_path, "cloudtrail", raw, out)
+    finally:
+        if stage_path == "one pass":
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert code == 1 and summary["balanced"] is False and summary["status"] == "rejected_unbalanced"
+    n = len(records_of(STRATUS_GZ))
+    assert summary["reconciliation"].startswith(f"read {2 * n} = written {2 * n - 1} + filtered 0"), summary
     assert sorted(p.name for p in (out / "from_cloudtrail_readready").rglob("*.orc")) == before
-    assert len(readready_rows(out)) == len(records_of(STRATUS_GZ))
+    assert len(readready_rows(out)) == n
     assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
 
 
-def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypatch):
+def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypatch, stage_path):
     """Publish takes the staged files a task reported, each with the rows its footer
     holds: an ORC file in the staging folder that no task reported (a stray attempt's)
     makes the run unbalanced, and nothing is published."""
@@ -230,15 +257,16 @@ def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypat
 
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)
-    real = convert.write_readready
+    name = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[stage_path]
+    real = getattr(convert, name)
 
-    def with_a_stray_file(rows, source, target, *a):
-        written = real(rows, source, target, *a)
-        first = next(Path(storage.local_path(target)).rglob("*.orc"))
+    def with_a_stray_file(spark, source, config, plan, staging, table, *a):
+        done = real(spark, source, config, plan, staging, table, *a)
+        first = next(Path(storage.local_path(storage.join(staging, table))).rglob("*.orc"))
         shutil.copyfile(first, first.with_name("part-99999-0.zlib.orc"))
-        return written
+        return done
 
-    monkeypatch.setattr(convert, "write_readready", with_a_stray_file)
+    monkeypatch.setattr(convert, name, with_a_stray_file)
     code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
     assert code == 1 and summary["status"] == "rejected_unbalanced" and summary["written"] == 310
     assert "staged files not as the writers reported" in summary["reconciliation"]
@@ -316,7 +344,7 @@ def test_firehose_fixture_objects_are_balanced(spark, tmp_path):
     assert code == 0 and summary["balanced"] and summary["quarantined"]["total"] == 0
 
 
-def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_path, monkeypatch, capsys):
+def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_path, monkeypatch, capsys, stage_path):
     monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)

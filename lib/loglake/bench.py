@@ -278,9 +278,11 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
 # driver waits inside these calls while Spark runs the jobs they start.
 _PHASES = (
     ("convert.py", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
-    ("convert.py", "_count_duplicates", "  convert and count duplicates (the first action)"),
-    ("convert.py", "write_readready", "  readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
-    ("convert.py", "_file_stats", "  file counts (collect)"),
+    ("convert.py", "_stage_one_pass", "  one pass: tasks convert, dedup, sort, write and tally whole partitions"),
+    ("convert.py", "_stage_by_spark", "  by Spark (a partition too large for one pass): the three below"),
+    ("convert.py", "_count_duplicates", "    convert and count duplicates (the first action)"),
+    ("convert.py", "write_readready", "    readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
+    ("convert.py", "_file_stats", "    file counts (collect)"),
     ("convert.py", "_write_quarantine", "  quarantine write"),
     ("quality.py", "judge_counts", "  quality gate (judges the writing tasks' tallies)"),
     ("convert.py", "_publish", "publish: move partitions into place"),

@@ -9,10 +9,11 @@ Four steps, each testable alone:
 2. **convert** (executors): each task reads its objects with boto3 or the local
    filesystem (local Spark has no s3:// filesystem) and turns each into an Arrow
    batch: flat rows, quarantine rows, and one row of per-object counts.
-3. **stage and check** (driver): duplicates (same event id within a partition) are
-   dropped and counted, rows are written as ORC/ZLIB to a staging folder by tasks that
-   count what they were given (and the gate's checks) and report each file's rows from
-   its footer: the run must balance (records read = written + filtered + quarantined
+3. **stage and check**: duplicates (same event id within a partition) are dropped and
+   counted, rows are written as ORC/ZLIB to a staging folder by tasks that count what
+   they were given (and the gate's checks) and report each file's rows from its footer
+   (in one pass, each task taking whole partitions: :mod:`loglake.onepass`; or, for a
+   partition too large for one task, converted everywhere and shuffled to writers): the run must balance (records read = written + filtered + quarantined
    records + duplicates, and the files hold what the tasks were given) and pass the
    great-expectations gate.
 4. **publish**: only then is each selected partition swapped into place (the old one
@@ -593,12 +594,19 @@ def convert(
     return summary
 
 
+@dataclass
+class _Converted:
+    """What converting and writing a run's objects gives, either way."""
+
+    file_stats: list[dict[str, Any]]  # each object's counts (its KIND_FILE row), with its partition values
+    written: Written
+    duplicates: int
+    quarantined: int  # quarantine rows written (problems and rejected keys)
+
+
 def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _Staged:
     """Convert, dedup, and write rows and quarantine to the staging folder; count and check."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from loglake import quality
+    from loglake import onepass, quality
 
     names = source.schema.partition_names
     quarantine_rows = _key_quarantine(spark, plan, run_id)
@@ -606,6 +614,99 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         staged = _Staged([], {}, 0, 0)
         staged.quarantine_rows = _write_quarantine(spark, quarantine_rows, None, staging, names, run_id)
         return staged
+    # The gate is counted by the writing tasks, on the rows they write (with it off,
+    # they count the rows): the files' footers must hold those rows. Each partition's
+    # rows reach one task, so the tasks' distinct keys add up (checks.Tally).
+    gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
+            if config.quality.expectations else None)
+    if gate is not None:
+        gate()  # a suite the tasks cannot evaluate fails here, before any file is written
+    sizes: dict[tuple[str, ...], int] = {}
+    for f in plan.files:
+        sizes[f.values] = sizes.get(f.values, 0) + (f.size or 0)
+    by = _stage_one_pass if onepass.suits(sizes, spark.sparkContext.defaultParallelism) else _stage_by_spark
+    done = by(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate)
+    written: dict[tuple[str, ...], int] = {}
+    for (values, _), n in done.written.per_file.items():
+        written[values] = written.get(values, 0) + n
+    result = _Staged(done.file_stats, written, done.duplicates, done.quarantined, per_file=done.written.per_file)
+    # The staged files are counted, not trusted: the rows in their footers (``written``)
+    # must be the rows the writing tasks were given, else the run is unbalanced.
+    result.staged_rows = done.written.rows_given
+    # What publish will take (this one listing) is what was reported: every staged
+    # file, and no other.
+    listed = _staged_orc_files(storage.join(staging, table), names)
+    result.unreported = sorted("/".join([*v, f]) for v, f in set(listed) ^ set(done.written.per_file))
+    for (values, _), uri in sorted(listed.items(), key=lambda item: item[1]):
+        result.staged_files.setdefault(values, []).append(uri)
+    if config.quality.expectations:
+        kept = sum(s["kept"] for s in done.file_stats)
+        columns = [*source.schema.names, *names]
+        result.quality = quality.judge_counts(
+            done.written.tallies, source.name, expect_rows=kept > 0, columns=columns, table=table,
+            read_back=lambda: _read_staged(spark, source, staging, table),
+            session_log_groups=config.sources.cloudwatch.session_log_groups,
+        )
+    return result
+
+
+def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate) -> _Converted:
+    """Each task converts, dedups, sorts and writes whole partitions (:mod:`loglake.onepass`)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from loglake import onepass
+
+    names = source.schema.partition_names
+    dealt = onepass.deal([(f.uri, f.size, f.values) for f in plan.files],
+                         _slices(plan, spark.sparkContext.defaultParallelism))
+    files_df = spark.createDataFrame(
+        spark.sparkContext.parallelize(dealt, len(dealt)).flatMap(lambda chunk: chunk),
+        "uri string, size long, " + ", ".join(f"`{n}` string" for n in names),
+    )
+    layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
+                             tuple(source.bloom_columns), MAX_RECORDS_PER_FILE)
+    task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
+    out = files_df.mapInArrow(task, _spark_ddl_of(onepass.output_schema(names)))
+    # Kept for the quarantine's write, when there are problems: not converted again.
+    out = out.persist(StorageLevel.DISK_ONLY)
+    try:
+        with _Progress(spark, f"converting and writing {len(plan.files)} files"):
+            counts = out.filter(F.col("_kind") != KIND_PROBLEM).collect()
+        file_stats, per_file, tallies, duplicates = [], {}, [], 0
+        for row in counts:
+            detail = json.loads(row["_detail"])
+            values = tuple(row[n] for n in names)
+            if row["_kind"] == KIND_FILE:
+                detail["values"] = values
+                file_stats.append(detail)
+            elif row["_kind"] == onepass.KIND_WRITTEN:
+                per_file[(values, detail["file"])] = detail["rows"]
+            elif row["_kind"] == onepass.KIND_PARTITION:
+                duplicates += detail["repeats"]
+            elif row["_kind"] == onepass.KIND_TALLY:
+                tallies.append(detail)
+        problems = (out.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
+                    if any(s["problems"] for s in file_stats) else None)
+        quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
+    finally:
+        out.unpersist()
+    return _Converted(file_stats, Written(per_file, tallies), duplicates, quarantined)
+
+
+def _spark_ddl_of(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate) -> _Converted:
+    """Objects spread over every core whatever their partitions; the converted rows
+    cached, their repeats counted, then shuffled to the writers by partition."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    names = source.schema.partition_names
     slices = _slices(plan, spark.sparkContext.defaultParallelism)
     # Dealt round-robin, one list per slice, each list one Spark partition: not by a
     # repartition, which was a shuffle, a Spark job of its own (~0.3 s in an hourly run).
@@ -636,46 +737,16 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
-            # The gate is counted by the writing tasks, on the rows they write (with it
-            # off, they count the rows): the files' footers must hold those rows. Each
-            # partition's rows reach one task (hash-partitioned above), so the tasks'
-            # distinct keys add up (checks.Tally).
-            gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
-                    if config.quality.expectations else None)
-            if gate is not None:
-                gate()  # a suite the tasks cannot evaluate fails here, before any file is written
-            written_out = write_readready(rows, source, storage.join(staging, table), gate)
-            per_file = written_out.per_file
+            written = write_readready(rows, source, storage.join(staging, table), gate)
             file_stats = _file_stats(converted, names)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
             problems = (converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
                         if any(s["problems"] for s in file_stats) else None)
-            n_quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
+            quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
     finally:
         converted.unpersist()
-    written: dict[tuple[str, ...], int] = {}
-    for (values, _), n in per_file.items():
-        written[values] = written.get(values, 0) + n
-    result = _Staged(file_stats, written, int(duplicates), n_quarantined, per_file=per_file)
-    # The staged files are counted, not trusted: the rows in their footers (``written``)
-    # must be the rows the writing tasks were given, else the run is unbalanced.
-    result.staged_rows = written_out.rows_given
-    # What publish will take (this one listing) is what was reported: every staged
-    # file, and no other.
-    listed = _staged_orc_files(storage.join(staging, table), names)
-    result.unreported = sorted("/".join([*v, f]) for v, f in set(listed) ^ set(per_file))
-    for (values, _), uri in sorted(listed.items(), key=lambda item: item[1]):
-        result.staged_files.setdefault(values, []).append(uri)
-    if config.quality.expectations:
-        kept = sum(s["kept"] for s in file_stats)
-        columns = [*source.schema.names, *names]
-        result.quality = quality.judge_counts(
-            written_out.tallies, source.name, expect_rows=kept > 0, columns=columns, table=table,
-            read_back=lambda: _read_staged(spark, source, staging, table),
-            session_log_groups=config.sources.cloudwatch.session_log_groups,
-        )
-    return result
+    return _Converted(file_stats, written, int(duplicates), quarantined)
 
 
 def _staged_orc_files(target: str, names: list[str]) -> dict[tuple[tuple[str, ...], str], str]:

@@ -1,0 +1,148 @@
+"""Convert and write a run in one pass when each of its partitions fits one task.
+
+A raw object's key names the readready partition its rows go to before the object is
+read. So a run can deal whole partitions to Spark's tasks: each task converts the
+objects of its partitions, drops a partition's repeats (the first row of each key
+kept), sorts and writes its file (:mod:`loglake.orcwrite`), and tallies the gate's
+checks on the rows it writes. Only counts come back: each object's, each file's rows
+from its footer, each partition's rows and repeats, and the quarantine rows.
+
+The other way (:func:`loglake.convert._stage_by_spark`) spreads the objects over every
+core whatever their partitions, caches the converted rows, counts repeats in a job of
+their own and shuffles the rows to the writers: five Spark jobs where this takes one,
+which in an hourly run, whose input is small, was most of the run. That way stays for
+a partition too big for one task's memory, and for a run whose largest partition is
+most of it (here one core would convert it while the others wait).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from loglake import orcwrite, storage
+from loglake.config import Config
+from loglake.orcwrite import first_of_each_key, sorted_as_spark
+
+# Raw (gzip) bytes of the largest partition a one-pass run takes: a partition's
+# converted rows are held in one task until its file is written, some 4-5x the gzip
+# bytes as Arrow (the benchmark's CloudTrail: 142 MiB gzip, 600 MB as Arrow).
+MAX_PARTITION_BYTES = 64 << 20
+# Below this, a run goes one pass whatever its partitions: its time is fixed costs.
+SMALL_RUN_BYTES = 8 << 20
+
+KIND_WRITTEN = "written"  # a file a task wrote: {"file", "rows" (from its footer)}
+KIND_PARTITION = "partition"  # a partition a task converted: {"rows", "repeats"}
+KIND_TALLY = "tally"  # a task's tally of the rows it wrote (checks.Tally.counts)
+
+
+def suits(sizes: dict[tuple[str, ...], int], parallelism: int) -> bool:
+    """Whether a run whose partitions hold ``sizes`` raw bytes goes one pass: its largest
+    partition fits a task, and is no more than a core's share of the run (dealt whole, a
+    partition is converted by one core)."""
+    if not sizes:
+        return False
+    largest, total = max(sizes.values()), sum(sizes.values())
+    if largest > MAX_PARTITION_BYTES:
+        return False
+    return total <= SMALL_RUN_BYTES or largest * max(1, parallelism) <= total
+
+
+def deal(files: list[tuple[str, int, tuple[str, ...]]], slices: int) -> list[list[tuple]]:
+    """``(uri, size, partition values)`` -> ``slices`` lists of ``(uri, size, *values)``,
+    each partition's objects in one list, together and in key order. Partitions go
+    largest first to the list with the fewest bytes so far."""
+    by_partition: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+    for uri, size, values in files:
+        by_partition.setdefault(values, []).append((uri, size))
+    slices = max(1, min(slices, len(by_partition)))
+    loads = [0] * slices
+    dealt: list[list[tuple]] = [[] for _ in range(slices)]
+    for values, objs in sorted(by_partition.items(), key=lambda kv: (-sum(s for _, s in kv[1]), kv[0])):
+        k = loads.index(min(loads))
+        loads[k] += sum(s for _, s in objs)
+        dealt[k].extend((uri, size, *values) for uri, size in sorted(objs))
+    return dealt
+
+
+def output_schema(partition_names: list[str] | tuple[str, ...]) -> pa.Schema:
+    """What a task returns: rows of the converter's kinds that are not events (a file's
+    counts, a problem) and of this module's (a file written, a partition, the tally);
+    ``_detail`` holds each one's JSON."""
+    return pa.schema([*(pa.field(n, pa.string()) for n in partition_names),
+                      pa.field("_kind", pa.string()), pa.field("_detail", pa.string())])
+
+
+def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callable[[], Any] | None = None,
+         batch_rows: int = 4096) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function: ``(uri, size, partition values)`` rows, each partition's
+    together, in; :func:`output_schema` rows out. ``gate()`` makes the task's tally
+    (:class:`loglake.quality.StagedGate`; default: rows only)."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        from loglake import convert
+        from loglake.checks import Tally
+        from loglake.sources import get_source
+
+        orcwrite.keep_heap()
+        storage.configure(config.aws.endpoint_url, config.aws.region)
+        source = get_source(source_name)
+        names = tuple(source.schema.partition_names)
+        events_schema = convert._output_schema(source)
+        key = [c for c in source.dedup_key if c not in names]
+        ctx = TaskContext.get()
+        task_id = ctx.partitionId() if ctx is not None else 0
+        tally = gate() if gate is not None else Tally()
+        schema = output_schema(names)
+        out: list[dict[str, Any]] = []
+        current: tuple[str, ...] | None = None
+        events: list[dict[str, Any]] = []
+        parts: list[pa.RecordBatch] = []
+
+        def finish() -> None:
+            nonlocal events, parts
+            if current is None:
+                return
+            if events:
+                parts.append(convert.rows_to_batch(events, events_schema))
+            table = pa.Table.from_batches(parts, schema=events_schema)
+            events, parts = [], []
+            part = dict(zip(names, current, strict=True))
+            # repeats counted apart from the dedup that drops them: a row lost on the
+            # way is then not taken for a repeat (the run's balance catches it)
+            distinct = (table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows
+                        if key else table.num_rows)
+            kept = sorted_as_spark(first_of_each_key(table, key), source.sort_columns)
+            for _, name, rows in orcwrite.write_sorted(iter(kept.to_batches()), layout, task_id, tally):
+                out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
+            out.append({**part, "_kind": KIND_PARTITION,
+                        "_detail": json.dumps({"rows": table.num_rows, "repeats": table.num_rows - distinct})})
+
+        items = (item for batch in batches for item in batch.to_pylist())
+        ahead = convert.read_ahead(items, lambda item: storage.read_bytes(item["uri"]),
+                                   budget=config.convert.read_ahead_bytes, size=lambda item: item["size"] or 0)
+        for item, fetch in ahead:
+            values = tuple(item[n] for n in names)
+            if values != current:
+                finish()
+                current = values
+            for row in convert.convert_rows(source, item["uri"], values, config, fetch):
+                if row["_kind"] == convert.KIND_EVENT:
+                    events.append(row)
+                else:
+                    out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
+            if len(events) >= batch_rows:
+                parts.append(convert.rows_to_batch(events, events_schema))
+                events = []
+            if len(out) >= batch_rows:
+                yield pa.RecordBatch.from_pylist(out, schema=schema)
+                out = []
+        finish()
+        out.append({"_kind": KIND_TALLY, "_detail": json.dumps(tally.counts())})
+        yield pa.RecordBatch.from_pylist(out, schema=schema)
+
+    return run
