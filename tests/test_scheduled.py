@@ -302,3 +302,18 @@ def test_lock_and_watermark_on_s3_use_conditional_writes(aws):
     assert state.read_watermark(root, "cloudtrail") is None
     state.write_watermark(root, "cloudtrail", 123.5, "run-3")
     assert state.read_watermark(root, "cloudtrail") == 123.5
+
+
+def test_a_scheduled_run_over_a_folder_counts_the_skipped_keys_of_new_objects_only(spark, tmp_path, lake):
+    """Objects at or below the watermark are neither taken nor classified again: a
+    digest file skipped by the first run is not counted by every run after it."""
+    raw, out = lake
+    t0 = time.time() - 3600
+    put(raw, 1, "a", t0)
+    digest = place(raw, "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/12/01/d.json.gz", b"{}")
+    os.utime(digest, (t0, t0))
+    code, first = run(tmp_path, raw, out)
+    assert code == 0 and first["files_read"] == 1 and first["skipped_keys"] == {"digest": 1}
+    put(raw, 2, "a", t0 + 100)
+    code, second = run(tmp_path, raw, out)
+    assert code == 0 and second["files_read"] == 1 and second["skipped_keys"] == {}

@@ -1072,7 +1072,8 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
             delivered_bytes += n_bytes
 
             def plan_work():
-                listed = convert.plan_from_listing(source, raw_uri, config, convert.Selection())
+                listed = convert.plan_from_listing(source, raw_uri, config, convert.Selection(),
+                                                   state.read_watermark(str(hourly), source.name))
                 return runner.from_listing(source, config, str(hourly), listed)
 
             t0 = time.perf_counter()

@@ -320,7 +320,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config) -> int:
-    from loglake import convert, runner, runtime
+    from loglake import convert, runner, runtime, state
     from loglake.sources import get_source
 
     source = get_source(args.source)
@@ -331,7 +331,10 @@ def _run(args: argparse.Namespace, config) -> int:
         sc = config.scheduled
         config = dataclasses.replace(config, scheduled=dataclasses.replace(
             sc, max_partitions=args.max_partitions or sc.max_partitions, max_files=args.max_files or sc.max_files))
-    plan = convert.plan_from_listing(source, args.raw, config, selection)  # before Spark starts: checks --raw
+    # before Spark starts: checks --raw. A scheduled run takes nothing at or below the
+    # watermark (which only moves forward: the one read under the lock is no older).
+    newer_than = state.read_watermark(args.out, source.name) if args.scheduled else None
+    plan = convert.plan_from_listing(source, args.raw, config, selection, newer_than)
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0

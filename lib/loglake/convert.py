@@ -13,8 +13,9 @@ Four steps, each testable alone:
    counted, rows are written as ORC/ZLIB to a staging folder by tasks that count what
    they were given (and the gate's checks) and report each file's rows from its footer
    (in one pass, each task taking whole partitions: :mod:`loglake.onepass`; or, for a
-   partition too large for one task, converted everywhere and shuffled to writers): the run must balance (records read = written + filtered + quarantined
-   records + duplicates, and the files hold what the tasks were given) and pass the
+   partition too large for one task, converted everywhere and shuffled to writers):
+   the run must balance (records read = written + filtered + quarantined records +
+   duplicates, and the files hold what the tasks were given) and pass the
    great-expectations gate.
 4. **publish**: only then is each selected partition swapped into place (the old one
    removed, the staged one moved in), so a rerun *replaces* partitions instead of
@@ -191,14 +192,22 @@ def _day_index(source: Source) -> int:
     return source.schema.partition_names.index("dt")
 
 
-def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: Selection) -> Plan:
-    """Plan by listing every object below a folder or s3:// prefix (recursively)."""
+def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: Selection,
+                      newer_than: float | None = None) -> Plan:
+    """Plan by listing every object below a folder or s3:// prefix (recursively).
+
+    ``newer_than`` (a scheduled run's watermark): objects modified at or before it are
+    neither classified nor counted in ``skipped_keys``, since the run takes none of them;
+    by the end of a day of hourly runs over a folder, classifying every key again was
+    most of each run's listing."""
     if selection.partitions_since:
         raise SelectionError("--partitions-since needs the catalog; use --date or --from-date/--to-date")
     if not storage.exists(raw_uri):
         raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
     plan = Plan()
     for obj in storage.list_objects(raw_uri):
+        if newer_than is not None and obj.mtime <= newer_than:
+            continue
         plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
     plan.files.sort(key=lambda f: f.uri)
     return plan
