@@ -18,7 +18,8 @@ from loglake import addapart, catalog
 from loglake.addapart import AddAPart, Message
 from loglake.catalog import PartitionRegistrar
 from loglake.config import config_from_dict
-from loglake.sources import CLOUDTRAIL_SOURCE, CLOUDWATCH_SOURCE
+from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
+from loglake.sources.cloudwatch import SOURCE as CLOUDWATCH_SOURCE
 
 BUCKET = "trail-bucket"
 

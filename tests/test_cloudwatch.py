@@ -23,7 +23,8 @@ from conftest import (
 )
 from loglake import addapart, catalog, cli, firehose, keys, sql
 from loglake.config import Config, config_from_dict
-from loglake.sources import CLOUDWATCH_SOURCE, process_cloudwatch
+from loglake.sources.cloudwatch import SOURCE as CLOUDWATCH_SOURCE
+from loglake.sources.cloudwatch import process_cloudwatch
 from loglake.transforms import Problem
 
 CT_KEY = "AWSLogs/o-abcdefghij/294599468799/CloudTrail/me-northwest-3r/2024/12/01/a.json.gz"

@@ -15,7 +15,7 @@ import yaml
 from conftest import ELASTIC_GZ, REPO, STRATUS_GZ, lake_rows, place, records_of
 from loglake import addapart, catalog, cli, jobs, manifest
 from loglake.schema import CLOUDTRAIL
-from loglake.sources import CLOUDTRAIL_SOURCE
+from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
 STRATUS_KEY = (
     "AWSLogs/o-abcdefghij/017622104382/CloudTrail/us-east-1/2024/12/01/"

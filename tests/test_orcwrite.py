@@ -12,7 +12,8 @@ import pytest
 from conftest import STRATUS_GZ
 from loglake import contract, orcwrite, storage
 from loglake.config import FiltersConfig
-from loglake.sources import get_source, process_cloudtrail
+from loglake.sources import get_source
+from loglake.sources.cloudtrail import process_cloudtrail
 
 SOURCE = get_source("cloudtrail")
 NAMES = tuple(SOURCE.schema.partition_names)

@@ -15,7 +15,7 @@ import pytest
 from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, lake_rows, place, records_of, session_owner_docs
 from loglake import cli, convert, firehose, storage
 from loglake.config import config_from_dict
-from loglake.sources import CLOUDTRAIL_SOURCE
+from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
 # Delivery days after the samples' events (CloudTrail delivers an event after it happens;
 # the quality gate checks that): stratus ends 2024-11-30, elastic 2026-01-05.

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from loglake import convert
 from loglake.config import config_from_dict
-from loglake.sources import CLOUDTRAIL_SOURCE
+from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
 
 class Reads:

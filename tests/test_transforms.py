@@ -17,7 +17,7 @@ from conftest import CT, ELASTIC_GZ, STRATUS_GZ, records_of
 from loglake import sources, transforms
 from loglake.config import FiltersConfig, config_from_dict
 from loglake.schema import CLOUDTRAIL
-from loglake.sources import process_cloudtrail
+from loglake.sources.cloudtrail import process_cloudtrail
 from loglake.transforms import (
     check_cloudtrail_record,
     cloudtrail_filter_rule,

@@ -664,7 +664,8 @@ def per_file_profile(ct_files: list[str], sample: int = 200) -> dict[str, Any]:
     job, inside the Spark tasks), on a sample of the generated CloudTrail files."""
     from loglake import convert, transforms
     from loglake.config import config_from_dict
-    from loglake.sources import CLOUDTRAIL_SOURCE, process_cloudtrail
+    from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
+    from loglake.sources.cloudtrail import process_cloudtrail
 
     step = max(1, len(ct_files) // sample)
     files = ct_files[::step][:sample]

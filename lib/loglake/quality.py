@@ -160,7 +160,7 @@ def _get_validator(spark) -> _Validator:
 
 
 def _dedup_key(source: str) -> tuple[str, ...]:
-    """The columns the job dedups on (declared once, in sources.py): what must be unique."""
+    """The columns the job dedups on (declared once, in the source's module): what must be unique."""
     from loglake.sources import get_source
 
     return get_source(source).dedup_key

@@ -1,0 +1,64 @@
+"""What every log source declares (:class:`Source`) and what converting one raw object
+gives (:class:`FileResult`); helpers the sources' conversions share."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loglake import keys, transforms
+from loglake.config import Config
+from loglake.schema import TableSchema
+
+
+@dataclass
+class FileResult:
+    """What one raw object produced. Counts always satisfy
+    records_read == len(rows) + sum(filtered.values()) + record-level problems."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    records_read: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    problems: list[transforms.Problem] = field(default_factory=list)
+    control_messages: int = 0  # CloudWatch health checks, dropped by design
+
+
+def with_payload(
+    problem: transforms.Problem, record: Any, limit: int, counted: bool = True
+) -> transforms.Problem:
+    """The problem with the record as payload; ``counted``: the record is in records_read."""
+    text, size = transforms.record_payload(record)
+    return dataclasses.replace(
+        problem, payload=transforms.text_payload(text, limit), payload_size=size, record=counted)
+
+
+def row_bytes(row: dict[str, Any]) -> int:
+    """Size of a flattened row's text: what a reader of the ORC file has to hold."""
+    return len("".join([v for v in row.values() if type(v) is str]))
+
+
+def no_siblings(location: str, config: Config) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    schema: TableSchema  # readready
+    raw_schema: TableSchema
+    raw_format: str  # a catalog.table_input format name
+    classify_key: Callable[[str, Config], keys.KeyResult]
+    process_file: Callable[[bytes, str, Config], FileResult]
+    # Sort order inside each readready file: groups similar rows for compression and
+    # lets ORC min/max indexes skip stripes on the most common predicates.
+    sort_columns: tuple[str, ...] = ()
+    # Columns that identify one event within a partition; repeats are dropped and counted.
+    dedup_key: tuple[str, ...] = ()
+    # Columns with an ORC bloom filter per row group: the needles analysts look up by
+    # equality (one principal, one key, one event, one session). A reader skips every
+    # row group that cannot hold the value, which min/max alone cannot do for columns
+    # the file is not sorted by.
+    bloom_columns: tuple[str, ...] = ()
+    # Other folders that belong to a raw partition besides its catalog location.
+    sibling_dirs: Callable[[str, Config], list[str]] = no_siblings
