@@ -28,14 +28,14 @@ from typing import Any
 
 import yaml
 
+from loglake.shapes import ACCOUNT_RE, REGION_RE
+from loglake.sources import REGISTRY, SOURCES
+from loglake.sources.base import SourceConfig
+from loglake.sources.cloudwatch import SSM_SESSION_LOG_GROUP  # filters.log_groups' default
+
 ENV_PREFIX = "LOGLAKE__"
 CONFIG_ENV = "LOGLAKE_CONFIG"
 
-# [0-9] and \Z, not \d and $: \d matches non-ASCII digits and $ accepts a trailing newline.
-ACCOUNT_RE = re.compile(r"[0-9]{12}\Z")
-# Region *shape*, not a fixed list: real regions (us-gov-east-1, ap-southeast-3) and the
-# anonymised ones found in published samples (me-northwest-3r, sagov-westsouth-1r) fit it.
-REGION_RE = re.compile(r"[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\Z")
 
 
 class _FromEnv(str):
@@ -59,41 +59,21 @@ class ListFilter:
         return not self.allow or value in self.allow
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    bucket: str = ""
-    prefix: str = ""
-    # CloudTrail only: Insights events land under CloudTrail-Insight/ and are skipped
-    # unless asked for, since they are not API calls and have another record shape.
-    include_insights: bool = False
+# One section per source (``sources.<name>``), of the class its module declares; one
+# table name per source and stage (``catalog.tables.<name>_raw``, ``<name>_readready``).
+SourcesConfig = dataclasses.make_dataclass(
+    "SourcesConfig", [(s.name, s.config_class, field(default_factory=s.config_class)) for s in REGISTRY],
+    frozen=True)
+SourcesConfig.__module__ = __name__
+SourcesConfig.__doc__ = "Each registered source's section (loglake.sources.REGISTRY)."
 
-
-SSM_SESSION_LOG_GROUP = "/aws/ssm/sessionlogs"
-
-
-@dataclass(frozen=True)
-class CloudWatchSourceConfig:
-    bucket: str = ""
-    prefix: str = ""
-    # Log groups whose messages are Session Manager session records (JSON with sessionId
-    # and sessionData); their fields become columns. Other groups keep plain messages.
-    session_log_groups: tuple[str, ...] = (SSM_SESSION_LOG_GROUP,)
-
-
-@dataclass(frozen=True)
-class SourcesConfig:
-    cloudtrail: SourceConfig = field(default_factory=SourceConfig)
-    cloudwatch: CloudWatchSourceConfig = field(default_factory=CloudWatchSourceConfig)
-
-
-@dataclass(frozen=True)
-class TablesConfig:
-    cloudtrail_raw: str = "from_cloudtrail_raw"
-    cloudtrail_readready: str = "from_cloudtrail_readready"
-    cloudwatch_raw: str = "from_cloudwatch_raw"
-    cloudwatch_readready: str = "from_cloudwatch_readready"
-    quarantine: str = "quarantine"
-    runs: str = "runs"
+TablesConfig = dataclasses.make_dataclass(
+    "TablesConfig",
+    [*((f"{s.name}_{stage}", str, field(default=name)) for s in REGISTRY for stage, name in s.tables.items()),
+     ("quarantine", str, field(default="quarantine")), ("runs", str, field(default="runs"))],
+    frozen=True)
+TablesConfig.__module__ = __name__
+TablesConfig.__doc__ = "Catalog table names: each source's raw and readready tables, then the shared ones."
 
 
 @dataclass(frozen=True)
@@ -195,7 +175,7 @@ class Config:
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
 
-    def source(self, name: str) -> SourceConfig | CloudWatchSourceConfig:
+    def source(self, name: str) -> SourceConfig:
         return getattr(self.sources, name)
 
     def table(self, source: str, stage: str) -> str:
@@ -368,7 +348,7 @@ def _validate(config: Config) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"config: filters.key_deny_patterns[{i}] is not a regex: {exc}") from None
-    for name in ("cloudtrail", "cloudwatch"):
+    for name in SOURCES:
         src = config.source(name)
         if src.prefix.startswith("/"):
             raise ConfigError(f"config: sources.{name}.prefix must not start with '/'")

@@ -27,8 +27,9 @@ from pathlib import Path
 import yaml
 
 from loglake import addapart, catalog, contract, firehose, localaws, sql, storage
-from loglake.config import ACCOUNT_RE, REGION_RE, config_from_dict
+from loglake.config import config_from_dict
 from loglake.keys import parse_cloudtrail_key
+from loglake.shapes import ACCOUNT_RE, REGION_RE
 from loglake.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,8 +23,12 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from loglake.config import ACCOUNT_RE, REGION_RE, Config
+from loglake.shapes import ACCOUNT_RE, REGION_RE
+
+if TYPE_CHECKING:
+    from loglake.config import Config
 
 NO_ORG = "none"
 

@@ -58,8 +58,9 @@ from pathlib import Path
 from typing import Any
 
 from loglake.checks import Check, Equals, Null, Tally, evaluate, judge, merge, to_gx
-from loglake.config import SSM_SESSION_LOG_GROUP, TablesConfig
+from loglake.config import TablesConfig
 from loglake.schema import CLOUDTRAIL, CLOUDWATCH, TableSchema
+from loglake.sources.cloudwatch import SSM_SESSION_LOG_GROUP
 
 log = logging.getLogger("loglake.quality")
 

@@ -13,11 +13,12 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from loglake.config import FiltersConfig
+if TYPE_CHECKING:
+    from loglake.config import FiltersConfig
 
 # Problem reason codes (stable names: summaries and, later, the quarantine table use them).
 NOT_GZIP = "not_gzip"

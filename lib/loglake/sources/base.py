@@ -5,11 +5,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loglake import keys, transforms
-from loglake.config import Config
 from loglake.schema import TableSchema
+
+if TYPE_CHECKING:  # loglake.config builds its sections from the registry: no import at run time
+    from loglake.config import Config
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A source's config section (``sources.<name>``): where its raw objects are. A source
+    with more settings declares a subclass in its module."""
+
+    bucket: str = ""  # empty: not configured (AddAPart routes no key to it)
+    prefix: str = ""
 
 
 @dataclass
@@ -62,3 +73,14 @@ class Source:
     bloom_columns: tuple[str, ...] = ()
     # Other folders that belong to a raw partition besides its catalog location.
     sibling_dirs: Callable[[str, Config], list[str]] = no_siblings
+    # Its config section's class (``sources.<name>``), and its tables' default names
+    # (``catalog.tables.<name>_raw``, ``<name>_readready``).
+    config_class: type = SourceConfig
+    raw_table: str = ""
+    readready_table: str = ""
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Default table name by stage."""
+        return {"raw": self.raw_table or f"from_{self.name}_raw",
+                "readready": self.readready_table or f"from_{self.name}_readready"}

@@ -4,11 +4,24 @@ row per event."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loglake import keys, transforms
-from loglake.config import Config, FiltersConfig, QualityConfig
 from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW
-from loglake.sources.base import FileResult, Source, row_bytes, with_payload
+from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
+
+if TYPE_CHECKING:
+    from loglake.config import Config, FiltersConfig, QualityConfig
+
+
+@dataclass(frozen=True)
+class CloudTrailConfig(SourceConfig):
+    """``sources.cloudtrail``."""
+
+    # Insights events land under CloudTrail-Insight/ and are skipped unless asked for,
+    # since they are not API calls and have another record shape.
+    include_insights: bool = False
 
 
 def process_cloudtrail(
@@ -18,7 +31,10 @@ def process_cloudtrail(
 
     A broken file still yields its complete records (and one file-level problem); a bad
     record is a problem of its own, with the record as payload."""
-    quality = quality or QualityConfig()
+    if quality is None:
+        from loglake.config import QualityConfig
+
+        quality = QualityConfig()
     out = FileResult()
     records, problem = transforms.decode_cloudtrail(data)
     if problem:
@@ -73,4 +89,7 @@ SOURCE = Source(
     dedup_key=("eventid",),
     bloom_columns=("useridentity_arn", "useridentity_accesskeyid", "sourceipaddress", "eventid", "sessionid"),
     sibling_dirs=_cloudtrail_siblings,
+    config_class=CloudTrailConfig,
+    raw_table="from_cloudtrail_raw",
+    readready_table="from_cloudtrail_readready",
 )

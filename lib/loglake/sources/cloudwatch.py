@@ -4,11 +4,26 @@ log event, Session Manager keystroke records as columns."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loglake import firehose, keys, transforms
-from loglake.config import Config
 from loglake.schema import CLOUDWATCH, CLOUDWATCH_RAW
-from loglake.sources.base import FileResult, Source, row_bytes, with_payload
+from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
+
+if TYPE_CHECKING:
+    from loglake.config import Config
+
+SSM_SESSION_LOG_GROUP = "/aws/ssm/sessionlogs"
+
+
+@dataclass(frozen=True)
+class CloudWatchConfig(SourceConfig):
+    """``sources.cloudwatch``."""
+
+    # Log groups whose messages are Session Manager session records (JSON with sessionId
+    # and sessionData); their fields become columns. Other groups keep plain messages.
+    session_log_groups: tuple[str, ...] = (SSM_SESSION_LOG_GROUP,)
 
 
 def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileResult:
@@ -70,4 +85,7 @@ SOURCE = Source(
     # session ids) repeat across accounts: the owning account is part of the identity.
     dedup_key=("owner", "loggroup", "logstream", "event_id"),
     bloom_columns=("sessionid", "useridentity_arn"),
+    config_class=CloudWatchConfig,
+    raw_table="from_cloudwatch_raw",
+    readready_table="from_cloudwatch_readready",
 )
