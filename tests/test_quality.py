@@ -12,7 +12,9 @@ import pyarrow as pa
 import pytest
 
 from conftest import ELASTIC_GZ, STRATUS_GZ, records_of
-from loglake import checks, orcwrite, quality, schema, transforms
+from loglake import checks, orcwrite, quality, transforms
+from loglake.sources import SOURCES, get_source
+from loglake.sources.cloudwatch import CloudWatchConfig
 
 UTC = dt.UTC
 CT_TABLE = "from_cloudtrail_readready"
@@ -122,7 +124,7 @@ def clean_cw_rows() -> list[dict]:
 
 
 def frame(spark, source: str, rows: list[dict]):
-    table = quality.SOURCES[source]
+    table = get_source(source).schema
     names = [c.name for c in table.all_columns]
     return spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], table.spark_ddl())
 
@@ -164,7 +166,7 @@ def test_clean_cloudtrail_frame_passes(spark):
     assert result.success, result.failed
     assert result.table == CT_TABLE
     assert result.failed == []
-    assert result.evaluated == len(quality.cloudtrail_expectations()) == result.result["statistics"][
+    assert result.evaluated == len(quality.expectations("cloudtrail")) == result.result["statistics"][
         "evaluated_expectations"
     ]
     assert result.result["suite_name"] == CT_TABLE
@@ -175,7 +177,7 @@ def test_clean_cloudwatch_frame_passes(spark):
     result = run(spark, "cloudwatch", clean_cw_rows())
     assert result.success, result.failed
     assert result.table == CW_TABLE
-    assert result.evaluated == len(quality.cloudwatch_expectations())
+    assert result.evaluated == len(quality.expectations("cloudwatch"))
 
 
 def test_real_samples_flattened_pass_the_gate(spark):
@@ -268,7 +270,7 @@ CT_VIOLATIONS = {
 def one_pass_failed(spark, source: str, rows: list[dict]) -> list[str]:
     """The lines of the checks the one-pass Spark aggregate fails (no GX)."""
     work = quality.with_derived_columns(frame(spark, source, rows), source)
-    result = checks.evaluate(work, quality.CHECKS[source](True), "t")
+    result = checks.evaluate(work, quality.checks_of(source), "t")
     return sorted(quality.describe_failure(r) for r in result["results"] if not r["success"])
 
 
@@ -382,7 +384,7 @@ def test_each_cloudwatch_expectation_fails_alone_and_is_named(spark, case):
 def arrow_rows(source: str, rows: list[dict]) -> pa.Table:
     """Rows as a writing task gets them: the file's columns (timestamps naive UTC), then
     the partition columns."""
-    table = quality.SOURCES[source]
+    table = get_source(source).schema
     arrow = pa.schema([*table.orc_arrow(), *(pa.field(n, pa.string()) for n in table.partition_names)])
     naive = [{k: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for k, v in r.items()}
              for r in rows]
@@ -392,12 +394,12 @@ def arrow_rows(source: str, rows: list[dict]) -> pa.Table:
 def tally_through_writer(tmp_path, source: str, rows: list[dict], session_log_groups=None) -> quality.QualityResult:
     """The gate as a run takes it: the rows written by orcwrite's writer, which tallies
     them (StagedGate), then judged on the tallies alone."""
-    table = quality.SOURCES[source]
+    table = get_source(source).schema
     names = tuple(table.partition_names)
     rows = sorted(rows, key=lambda r: tuple(r[n] for n in names))
     layout = orcwrite.Layout(str(tmp_path / source), names, table.orc_arrow(), (), max_rows=1000)
-    groups = tuple(session_log_groups) if session_log_groups is not None else None
-    tally = quality.StagedGate(source, groups)()
+    section = CloudWatchConfig(session_log_groups=tuple(session_log_groups)) if session_log_groups else None
+    tally = quality.StagedGate(source, section)()
     orcwrite.write_sorted(iter(arrow_rows(source, rows).to_batches()), layout, 0, tally)
     counts = json.loads(json.dumps(tally.counts()))  # as it travels from the task
     return quality.judge_counts([counts], source, True, [*table.orc_arrow().names, *names])
@@ -453,7 +455,7 @@ def test_the_tally_takes_the_session_log_groups_given(tmp_path):
 
 def test_tasks_that_saw_no_rows_pass_unless_rows_were_expected():
     """A run whose objects yield no rows: its writing tasks tally nothing at all."""
-    ct = quality.SOURCES["cloudtrail"]
+    ct = get_source("cloudtrail").schema
     columns = [*ct.orc_arrow().names, *ct.partition_names]
     nothing = [quality.StagedGate("cloudtrail")().counts() for _ in range(2)]
     assert quality.judge_counts(nothing, "cloudtrail", False, columns).success
@@ -464,7 +466,7 @@ def test_tasks_that_saw_no_rows_pass_unless_rows_were_expected():
 def test_tallies_of_two_tasks_add_up(tmp_path):
     """Each partition is written by one task, so the distinct keys of two tasks add up;
     columns seen by one task and none by the other (no rows) are the staged columns."""
-    ct = quality.SOURCES["cloudtrail"]
+    ct = get_source("cloudtrail").schema
     gate = quality.StagedGate("cloudtrail")
     one, two, empty = gate(), gate(), gate()
     one.add(arrow_rows("cloudtrail", clean_ct_rows()[:4]))
@@ -478,7 +480,7 @@ def test_tallies_of_two_tasks_add_up(tmp_path):
     merged = quality.judge_counts([again.counts(), two.counts()], "cloudtrail", True, columns)
     assert [f.split("(")[0] for f in merged.failed] == ["expect_compound_columns_to_be_unique"]
     # tasks that saw different columns are not added up
-    narrow = checks.Tally(quality.CHECKS["cloudtrail"](True))
+    narrow = checks.Tally(quality.checks_of("cloudtrail"))
     narrow.add(arrow_rows("cloudtrail", clean_ct_rows()[:1]).drop_columns(["sessionid"]))
     with pytest.raises(ValueError, match="different columns"):
         quality.judge_counts([one.counts(), narrow.counts()], "cloudtrail", True, columns)
@@ -507,7 +509,7 @@ def test_on_clean_data_the_one_pass_evaluation_gives_the_verdicts_of_great_expec
     rows = clean_ct_rows() if source == "cloudtrail" else clean_cw_rows()
     work = quality.with_derived_columns(frame(spark, source, rows), source).persist()
     try:
-        fast = checks.evaluate(work, quality.CHECKS[source](True), "t")
+        fast = checks.evaluate(work, quality.checks_of(source), "t")
         by_gx = quality.gx_validate(work, source, True)
     finally:
         work.unpersist()
@@ -558,7 +560,8 @@ def test_a_check_without_a_one_pass_evaluation_is_refused(spark):
 def test_session_log_groups_come_from_the_caller(spark):
     rows = clean_cw_rows() + [plain(9, loggroup="/custom/sessions", message='{"sessionData":[]}')]
     assert run(spark, "cloudwatch", rows).success
-    result = run(spark, "cloudwatch", rows, session_log_groups=[SSM_GROUP, "/custom/sessions"])
+    custom = CloudWatchConfig(session_log_groups=(SSM_GROUP, "/custom/sessions"))
+    result = run(spark, "cloudwatch", rows, section=custom)
     assert [line.split(":")[0] for line in result.failed] == [
         "expect_column_values_to_not_be_null(column=sessionid, row_condition=_session_record == True)"
     ]
@@ -690,5 +693,9 @@ def test_failure_lines_name_exceptions_instead_of_crashing():
     assert line == "expect_column_values_to_not_be_null(column=x): raised no column x"
 
 
-def test_schema_sources_match():
-    assert quality.SOURCES == {"cloudtrail": schema.CLOUDTRAIL, "cloudwatch": schema.CLOUDWATCH}
+def test_every_source_with_a_suite_names_its_table_and_derived_columns():
+    for source in SOURCES.values():
+        assert source.checks is not None
+        [columns] = [c.args["column_set"] for c in source.checks(True) if c.kind == "ExpectTableColumnsToMatchSet"]
+        assert columns == [c.name for c in source.schema.all_columns] + list(source.derived_columns)
+        assert source.tables["readready"] == f"from_{source.name}_readready"

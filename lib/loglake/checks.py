@@ -411,3 +411,40 @@ def merge(counts: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> tuple[
             else:
                 values[key] = values.get(key, 0) + int(value)
     return values, seen if seen is not None else list(columns)
+
+
+# --------------------------------------------------------------------------- suite building blocks
+# What the sources' suites (``Source.checks``) are made of.
+
+# Java regexes (Spark rlike finds a match anywhere, so patterns are anchored; Java's $
+# also matches before a trailing newline, so they end with \z).
+ACCOUNT_RE = r"^[0-9]{12}\z"
+# Real regions (us-gov-east-1, ap-southeast-3) and anonymised ones (sagov-westsouth-1r).
+REGION_RE = r"^[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\z"
+NOT_BLANK_RE = r"\S"
+DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\z"
+HOUR_RE = r"^([01][0-9]|2[0-3])\z"
+
+
+def check(kind: str, *, notes: str, where: tuple = (), **args) -> Check:
+    return Check(kind, args, notes, where)
+
+
+def column_set(columns: Sequence[str]) -> Check:
+    return check(
+        "ExpectTableColumnsToMatchSet",
+        column_set=list(columns),
+        exact_match=True,
+        notes="Columns are a public contract (schema.py): a missing or extra column would be"
+        " published and break readers or the catalog schema.",
+    )
+
+
+def row_count(expect_rows: bool) -> Check:
+    return check(
+        "ExpectTableRowCountToBeBetween",
+        min_value=1 if expect_rows else 0,
+        notes="When files were read and rows kept, publishing nothing means rows were lost"
+        " between conversion and publish. With nothing to publish, 0 rows is expected.",
+    )
+

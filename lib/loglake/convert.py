@@ -626,8 +626,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     # The gate is counted by the writing tasks, on the rows they write (with it off,
     # they count the rows): the files' footers must hold those rows. Each partition's
     # rows reach one task, so the tasks' distinct keys add up (checks.Tally).
-    gate = (quality.StagedGate(source.name, tuple(config.sources.cloudwatch.session_log_groups))
-            if config.quality.expectations else None)
+    gate = quality.StagedGate(source.name, config.source(source.name)) if config.quality.expectations else None
     if gate is not None:
         gate()  # a suite the tasks cannot evaluate fails here, before any file is written
     sizes: dict[tuple[str, ...], int] = {}
@@ -654,7 +653,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
         result.quality = quality.judge_counts(
             done.written.tallies, source.name, expect_rows=kept > 0, columns=columns, table=table,
             read_back=lambda: _read_staged(spark, source, staging, table),
-            session_log_groups=config.sources.cloudwatch.session_log_groups,
+            section=config.source(source.name),
         )
     return result
 

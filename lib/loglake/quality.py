@@ -7,7 +7,7 @@ with :attr:`QualityResult.failed`, one line per failed expectation, naming it.
 :func:`write_result` stores a result as JSON and :func:`build_docs` turns a folder of
 them into GX Data Docs HTML (``loglake quality docs``).
 
-The suites are data, below: :func:`cloudtrail_checks` and :func:`cloudwatch_checks`,
+The suites are data, declared by each source's module (``Source.checks``, :func:`checks_of`),
 each expectation a :class:`loglake.checks.Check` (a GX expectation class and its
 arguments) with a note saying why it exists (the notes show in Data Docs).
 :func:`suite` is the same suite as a GX ExpectationSuite. They check what the
@@ -57,36 +57,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loglake.checks import Check, Equals, Null, Tally, evaluate, judge, merge, to_gx
-from loglake.config import TablesConfig
-from loglake.schema import CLOUDTRAIL, CLOUDWATCH, TableSchema
-from loglake.sources.cloudwatch import SSM_SESSION_LOG_GROUP
+from loglake.checks import Check, Tally, evaluate, judge, merge, to_gx
+from loglake.sources import REGISTRY, get_source
 
 log = logging.getLogger("loglake.quality")
-
-SOURCES: dict[str, TableSchema] = {"cloudtrail": CLOUDTRAIL, "cloudwatch": CLOUDWATCH}
-TABLES: dict[str, str] = {
-    "cloudtrail": TablesConfig().cloudtrail_readready,
-    "cloudwatch": TablesConfig().cloudwatch_readready,
-}
-
-# Java regex (Spark rlike finds a match anywhere, so patterns are anchored).
-ACCOUNT_RE = r"^[0-9]{12}\z"
-# Real regions (us-gov-east-1, ap-southeast-3) and anonymised ones (sagov-westsouth-1r).
-REGION_RE = r"^[a-z]{2,8}(-[a-z]+)+-[0-9]{1,2}[a-z]?\z"
-EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"
-NOT_BLANK_RE = r"\S"
-DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\z"
-HOUR_RE = r"^([01][0-9]|2[0-3])\z"
-
-# Columns the gate derives on a copy of the DataFrame (never published).
-DELIVERY_DEADLINE = "_delivery_deadline"
-SESSION_RECORD = "_session_record"
-DERIVED: dict[str, tuple[str, ...]] = {"cloudtrail": (DELIVERY_DEADLINE,), "cloudwatch": (SESSION_RECORD,)}
-
-# Events are delivered after they happen, within hours; an event later than the end of
-# its delivery day plus one day of slack (dt + 48 h) cannot have been delivered that day.
-DELIVERY_SLACK_SECONDS = 2 * 86400
 
 RESULT_FORMAT = "BASIC"  # counts + up to 20 unexpected values, no extra group-by
 MAX_EXAMPLES = 3
@@ -160,281 +134,46 @@ def _get_validator(spark) -> _Validator:
 # --------------------------------------------------------------------------- suites
 
 
-def _dedup_key(source: str) -> tuple[str, ...]:
-    """The columns the job dedups on (declared once, in the source's module): what must be unique."""
-    from loglake.sources import get_source
-
-    return get_source(source).dedup_key
-
-
-def cloudtrail_checks(expect_rows: bool = True) -> list[Check]:
-    """The from_cloudtrail_readready suite: one expectation per rule, with why in its notes."""
-    schema = CLOUDTRAIL
-    start_session = (
-        Equals("eventsource", "ssm.amazonaws.com"),
-        Equals("eventname", "StartSession"),
-        Null("errorcode"),
-        Null("responseelements", is_null=False),
-    )
-    return [
-        _check(
-            "ExpectTableColumnsToMatchSet",
-            column_set=[c.name for c in schema.all_columns] + list(DERIVED["cloudtrail"]),
-            exact_match=True,
-            notes="Columns are a public contract (schema.py): a missing or extra column would be"
-            " published and break readers or the catalog schema.",
-        ),
-        _row_count(expect_rows),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="eventid",
-            notes="eventID is the record's identity and the dedup key; records without one are"
-            " quarantined before the gate, so a null here is a flattening bug.",
-        ),
-        _check(
-            "ExpectCompoundColumnsToBeUnique",
-            column_list=[*schema.partition_names, *_dedup_key("cloudtrail")],
-            notes="Dedup by (partition, eventid) runs before the gate, and a rerun replaces its"
-            " partitions: a duplicate here means the dedup or the publish step is broken.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="eventtime",
-            notes="Every query filters or orders by eventtime; records without a parseable"
-            " eventTime are quarantined, so a null here is a bug.",
-        ),
-        _check(
-            "ExpectColumnPairValuesAToBeGreaterThanB",
-            column_A=DELIVERY_DEADLINE,
-            column_B="eventtime",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-            notes="CloudTrail delivers an event after it happens, so eventtime is at most the end"
-            f" of the delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC"
-            " + 48 h. Later means a wrong time zone or unit, or a file in the wrong partition. Old"
-            " events (replays, late deliveries) are fine, so there is no lower bound.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="eventsource",
-            regex=EVENT_SOURCE_RE,
-            notes="eventSource is the service endpoint (ec2.amazonaws.com); anything else means"
-            " fields were shifted or mis-mapped when flattening.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="eventname",
-            notes="eventName is the API call; every CloudTrail record has one.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="eventname",
-            regex=NOT_BLANK_RE,
-            notes="An empty eventName is as useless as a missing one.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="account",
-            regex=ACCOUNT_RE,
-            notes="The account partition value comes from the object key and must be a 12-digit"
-            " account id (leading zeros kept): the partition path and the catalog depend on it.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="region",
-            regex=REGION_RE,
-            notes="The region partition value comes from the object key; it must have a region's"
-            " shape (no fixed list, so new and anonymised regions pass).",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="dt",
-            regex=DATE_RE,
-            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
-            " selections and the eventtime deadline depend on it.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="awsregion",
-            regex=REGION_RE,
-            notes="awsRegion must have a region's shape, by shape not by list: real regions"
-            " (us-gov-east-1) and anonymised samples (sagov-westsouth-1r) both pass.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="sessionid",
-            where=start_session,
-            notes="A successful StartSession returns responseElements.sessionId; the sessionid"
-            " column joins CloudTrail to the session logs. StartSession rows with an errorCode"
-            " or without responseElements (real, published samples have it null) have no"
-            " session to point to and are not checked.",
-        ),
-    ]
+def checks_of(source: str, expect_rows: bool = True) -> list[Check]:
+    """A source's suite (declared in its module, ``Source.checks``)."""
+    src = get_source(source)
+    if src.checks is None:
+        raise ValueError(f"source {source!r} declares no quality checks")
+    return src.checks(expect_rows)
 
 
-def cloudwatch_checks(expect_rows: bool = True) -> list[Check]:
-    """The from_cloudwatch_readready suite: one expectation per rule, with why in its notes."""
-    schema = CLOUDWATCH
-    return [
-        _check(
-            "ExpectTableColumnsToMatchSet",
-            column_set=[c.name for c in schema.all_columns] + list(DERIVED["cloudwatch"]),
-            exact_match=True,
-            notes="Columns are a public contract (schema.py): a missing or extra column would be"
-            " published and break readers or the catalog schema.",
-        ),
-        _row_count(expect_rows),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="event_id",
-            notes="The log event id is the row's identity and the dedup key; events without one"
-            " are quarantined, so a null here is a bug.",
-        ),
-        _check(
-            "ExpectCompoundColumnsToBeUnique",
-            column_list=[*schema.partition_names, *_dedup_key("cloudwatch")],
-            notes="Dedup by (partition, log group, stream, event id) runs before the gate and a"
-            " rerun replaces its partitions: a duplicate here means one of them is broken.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="event_timestamp",
-            notes="Session replay orders by event_timestamp; events without a valid timestamp"
-            " are quarantined, so a null here is a bug.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="owner",
-            regex=ACCOUNT_RE,
-            notes="owner is the account that owns the log group: a 12-digit account id.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="dt",
-            regex=DATE_RE,
-            notes="dt is the delivery date YYYY-MM-DD from the Firehose key.",
-        ),
-        _check(
-            "ExpectColumnValuesToMatchRegex",
-            column="hour",
-            regex=HOUR_RE,
-            notes="hour is the delivery hour HH (00-23) from the Firehose key.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="target_id",
-            where=(Null("sessionid", is_null=False),),
-            notes="A session record names the instance it ran on; a session row without"
-            " target_id cannot be tied to a machine.",
-        ),
-        _check(
-            "ExpectColumnValuesToNotBeNull",
-            column="sessionid",
-            where=(Equals(SESSION_RECORD, True),),
-            notes=f"{SESSION_RECORD} = the row is in a session log group and its message starts"
-            " with '{'. Such a message is a session record and must yield a sessionid (one"
-            " that cannot be parsed is quarantined); plain-text messages are not checked.",
-        ),
-    ]
-
-
-def _row_count(expect_rows: bool) -> Check:
-    return _check(
-        "ExpectTableRowCountToBeBetween",
-        min_value=1 if expect_rows else 0,
-        notes="When files were read and rows kept, publishing nothing means rows were lost"
-        " between conversion and publish. With nothing to publish, 0 rows is expected.",
-    )
-
-
-def _check(kind: str, *, notes: str, where: tuple = (), **args) -> Check:
-    return Check(kind, args, notes, where)
-
-
-CHECKS = {"cloudtrail": cloudtrail_checks, "cloudwatch": cloudwatch_checks}
-
-
-def cloudtrail_expectations(expect_rows: bool = True) -> list:
-    """The CloudTrail suite as great-expectations expectations (imports GX)."""
+def expectations(source: str, expect_rows: bool = True) -> list:
+    """A source's suite as great-expectations expectations (imports GX)."""
     _gx()
-    return [to_gx(c) for c in cloudtrail_checks(expect_rows)]
-
-
-def cloudwatch_expectations(expect_rows: bool = True) -> list:
-    """The CloudWatch suite as great-expectations expectations (imports GX)."""
-    _gx()
-    return [to_gx(c) for c in cloudwatch_checks(expect_rows)]
+    return [to_gx(c) for c in checks_of(source, expect_rows)]
 
 
 def suite(source: str, expect_rows: bool = True, table: str | None = None):
     """The GX ExpectationSuite of a source's readready table (named after the table)."""
     gx = _gx()
-    _check_source(source)
-    return gx.ExpectationSuite(name=table or TABLES[source],
-                               expectations=[to_gx(c) for c in CHECKS[source](expect_rows)])
-
-
-def _check_source(source: str) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+    return gx.ExpectationSuite(name=table or get_source(source).tables["readready"],
+                               expectations=[to_gx(c) for c in checks_of(source, expect_rows)])
 
 
 # --------------------------------------------------------------------------- validate
 
 
-def _session_groups(given: Sequence[str] | None) -> list[str]:
-    """The session log groups the caller names; by default the Session Manager group."""
-    return list(given if given is not None else (SSM_SESSION_LOG_GROUP,))
+def _section(source: str, section: Any):
+    """The source's config section given, or its defaults."""
+    return section if section is not None else get_source(source).config_class()
 
 
-def with_derived_columns(df, source: str, session_log_groups: Sequence[str] | None = None):
-    """A copy of ``df`` with the columns the suite checks but the table does not have."""
-    from pyspark.sql import functions as F
-
-    _check_source(source)
-    if source == "cloudtrail":
-        if "dt" not in df.columns:  # the column-set expectation reports it
-            return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
-        # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
-        # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
-        midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
-        return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
-    groups = _session_groups(session_log_groups)
-    if not groups or not {"loggroup", "message"} <= set(df.columns):
-        return df.withColumn(SESSION_RECORD, F.lit(False))
-    # transforms.parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
-    # of Python's whitespace, so this never flags a row the converter treated as plain text.
-    flag = F.col("loggroup").isin(groups) & F.col("message").rlike(r"^\s*\{")
-    return df.withColumn(SESSION_RECORD, F.coalesce(flag, F.lit(False)))
+def with_derived_columns(df, source: str, section: Any = None):
+    """A copy of ``df`` with the columns the suite checks but the table does not have
+    (``Source.derive_spark``); ``section``: the source's config section (default: its
+    defaults), e.g. CloudWatch's session log groups."""
+    return get_source(source).derive_spark(df, _section(source, section))
 
 
-def derive_arrow(table, source: str, session_log_groups: Sequence[str] | None = None):
+def derive_arrow(table, source: str, section: Any = None):
     """:func:`with_derived_columns` for an Arrow table (what a writing task tallies), with
-    the same values: dt midnight UTC + 48 h (null for a dt that is no date); a session
-    record where the log group is a session group and the message starts, after Java
-    whitespace, with '{'."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    _check_source(source)
-    n = table.num_rows
-    if source == "cloudtrail":
-        if "dt" not in table.column_names:
-            return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
-        midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
-        # strptime rolls an impossible date over (2024-02-30 -> 03-01); Spark gives null
-        same_day = pc.equal(pc.strftime(midnight, format="%Y-%m-%d"), table["dt"])
-        midnight = pc.if_else(pc.fill_null(same_day, False), midnight, pa.nulls(n, midnight.type))
-        deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
-        if "eventtime" in table.column_names:
-            deadline = deadline.cast(table.schema.field("eventtime").type)
-        return table.append_column(DELIVERY_DEADLINE, deadline)
-    groups = _session_groups(session_log_groups)
-    if not groups or not {"loggroup", "message"} <= set(table.column_names):
-        return table.append_column(SESSION_RECORD, pa.array([False] * n, pa.bool_()))
-    in_group = pc.is_in(table["loggroup"], value_set=pa.array(groups, pa.string()))
-    json_like = pc.match_substring_regex(table["message"], r"^[ \t\n\x0B\f\r]*\{")
-    return table.append_column(SESSION_RECORD, pc.fill_null(pc.and_(in_group, json_like), False))
+    the same values (``Source.derive_arrow``)."""
+    return get_source(source).derive_arrow(table, _section(source, section))
 
 
 @dataclass(frozen=True)
@@ -443,17 +182,17 @@ class StagedGate:
     :class:`loglake.checks.Tally` (picklable: it travels to Spark's executors)."""
 
     source: str
-    session_log_groups: tuple[str, ...] | None = None
+    section: Any = None  # the source's config section (default: its defaults)
 
     def __call__(self) -> Tally:
-        groups = self.session_log_groups
+        section = self.section
 
         def derive(table):
-            return derive_arrow(table, self.source, groups)
+            return derive_arrow(table, self.source, section)
 
         # expect_rows changes only the row-count check's bound, which judge_counts
         # applies: the counts, and each check's place in the list, are the same.
-        return Tally(CHECKS[self.source](True), derive)
+        return Tally(checks_of(self.source, True), derive)
 
 
 def judge_counts(
@@ -464,22 +203,22 @@ def judge_counts(
     *,
     table: str | None = None,
     read_back: Callable[[], Any] | None = None,
-    session_log_groups: Sequence[str] | None = None,
+    section: Any = None,
 ) -> QualityResult:
     """Decide on the writing tasks' tallies (:class:`StagedGate`). ``columns``: the
     staged table's columns, for a run whose tasks saw no row. A failure is judged again
     by GX on the staged files (``read_back()``: a DataFrame of them), as in :func:`validate`."""
-    _check_source(source)
-    table = table or TABLES[source]
-    checks = CHECKS[source](expect_rows)
-    tallied = CHECKS[source](True)  # what StagedGate counted: c<i> must name the same checks
+    src = get_source(source)
+    table = table or src.tables["readready"]
+    checks = checks_of(source, expect_rows)
+    tallied = checks_of(source, True)  # what StagedGate counted: c<i> must name the same checks
     if [(c.kind, c.columns(), c.where) for c in checks] != [(c.kind, c.columns(), c.where) for c in tallied]:
         raise ValueError(f"the {source} suite differs with expect_rows={expect_rows}: its tallies do not apply")
-    values, seen = merge(counts, [*columns, *DERIVED[source]])
+    values, seen = merge(counts, [*columns, *src.derived_columns])
     result = judge(checks, values, seen, table)
 
     def work():
-        return with_derived_columns(read_back(), source, session_log_groups)
+        return with_derived_columns(read_back(), source, section)
 
     return _decide(result, source, expect_rows, table, work if read_back is not None else None,
                    cache=False, engine="loglake tallies in the writing tasks")
@@ -491,20 +230,19 @@ def validate(
     expect_rows: bool,
     *,
     table: str | None = None,
-    session_log_groups: Sequence[str] | None = None,
+    section: Any = None,
     cache: bool = True,
 ) -> QualityResult:
     """Run the source's suite on ``df`` (readready + partition columns) and report.
 
     ``expect_rows``: files were read and rows kept, so at least one row must be there.
     ``table``: the readready table name (default: the default config's).
-    ``session_log_groups`` (cloudwatch): config.sources.cloudwatch.session_log_groups;
-    default the Session Manager group.
+    ``section``: the source's config section (``config.source(name)``; default: its
+    defaults), e.g. the session log groups CloudWatch's suite checks.
     """
-    _check_source(source)
-    table = table or TABLES[source]
-    checks = CHECKS[source](expect_rows)
-    work = with_derived_columns(df, source, session_log_groups)
+    table = table or get_source(source).tables["readready"]
+    checks = checks_of(source, expect_rows)
+    work = with_derived_columns(df, source, section)
     result = evaluate(work, checks, table)  # one aggregate job decides a pass
     return _decide(result, source, expect_rows, table, lambda: work, cache=cache and not df.is_cached,
                    engine="loglake one-pass aggregate")
@@ -560,7 +298,8 @@ def gx_validate(work, source: str, expect_rows: bool, table: str | None = None) 
     does with a failure; slower (some 40 Spark jobs, and GX's import)."""
     with _lock:
         validator = _get_validator(work.sparkSession)
-        batch = validator.batch_definition(table or TABLES[source]).get_batch(batch_parameters={"dataframe": work})
+        name = table or get_source(source).tables["readready"]
+        batch = validator.batch_definition(name).get_batch(batch_parameters={"dataframe": work})
         return batch.validate(suite(source, expect_rows, table), result_format=RESULT_FORMAT).to_json_dict()
 
 
@@ -685,7 +424,7 @@ def _build_docs(context, root: Path, out: Path) -> str:
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    for source in SOURCES:
+    for source in (s.name for s in REGISTRY if s.checks is not None):
         context.suites.add(suite(source))
     schema = ExpectationSuiteValidationResultSchema()
     paths = sorted(p for p in root.rglob("*.json") if p.is_file()) if root.is_dir() else []

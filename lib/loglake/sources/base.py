@@ -49,6 +49,10 @@ def row_bytes(row: dict[str, Any]) -> int:
     return len("".join([v for v in row.values() if type(v) is str]))
 
 
+def no_derived(rows: Any, section: Any) -> Any:
+    return rows
+
+
 def no_siblings(location: str, config: Config) -> list[str]:
     return []
 
@@ -78,6 +82,14 @@ class Source:
     config_class: type = SourceConfig
     raw_table: str = ""
     readready_table: str = ""
+    # The quality gate: the readready table's suite (expect_rows -> a list of
+    # loglake.checks.Check, each with why in its notes), and the columns the suite checks
+    # that the table does not have, derived on a copy of the rows by Spark and by Arrow
+    # with the same values (given the rows and the source's config section).
+    checks: Callable[[bool], list] | None = None
+    derived_columns: tuple[str, ...] = ()
+    derive_spark: Callable[[Any, Any], Any] = no_derived
+    derive_arrow: Callable[[Any, Any], Any] = no_derived
 
     @property
     def tables(self) -> dict[str, str]:

@@ -8,6 +8,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from loglake import keys, transforms
+from loglake.checks import (
+    ACCOUNT_RE,
+    DATE_RE,
+    NOT_BLANK_RE,
+    REGION_RE,
+    Check,
+    Equals,
+    Null,
+    check,
+    column_set,
+    row_count,
+)
 from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 
@@ -78,6 +90,150 @@ def _cloudtrail_siblings(location: str, config: Config) -> list[str]:
     return []
 
 
+# --------------------------------------------------------------------------- quality gate
+
+DEDUP_KEY = ("eventid",)
+# Derived by the gate on a copy of the rows, never published: the latest eventtime a
+# file delivered on dt can hold. Events are delivered after they happen, within hours;
+# one later than the end of its delivery day plus one day of slack (dt + 48 h) cannot
+# have been delivered that day.
+DELIVERY_DEADLINE = "_delivery_deadline"
+DELIVERY_SLACK_SECONDS = 2 * 86400
+EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"
+
+
+def quality_checks(expect_rows: bool = True) -> list[Check]:
+    """The from_cloudtrail_readready suite: one expectation per rule, with why in its notes."""
+    schema = CLOUDTRAIL
+    start_session = (
+        Equals("eventsource", "ssm.amazonaws.com"),
+        Equals("eventname", "StartSession"),
+        Null("errorcode"),
+        Null("responseelements", is_null=False),
+    )
+    return [
+        column_set([c.name for c in schema.all_columns] + [DELIVERY_DEADLINE]),
+        row_count(expect_rows),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="eventid",
+            notes="eventID is the record's identity and the dedup key; records without one are"
+            " quarantined before the gate, so a null here is a flattening bug.",
+        ),
+        check(
+            "ExpectCompoundColumnsToBeUnique",
+            column_list=[*schema.partition_names, *DEDUP_KEY],
+            notes="Dedup by (partition, eventid) runs before the gate, and a rerun replaces its"
+            " partitions: a duplicate here means the dedup or the publish step is broken.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="eventtime",
+            notes="Every query filters or orders by eventtime; records without a parseable"
+            " eventTime are quarantined, so a null here is a bug.",
+        ),
+        check(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            column_A=DELIVERY_DEADLINE,
+            column_B="eventtime",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            notes="CloudTrail delivers an event after it happens, so eventtime is at most the end"
+            f" of the delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC"
+            " + 48 h. Later means a wrong time zone or unit, or a file in the wrong partition. Old"
+            " events (replays, late deliveries) are fine, so there is no lower bound.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="eventsource",
+            regex=EVENT_SOURCE_RE,
+            notes="eventSource is the service endpoint (ec2.amazonaws.com); anything else means"
+            " fields were shifted or mis-mapped when flattening.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="eventname",
+            notes="eventName is the API call; every CloudTrail record has one.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="eventname",
+            regex=NOT_BLANK_RE,
+            notes="An empty eventName is as useless as a missing one.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="account",
+            regex=ACCOUNT_RE,
+            notes="The account partition value comes from the object key and must be a 12-digit"
+            " account id (leading zeros kept): the partition path and the catalog depend on it.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="region",
+            regex=REGION_RE,
+            notes="The region partition value comes from the object key; it must have a region's"
+            " shape (no fixed list, so new and anonymised regions pass).",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="dt",
+            regex=DATE_RE,
+            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
+            " selections and the eventtime deadline depend on it.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="awsregion",
+            regex=REGION_RE,
+            notes="awsRegion must have a region's shape, by shape not by list: real regions"
+            " (us-gov-east-1) and anonymised samples (sagov-westsouth-1r) both pass.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="sessionid",
+            where=start_session,
+            notes="A successful StartSession returns responseElements.sessionId; the sessionid"
+            " column joins CloudTrail to the session logs. StartSession rows with an errorCode"
+            " or without responseElements (real, published samples have it null) have no"
+            " session to point to and are not checked.",
+        ),
+    ]
+
+
+def derive_spark(df, section: CloudTrailConfig):
+    """The suite's derived column on a Spark DataFrame."""
+    from pyspark.sql import functions as F
+
+    if "dt" not in df.columns:  # the column-set expectation reports it
+        return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
+    # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
+    # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
+    midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
+    return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
+
+
+def derive_arrow(table, section: CloudTrailConfig):
+    """:func:`derive_spark` for an Arrow table (what a writing task tallies), with the same
+    values: dt midnight UTC + 48 h, null for a dt that is no date."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if "dt" not in table.column_names:
+        return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
+    midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
+    # strptime rolls an impossible date over (2024-02-30 -> 03-01); Spark gives null
+    same_day = pc.equal(pc.strftime(midnight, format="%Y-%m-%d"), table["dt"])
+    midnight = pc.if_else(pc.fill_null(same_day, False), midnight, pa.nulls(n, midnight.type))
+    deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
+    if "eventtime" in table.column_names:
+        deadline = deadline.cast(table.schema.field("eventtime").type)
+    return table.append_column(DELIVERY_DEADLINE, deadline)
+
+
 SOURCE = Source(
     name="cloudtrail",
     schema=CLOUDTRAIL,
@@ -86,10 +242,14 @@ SOURCE = Source(
     classify_key=keys.classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
-    dedup_key=("eventid",),
+    dedup_key=DEDUP_KEY,
     bloom_columns=("useridentity_arn", "useridentity_accesskeyid", "sourceipaddress", "eventid", "sessionid"),
     sibling_dirs=_cloudtrail_siblings,
     config_class=CloudTrailConfig,
     raw_table="from_cloudtrail_raw",
     readready_table="from_cloudtrail_readready",
+    checks=quality_checks,
+    derived_columns=(DELIVERY_DEADLINE,),
+    derive_spark=derive_spark,
+    derive_arrow=derive_arrow,
 )

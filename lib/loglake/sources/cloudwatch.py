@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from loglake import firehose, keys, transforms
+from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
 from loglake.schema import CLOUDWATCH, CLOUDWATCH_RAW
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 
@@ -72,6 +73,104 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     return out
 
 
+# --------------------------------------------------------------------------- quality gate
+
+# An event id is unique within its log stream, and stream names (Session Manager uses
+# session ids) repeat across accounts: the owning account is part of the identity.
+DEDUP_KEY = ("owner", "loggroup", "logstream", "event_id")
+# Derived by the gate on a copy of the rows, never published: the row is a session record.
+SESSION_RECORD = "_session_record"
+
+
+def quality_checks(expect_rows: bool = True) -> list[Check]:
+    """The from_cloudwatch_readready suite: one expectation per rule, with why in its notes."""
+    schema = CLOUDWATCH
+    return [
+        column_set([c.name for c in schema.all_columns] + [SESSION_RECORD]),
+        row_count(expect_rows),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="event_id",
+            notes="The log event id is the row's identity and the dedup key; events without one"
+            " are quarantined, so a null here is a bug.",
+        ),
+        check(
+            "ExpectCompoundColumnsToBeUnique",
+            column_list=[*schema.partition_names, *DEDUP_KEY],
+            notes="Dedup by (partition, log group, stream, event id) runs before the gate and a"
+            " rerun replaces its partitions: a duplicate here means one of them is broken.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="event_timestamp",
+            notes="Session replay orders by event_timestamp; events without a valid timestamp"
+            " are quarantined, so a null here is a bug.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="owner",
+            regex=ACCOUNT_RE,
+            notes="owner is the account that owns the log group: a 12-digit account id.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="dt",
+            regex=DATE_RE,
+            notes="dt is the delivery date YYYY-MM-DD from the Firehose key.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="hour",
+            regex=HOUR_RE,
+            notes="hour is the delivery hour HH (00-23) from the Firehose key.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="target_id",
+            where=(Null("sessionid", is_null=False),),
+            notes="A session record names the instance it ran on; a session row without"
+            " target_id cannot be tied to a machine.",
+        ),
+        check(
+            "ExpectColumnValuesToNotBeNull",
+            column="sessionid",
+            where=(Equals(SESSION_RECORD, True),),
+            notes=f"{SESSION_RECORD} = the row is in a session log group and its message starts"
+            " with '{'. Such a message is a session record and must yield a sessionid (one"
+            " that cannot be parsed is quarantined); plain-text messages are not checked.",
+        ),
+    ]
+
+
+def derive_spark(df, section: CloudWatchConfig):
+    """The suite's derived column on a Spark DataFrame: a row of a session log group whose
+    message starts, after whitespace, with '{'."""
+    from pyspark.sql import functions as F
+
+    groups = list(section.session_log_groups)
+    if not groups or not {"loggroup", "message"} <= set(df.columns):
+        return df.withColumn(SESSION_RECORD, F.lit(False))
+    # transforms.parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
+    # of Python's whitespace, so this never flags a row the converter treated as plain text.
+    flag = F.col("loggroup").isin(groups) & F.col("message").rlike(r"^\s*\{")
+    return df.withColumn(SESSION_RECORD, F.coalesce(flag, F.lit(False)))
+
+
+def derive_arrow(table, section: CloudWatchConfig):
+    """:func:`derive_spark` for an Arrow table (what a writing task tallies), with the same
+    values (Java's whitespace)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    groups = list(section.session_log_groups)
+    if not groups or not {"loggroup", "message"} <= set(table.column_names):
+        return table.append_column(SESSION_RECORD, pa.array([False] * n, pa.bool_()))
+    in_group = pc.is_in(table["loggroup"], value_set=pa.array(groups, pa.string()))
+    json_like = pc.match_substring_regex(table["message"], r"^[ \t\n\x0B\f\r]*\{")
+    return table.append_column(SESSION_RECORD, pc.fill_null(pc.and_(in_group, json_like), False))
+
+
 SOURCE = Source(
     name="cloudwatch",
     schema=CLOUDWATCH,
@@ -81,11 +180,13 @@ SOURCE = Source(
     process_file=process_cloudwatch,
     # A session's keystrokes end up together and in order inside each file.
     sort_columns=("loggroup", "sessionid", "event_timestamp", "event_id"),
-    # An event id is unique within its log stream, and stream names (Session Manager uses
-    # session ids) repeat across accounts: the owning account is part of the identity.
-    dedup_key=("owner", "loggroup", "logstream", "event_id"),
+    dedup_key=DEDUP_KEY,
     bloom_columns=("sessionid", "useridentity_arn"),
     config_class=CloudWatchConfig,
     raw_table="from_cloudwatch_raw",
     readready_table="from_cloudwatch_readready",
+    checks=quality_checks,
+    derived_columns=(SESSION_RECORD,),
+    derive_spark=derive_spark,
+    derive_arrow=derive_arrow,
 )
