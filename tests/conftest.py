@@ -62,21 +62,27 @@ def spark():
 def stage_path(request, monkeypatch):
     """A run's two ways of converting and writing (loglake.onepass): whole partitions
     per task, the default for runs as small as the tests', or Spark's shuffle to the
-    writers (forced here). The test fails unless its runs went that way."""
+    writers (forced here). The test fails unless all its runs went that way."""
     from loglake import convert, onepass
 
     if request.param == "by spark":
         monkeypatch.setattr(onepass, "MAX_PARTITION_BYTES", -1)
-    name = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[request.param]
-    real, calls = getattr(convert, name), []
+    calls: list[str] = []
 
-    def counted(*args, **kwargs):
-        calls.append(name)
-        return real(*args, **kwargs)
+    def counting(name: str):
+        real = getattr(convert, name)
 
-    monkeypatch.setattr(convert, name, counted)
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return counted
+
+    for name in ("_stage_one_pass", "_stage_by_spark"):
+        monkeypatch.setattr(convert, name, counting(name))
     yield request.param
-    assert calls, f"no run of this test went {request.param}"
+    wanted = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[request.param]
+    assert calls and set(calls) == {wanted}, f"runs of this test went {calls}, not only {request.param}"
 
 
 @pytest.fixture(scope="session")

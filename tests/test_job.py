@@ -112,6 +112,12 @@ def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys, stage
     assert {r["source_file"].rsplit("/", 1)[-1] for r in rows} == {
         STRATUS_KEY.rsplit("/", 1)[-1], ELASTIC_KEY.rsplit("/", 1)[-1]
     }
+    # each file in the table's sort (eventsource, eventname, eventtime), nulls first as Spark sorts
+    files = orc_files(out)
+    assert len(files) == 2
+    for path in files:
+        order = [(r["eventsource"], r["eventname"], r["eventtime"]) for r in orc.read_table(str(path)).to_pylist()]
+        assert order == sorted(order, key=lambda t: tuple((v is not None, v) for v in t)), path
 
 
 def test_output_is_orc_zlib_with_the_declared_flat_schema(spark, tmp_path, raw):
@@ -388,3 +394,11 @@ def test_one_pass_deals_each_partition_whole_in_key_order_largest_first():
     # p1 | p3, then p0 (800 < 1000), p2 (1000 < 1100), p4 (1050 < 1100)
     assert sorted(sorted({row[2] for row in chunk}) for chunk in dealt) == [["p0", "p3"], ["p1", "p2", "p4"]]
     assert len(onepass.deal(files, slices=16)) == 5  # never more lists than partitions
+
+
+def test_one_pass_deals_objects_of_unknown_size_by_count():
+    """The inbox records size 0 when a notification had none: such objects still spread."""
+    from loglake import onepass
+
+    files = [(f"s3://b/p{p}/f{i}", 0, (f"p{p}",)) for p in range(6) for i in range(3)]
+    assert sorted(len(chunk) for chunk in onepass.deal(files, slices=3)) == [6, 6, 6]

@@ -306,7 +306,9 @@ def test_lock_and_watermark_on_s3_use_conditional_writes(aws):
 
 def test_a_scheduled_run_over_a_folder_counts_the_skipped_keys_of_new_objects_only(spark, tmp_path, lake):
     """Objects at or below the watermark are neither taken nor classified again: a
-    digest file skipped by the first run is not counted by every run after it."""
+    digest file skipped by the first run is not counted by every run after it (with no
+    overlap, as configured here; within ``scheduled.overlap_seconds`` of the newest
+    object the next run sees it again, like every object there)."""
     raw, out = lake
     t0 = time.time() - 3600
     put(raw, 1, "a", t0)

@@ -28,8 +28,10 @@ from loglake.orcwrite import first_of_each_key, sorted_as_spark
 
 # Raw (gzip) bytes of the largest partition a one-pass run takes: a partition's
 # converted rows are held in one task until its file is written, some 4-5x the gzip
-# bytes as Arrow (the benchmark's CloudTrail: 142 MiB gzip, 600 MB as Arrow).
-MAX_PARTITION_BYTES = 64 << 20
+# bytes as Arrow for CloudTrail (the benchmark's day: 142 MiB gzip, 600 MB as Arrow),
+# some 12x for CloudWatch (Firehose documents repeat their log group and stream, which
+# gzip makes nearly free and every row holds), and a sorted copy while it is written.
+MAX_PARTITION_BYTES = 32 << 20
 # Below this, a run goes one pass whatever its partitions: its time is fixed costs.
 SMALL_RUN_BYTES = 8 << 20
 
@@ -41,7 +43,8 @@ KIND_TALLY = "tally"  # a task's tally of the rows it wrote (checks.Tally.counts
 def suits(sizes: dict[tuple[str, ...], int], parallelism: int) -> bool:
     """Whether a run whose partitions hold ``sizes`` raw bytes goes one pass: its largest
     partition fits a task, and is no more than a core's share of the run (dealt whole, a
-    partition is converted by one core)."""
+    partition is converted by one core, so one larger than that would hold the run back
+    while Spark's way spreads it over every core)."""
     if not sizes:
         return False
     largest, total = max(sizes.values()), sum(sizes.values())
@@ -60,9 +63,13 @@ def deal(files: list[tuple[str, int, tuple[str, ...]]], slices: int) -> list[lis
     slices = max(1, min(slices, len(by_partition)))
     loads = [0] * slices
     dealt: list[list[tuple]] = [[] for _ in range(slices)]
-    for values, objs in sorted(by_partition.items(), key=lambda kv: (-sum(s for _, s in kv[1]), kv[0])):
+
+    def weight(objs: list[tuple[str, int]]) -> int:  # an object of unknown size (0) counts 1
+        return sum(max(size or 0, 1) for _, size in objs)
+
+    for values, objs in sorted(by_partition.items(), key=lambda kv: (-weight(kv[1]), kv[0])):
         k = loads.index(min(loads))
-        loads[k] += sum(s for _, s in objs)
+        loads[k] += weight(objs)
         dealt[k].extend((uri, size, *values) for uri, size in sorted(objs))
     return dealt
 
@@ -114,13 +121,14 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
             part = dict(zip(names, current, strict=True))
             # repeats counted apart from the dedup that drops them: a row lost on the
             # way is then not taken for a repeat (the run's balance catches it)
-            distinct = (table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows
-                        if key else table.num_rows)
+            read = table.num_rows
+            distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else read
             kept = sorted_as_spark(first_of_each_key(table, key), source.sort_columns)
+            del table  # the sorted copy is what is written: not both held through the write
             for _, name, rows in orcwrite.write_sorted(iter(kept.to_batches()), layout, task_id, tally):
                 out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
-            out.append({**part, "_kind": KIND_PARTITION,
-                        "_detail": json.dumps({"rows": table.num_rows, "repeats": table.num_rows - distinct})})
+            counted = json.dumps({"rows": read, "repeats": read - distinct})
+            out.append({**part, "_kind": KIND_PARTITION, "_detail": counted})
 
         items = (item for batch in batches for item in batch.to_pylist())
         ahead = convert.read_ahead(items, lambda item: storage.read_bytes(item["uri"]),
