@@ -33,16 +33,6 @@ RETRYABLE = frozenset(
     }
 )
 
-JSON_TEXT_FORMAT = {
-    "InputFormat": "com.amazon.emr.cloudtrail.CloudTrailInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-    "SerdeInfo": {"SerializationLibrary": "org.apache.hive.hcatalog.data.JsonSerDe"},
-}
-JSON_LINES_FORMAT = {
-    "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-    "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
-}
 ORC_FORMAT = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat",
@@ -228,10 +218,13 @@ def ensure_database(glue, database: str) -> None:
 
 
 def table_input(name: str, schema: TableSchema, location: str, fmt: str, description: str = "") -> dict:
+    """A Glue TableInput. ``fmt``: "orc" (readready, quarantine, runs, lookups) or a
+    source's ``raw_format``, whose storage and parameters its module declares."""
+    from loglake.sources import REGISTRY
+
     formats = {
-        "cloudtrail_json": (JSON_TEXT_FORMAT, {"classification": "cloudtrail"}),
-        "cloudwatch_json": (JSON_LINES_FORMAT, {"classification": "json", "compressionType": "gzip"}),
         "orc": (ORC_FORMAT, {"classification": "orc", "orc.compress": "ZLIB"}),
+        **{s.raw_format: (s.raw_storage, s.raw_table_parameters) for s in REGISTRY},
     }
     storage, params = formats[fmt]
     return {

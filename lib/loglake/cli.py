@@ -411,9 +411,8 @@ def _ddl(args: argparse.Namespace, config) -> int:
         statements = sql.ddl_statements(config, locations, args.table)
         # One statement per block, each ending in ';' and a blank line.
         print("\n".join(s.sql.rstrip() + ";\n" for s in statements), end="")
-        unset = [k for k, v in (("sources.cloudtrail.bucket", locations.cloudtrail_raw),
-                                ("sources.cloudwatch.bucket", locations.cloudwatch_raw),
-                                ("readready.location", locations.readready)) if not v]
+        unset = [f"sources.{name}.bucket" for name in SOURCES if name not in locations.raw]
+        unset += [] if locations.readready else ["readready.location"]
         if unset:
             log.warning("not configured, shown as <...> in the locations: %s", ", ".join(unset))
         return 0

@@ -3,7 +3,7 @@ gives (:class:`FileResult`); helpers the sources' conversions share."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,17 @@ class Source:
     derived_columns: tuple[str, ...] = ()
     derive_spark: Callable[[Any, Any], Any] = no_derived
     derive_arrow: Callable[[Any, Any], Any] = no_derived
+    # The raw table: where it starts below the bucket's prefix (CloudTrail: AWSLogs), how
+    # Glue and Athena read it (a catalog.table_input format: StorageDescriptor parts and
+    # table parameters, named by ``raw_format``), whether an organization id narrows it.
+    raw_subdir: str = ""
+    raw_storage: Mapping[str, Any] = field(default_factory=dict)
+    raw_table_parameters: Mapping[str, str] = field(default_factory=dict)
+    org_scoped: bool = False
+    # The header notes of its DDL files, by stage (raw, readready, raw_projected), and
+    # a builder of its raw table with Athena partition projection, if it has one.
+    ddl_notes: Mapping[str, str] = field(default_factory=dict)
+    projected_raw: Callable[..., dict] | None = None
 
     @property
     def tables(self) -> dict[str, str]:

@@ -234,11 +234,95 @@ def derive_arrow(table, section: CloudTrailConfig):
     return table.append_column(DELIVERY_DEADLINE, deadline)
 
 
+# --------------------------------------------------------------------------- tables
+
+RAW_STORAGE = {  # Athena's documented CloudTrail table: CloudTrail's input format, Hive's JSON SerDe
+    "InputFormat": "com.amazon.emr.cloudtrail.CloudTrailInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hive.hcatalog.data.JsonSerDe"},
+}
+
+DDL_NOTES = {
+    "raw": """\
+Raw CloudTrail as delivered: gzip JSON objects {"Records": [...]} below
+  s3://<sources.cloudtrail.bucket>/<prefix>AWSLogs/, read through CloudTrail's input format and
+  the Hive JSON SerDe, as in Athena's documented CloudTrail table.
+Partitions (org, account, region, dt) are registered by AddAPart as objects arrive (or by
+  `loglake addapart backfill`): no crawler, no MSCK REPAIR TABLE. org is the organization id
+  (o-...) or 'none' for an account trail, dt is the delivery date 'YYYY-MM-DD' of the key.
+Shape: useridentity, resources and tlsdetails stay nested. requestparameters, responseelements,
+  additionaleventdata and serviceeventdetails are JSON text, eventtime is ISO 8601 text
+  (from_iso8601_timestamp) and readonly is 'true'/'false' text. Every query decompresses and
+  parses JSON: analysts should query {cloudtrail_readready}, which has the same rows, flat.""",
+    "raw_projected": """\
+OPTIONAL variant of {cloudtrail_raw} with Athena partition projection, for deployments that
+  do not run AddAPart: Athena computes the partitions from the properties below, nothing is
+  registered. `loglake ddl --apply` creates it only when asked (--table cloudtrail_raw_projected).
+Partition columns differ from {cloudtrail_raw}, because projection must derive every value from
+  the key without a catalog:
+  - account: projection type 'injected': every query must pin it (WHERE account = '...'),
+    since an organization has too many (and changing) accounts to enumerate.
+  - region: 'enum' of the config's filters.regions.allow list, else of the commercial regions.
+  - dt: 'date' in the key's own form 'yyyy/MM/dd' (e.g. dt = '2024/12/01'), NOT the
+    'YYYY-MM-DD' of {cloudtrail_raw}. Range from --projection-start to NOW, one day a step.
+  - org: not a column. The LOCATION is one organization's folder (`loglake ddl --org o-...`)
+    or an account trail's AWSLogs/ folder: one projected table per organization.
+Columns are those of {cloudtrail_raw}.""",
+    "readready": """\
+Readready CloudTrail: one flat row per CloudTrail event, ORC/ZLIB, written by the cloudtrail
+  job (`loglake run cloudtrail`, glue_jobs/cloudtrail_readready.py) below
+  <readready.location>/{cloudtrail_readready}/org=/account=/region=/dt=/, partitions
+  registered by the job. Same partition columns and values as {cloudtrail_raw}.
+Scalar columns only: eventtime is a UTC timestamp, readonly/managementevent are booleans,
+  useridentity_* is flattened, free-form objects (requestparameters, ...) are JSON text
+  (json_extract_scalar), sessionid is the Session Manager session of StartSession/
+  ResumeSession/TerminateSession events. Events with the same eventid in one partition are
+  stored once. Columns are only ever added at the end.""",
+}
+
+
+def projected_raw_table(raw_name: str, raw_location: str, org_prefix: str, regions: str, start: str) -> dict:
+    """The raw table with Athena partition projection (``<raw table>_projected``), for
+    deployments without AddAPart: partitions computed from the key layout."""
+    from loglake import catalog
+    from loglake.schema import Column, TableSchema
+
+    keys = (
+        Column("account", "string", "account id of the key, projection type injected: pin it in every query"),
+        Column("region", "string", "region of the key, projection type enum"),
+        Column("dt", "string", "delivery date of the key as yyyy/MM/dd (not YYYY-MM-DD), projection type date"),
+    )
+    location = f"{raw_location}{org_prefix}"
+    tinput = catalog.table_input(
+        raw_name, TableSchema(CLOUDTRAIL_RAW.columns, keys), location, "cloudtrail_json",
+        "raw cloudtrail logs as delivered; partitions by Athena partition projection (no AddAPart)",
+    )
+    tinput["Parameters"].update({
+        "projection.enabled": "true",
+        "projection.account.type": "injected",
+        "projection.region.type": "enum",
+        "projection.region.values": regions,
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy/MM/dd",
+        "projection.dt.range": f"{start},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "storage.location.template": location + "/${account}/CloudTrail/${region}/${dt}",
+    })
+    return tinput
+
+
 SOURCE = Source(
     name="cloudtrail",
     schema=CLOUDTRAIL,
     raw_schema=CLOUDTRAIL_RAW,
     raw_format="cloudtrail_json",
+    raw_subdir="AWSLogs",
+    raw_storage=RAW_STORAGE,
+    raw_table_parameters={"classification": "cloudtrail"},
+    org_scoped=True,
+    ddl_notes=DDL_NOTES,
+    projected_raw=projected_raw_table,
     classify_key=keys.classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),

@@ -171,11 +171,48 @@ def derive_arrow(table, section: CloudWatchConfig):
     return table.append_column(SESSION_RECORD, pc.fill_null(pc.and_(in_group, json_like), False))
 
 
+# --------------------------------------------------------------------------- tables
+
+RAW_STORAGE = {  # one JSON document a line, gzip (what Athena can and cannot read: DDL_NOTES)
+    "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
+}
+
+DDL_NOTES = {
+    "raw": """\
+Raw CloudWatch Logs delivered by Firehose: below s3://<sources.cloudwatch.bucket>/<prefix>,
+  one object per Firehose buffer, keyed YYYY/MM/DD/HH/ (partitions dt, hour, registered by
+  AddAPart like {cloudtrail_raw}).
+What Athena can read here, and what it cannot (which is why {cloudwatch_readready} exists):
+  - CloudWatch Logs gzips every document, and Firehose writes the objects with NO .gz suffix.
+    Athena picks a text file's codec from its name, so objects without a suffix are read as
+    plain text: nothing usable comes back unless the stream adds a suffix or decompresses.
+  - Firehose runs the documents together with no separator ({...}{...}{...}) and, one per
+    Firehose record, in several gzip members. The JSON SerDe reads one document per line:
+    at most the first document of each object, or a malformed-JSON error.
+  - logevents is an array: one row per document, not per log event. Session Manager records
+    stay JSON text inside logevents[].message.
+  - CONTROL_MESSAGE health checks are rows like any other.
+{cloudwatch_readready} has one row per log event, with the session fields as columns.""",
+    "readready": """\
+Readready CloudWatch Logs: one row per log event (CONTROL_MESSAGEs dropped), ORC/ZLIB, written
+  by the cloudwatch job below <readready.location>/{cloudwatch_readready}/dt=/hour=/.
+For Session Manager log groups the session record's fields are columns (sessionid,
+  target_id, useridentity_arn, runasuser, session_eventtime) and sessiondata holds its lines
+  joined with newlines: the keystrokes of a session, in order, are
+  ORDER BY event_timestamp, event_id (see the sessions view).""",
+}
+
+
 SOURCE = Source(
     name="cloudwatch",
     schema=CLOUDWATCH,
     raw_schema=CLOUDWATCH_RAW,
     raw_format="cloudwatch_json",
+    raw_storage=RAW_STORAGE,
+    raw_table_parameters={"classification": "json", "compressionType": "gzip"},
+    ddl_notes=DDL_NOTES,
     classify_key=keys.classify_firehose_key,
     process_file=process_cloudwatch,
     # A session's keystrokes end up together and in order inside each file.
