@@ -14,7 +14,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config as BotoConfig
 
-from loglake import addapart, catalog
+from loglake import addapart, catalog, keys
 from loglake.addapart import AddAPart, Message
 from loglake.catalog import PartitionRegistrar
 from loglake.config import config_from_dict
@@ -206,6 +206,7 @@ def test_lambda_handler_module_is_thin_and_works(aws, monkeypatch):
 
     monkeypatch.setenv("LOGLAKE__CATALOG__DATABASE", "lake")
     monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    monkeypatch.setenv("LOGLAKE__SOURCES__CLOUDTRAIL__BUCKET", BUCKET)
     config = make_config()
     setup_catalog(aws.glue, config)
     path = Path(__file__).resolve().parents[1] / "addapart" / "handler.py"
@@ -432,3 +433,53 @@ def test_backfill_of_one_source_classifies_keys_against_that_source_only(aws):
     assert [p["Values"] for p in catalog.list_partitions(aws.glue, "lake", config.table("cloudwatch", "raw"))] == [
         ["2024-08-01", "12"]]
     assert list(catalog.list_partitions(aws.glue, "lake", config.table("cloudtrail", "raw"))) == []
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def _ref(key: str, bucket: str = BUCKET):
+    from loglake import notifications
+
+    return notifications.ObjectRef(bucket, key, 1)
+
+
+def test_a_source_without_a_bucket_receives_no_key():
+    """Only CloudTrail names the bucket: a Firehose-shaped key there is CloudTrail's to
+    judge (no layout match, quarantined), not CloudWatch's, whose bucket is not set."""
+    firehose_key = "2024/12/01/10/stream-1-2024-12-01-10-00-00-abc"
+    source, result = addapart.classify(_ref(firehose_key), make_config())
+    assert source.name == "cloudtrail" and result.reason == keys.NO_LAYOUT_MATCH
+    source, result = addapart.classify(_ref(ct_key(), bucket="another-bucket"), make_config())
+    assert source is None and result.reason == addapart.UNKNOWN_BUCKET
+
+
+def test_in_a_shared_bucket_the_source_whose_layout_claims_a_key_gets_it(monkeypatch):
+    """Several AWSLogs/ services in one bucket: CloudTrail skips another service's key
+    (other_service), and the source whose layout it is takes it, whatever their order."""
+    import dataclasses
+
+    from loglake import sources
+
+    def service_layout(key, config):  # a second AWSLogs/ source, as Bedrock's will be
+        if "/BedrockModelInvocationLogs/" not in key:
+            return keys.KeyResult(key, keys.SKIPPED, keys.OTHER_SERVICE, "")
+        if "/9999/" in key:
+            return keys.KeyResult(key, keys.ERROR, keys.BAD_DATE, "9999")
+        return keys.KeyResult(key, keys.OK, partition=keys.Partition(("123456789012",), "AWSLogs/x/"))
+
+    other = dataclasses.replace(CLOUDWATCH_SOURCE, classify_key=service_layout)
+    config = config_from_dict({"sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": BUCKET}}})
+    bedrock_key = "AWSLogs/123456789012/BedrockModelInvocationLogs/us-east-1/2024/12/01/10/f.json.gz"
+    for order in ([CLOUDTRAIL_SOURCE, other], [other, CLOUDTRAIL_SOURCE]):
+        monkeypatch.setattr(addapart, "SOURCES", {s.name: s for s in order})
+        assert addapart.classify(_ref(bedrock_key), config)[0] is other
+        assert addapart.classify(_ref(ct_key()), config)[0] is CLOUDTRAIL_SOURCE
+        # its layout, with a bad date: quarantined by it, not skipped as another service
+        source, result = addapart.classify(_ref(bedrock_key.replace("/2024/", "/9999/")), config)
+        assert source is other and result.reason == keys.BAD_DATE
+        # a third service: skipped
+        source, result = addapart.classify(_ref("AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/12/01/f.gz"), config)
+        assert result.status == keys.SKIPPED and result.reason == keys.OTHER_SERVICE
+    assert sources.SOURCES["cloudwatch"] is CLOUDWATCH_SOURCE  # the registry itself is untouched
+

@@ -65,29 +65,41 @@ class BatchOutcome:
 
 
 def route(obj: notifications.ObjectRef, config: Config, only: Source | None = None) -> list[Source]:
-    """Sources whose configured bucket and prefix hold this object (empty bucket = any),
-    the most specific first (a named bucket, then the longest prefix); with ``only``,
-    that source or none."""
+    """Sources whose configured bucket and prefix hold this object, the longest prefix
+    first. A source with no bucket configured receives nothing. With ``only`` (a backfill
+    of one source, over a bucket the caller names), that source or none; its bucket, if
+    configured, must be the object's."""
     out = []
     for source in [only] if only else SOURCES.values():
         sc = config.source(source.name)
-        if (not sc.bucket or sc.bucket == obj.bucket) and obj.key.startswith(sc.prefix):
+        bucket_ok = sc.bucket == obj.bucket or (only is not None and not sc.bucket)
+        if bucket_ok and obj.key.startswith(sc.prefix):
             out.append(source)
-    return sorted(out, key=lambda s: (not config.source(s.name).bucket, -len(config.source(s.name).prefix)))
+    return sorted(out, key=lambda s: -len(config.source(s.name).prefix))
+
+
+def _rank(result: keys.KeyResult) -> int:
+    """How firmly a source's answer claims a key (lower: firmer), for keys several
+    sources sharing a bucket are asked about: its data; a key its layout recognises but
+    finds wrong (a bad date: quarantined); one it skips on purpose (a digest file, a
+    denied account); another service's key under AWSLogs/; no match with its layout."""
+    if result.ok:
+        return 0
+    if result.status == keys.ERROR:
+        return 4 if result.reason == keys.NO_LAYOUT_MATCH else 1
+    return 3 if result.reason == keys.OTHER_SERVICE else 2
 
 
 def classify(obj: notifications.ObjectRef, config: Config,
              only: Source | None = None) -> tuple[Source | None, keys.KeyResult]:
+    """The source a key belongs to, and what its layout says: of the sources routed to the
+    object's bucket and prefix, the one whose answer claims the key most firmly (the most
+    specific prefix on a tie)."""
     candidates = route(obj, config, only)
     if not candidates:
         return None, keys.KeyResult(obj.key, keys.SKIPPED, UNKNOWN_BUCKET, obj.bucket)
-    first_error = None
-    for source in candidates:
-        result = source.classify_key(obj.key, config)
-        if result.status != keys.ERROR:
-            return source, result
-        first_error = first_error or (source, result)
-    return first_error  # the most specific source's reason: its layout is the one the key misses
+    answers = [(source, source.classify_key(obj.key, config)) for source in candidates]
+    return min(answers, key=lambda answer: _rank(answer[1]))  # min is stable: the first of equals
 
 
 class AddAPart:
