@@ -98,7 +98,7 @@ def test_check_lake_finds_the_broken_file_among_good_ones(tmp_path):
 
 def test_every_owned_orc_table_is_checked():
     assert set(contract.owned_tables(Config())) == {
-        "cloudtrail_readready", "cloudwatch_readready", "quarantine", "runs", "connect_users"}
+        "cloudtrail_readready", "cloudwatch_readready", "bedrock_readready", "quarantine", "runs", "connect_users"}
 
 
 # --------------------------------------------------------------------------- column snapshot
@@ -142,9 +142,9 @@ def test_dropping_the_last_column_breaks(table):
 def test_appended_columns_and_new_tables_are_appends():
     current = {k: list(v) for k, v in _recorded().items()}
     current["runs"].append(("appended_later", "bigint"))
-    current["bedrock_readready"] = [("requestid", "string")]
+    current["future_readready"] = [("requestid", "string")]
     assert contract.compare_snapshot(_recorded(), current) == (
-        [], ["runs: appended_later bigint", "new table bedrock_readready"])
+        [], ["runs: appended_later bigint", "new table future_readready"])
 
 
 def test_snapshot_command_passes_on_the_checkout():

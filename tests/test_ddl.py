@@ -16,7 +16,8 @@ from loglake.sources import SOURCES
 
 CONFIG = {
     "sources": {"cloudtrail": {"bucket": "org-trail", "prefix": "trails/"},
-                "cloudwatch": {"bucket": "firehose", "prefix": "cwl/"}},
+                "cloudwatch": {"bucket": "firehose", "prefix": "cwl/"},
+                "bedrock": {"bucket": "org-trail", "prefix": "trails/"}},  # a bucket shared with CloudTrail
     "catalog": {"database": "secdb", "tables": {"cloudtrail_readready": "ct_flat"}},
     "readready": {"location": "s3://lake/readready/"},
     "filters": {"regions": {"allow": ["eu-west-1", "us-east-1"]}},
@@ -29,6 +30,8 @@ SCHEMAS = {
     "cloudwatch_raw": (CLOUDWATCH_RAW.columns, CLOUDWATCH_RAW.partition_keys),
     "cloudtrail_readready": (SOURCES["cloudtrail"].schema.columns, SOURCES["cloudtrail"].schema.partition_keys),
     "cloudwatch_readready": (SOURCES["cloudwatch"].schema.columns, SOURCES["cloudwatch"].schema.partition_keys),
+    "bedrock_raw": (SOURCES["bedrock"].raw_schema.columns, SOURCES["bedrock"].raw_schema.partition_keys),
+    "bedrock_readready": (SOURCES["bedrock"].schema.columns, SOURCES["bedrock"].schema.partition_keys),
     "quarantine": (QUARANTINE.columns, QUARANTINE.partition_keys),
     "runs": (RUNS.columns, RUNS.partition_keys),
     "connect_users": (lookup.CONNECT_USERS.columns, ()),
@@ -148,7 +151,8 @@ def test_glue_definitions_are_catalog_table_inputs():
     """The demo, the CloudFormation template and `ddl --apply` share catalog.table_inputs."""
     defs = sql.table_definitions(config(), locations())
     shared = catalog.table_inputs(config(), "s3://lake/readready",
-                                  {"cloudtrail": "s3://org-trail/trails/AWSLogs", "cloudwatch": "s3://firehose/cwl"})
+                                  {"cloudtrail": "s3://org-trail/trails/AWSLogs", "cloudwatch": "s3://firehose/cwl",
+                                   "bedrock": "s3://org-trail/trails/AWSLogs"})
     assert {t["Name"]: t for t in shared} == {
         t["Name"]: t for k, t in defs.items() if k not in ("cloudtrail_raw_projected", "connect_users")}
 
@@ -220,8 +224,9 @@ def test_ddl_prints_every_statement(tmp_path, capsys):
     trees = [sqlglot.parse_one(s, read="trino" if "CREATE OR REPLACE VIEW" in s else "athena") for s in out]
     assert trees[0].kind in ("DATABASE", "SCHEMA") and trees[0].this.name == "secdb"
     names = [t.this.this.name if t.kind == "TABLE" else t.this.name for t in trees[1:]]
-    assert names == ["from_cloudtrail_raw", "from_cloudtrail_raw_projected", "from_cloudwatch_raw", "ct_flat",
-                     "from_cloudwatch_readready", "quarantine", "runs", "connect_users", "sessions"]
+    assert names == ["from_cloudtrail_raw", "from_cloudtrail_raw_projected", "from_cloudwatch_raw", "from_bedrock_raw",
+                     "ct_flat", "from_cloudwatch_readready", "from_bedrock_readready", "quarantine", "runs",
+                     "connect_users", "sessions"]
 
 
 def test_ddl_table_filter(tmp_path, capsys):
@@ -247,15 +252,16 @@ def test_ddl_apply_creates_and_updates_the_tables_in_glue(aws, tmp_path, capsys)
     cfg = write_config(tmp_path, {**CONFIG, "aws": {"endpoint_url": aws.endpoint, "region": "us-east-1"}})
     assert cli.main(["ddl", "--apply", "--config", cfg]) == 0
     outcome = json.loads(capsys.readouterr().out)
-    expected_names = ["from_cloudtrail_raw", "from_cloudwatch_raw", "ct_flat", "from_cloudwatch_readready",
-                      "quarantine", "runs", "connect_users"]
+    expected_names = ["from_cloudtrail_raw", "from_cloudwatch_raw", "from_bedrock_raw", "ct_flat",
+                      "from_cloudwatch_readready", "from_bedrock_readready", "quarantine", "runs", "connect_users"]
     assert outcome["tables"] == {name: "created" for name in expected_names}
     assert outcome["views"]["sessions"].startswith("not applied")
     assert sqlglot.parse_one(outcome["athena_statements"][0], read="trino").kind == "VIEW"
     by_name = {t["Name"]: t for t in aws.glue.get_tables(DatabaseName="secdb")["TableList"]}
     assert sorted(by_name) == sorted(expected_names)  # not the optional projected variant
-    for key, name in zip(("cloudtrail_raw", "cloudwatch_raw", "cloudtrail_readready", "cloudwatch_readready",
-                          "quarantine", "runs", "connect_users"), expected_names, strict=True):
+    for key, name in zip(("cloudtrail_raw", "cloudwatch_raw", "bedrock_raw", "cloudtrail_readready",
+                          "cloudwatch_readready", "bedrock_readready", "quarantine", "runs", "connect_users"),
+                         expected_names, strict=True):
         columns, partition_keys = SCHEMAS[key]
         table = by_name[name]
         assert [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]] == [

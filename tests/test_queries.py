@@ -27,6 +27,12 @@ FIXTURES = REPO / "tests" / "fixtures"
 CONNECT = FIXTURES / "connect_cloudtrail_records.json"
 AMAZONQ = FIXTURES / "amazonq_cloudtrail_records.json"
 LIST_USERS = FIXTURES / "connect_list_users.json"
+# Bedrock invocation logs: the published examples, and the invocation log of the stratus
+# sample's InvokeModel call (same request id, principal and model as CloudTrail recorded)
+# with a failed call after it.
+BEDROCK_PUBLISHED = SAMPLES / "bedrock" / "published_examples.jsonl"
+BEDROCK_FIXTURE = FIXTURES / "bedrock_invocations.jsonl"
+STRATUS_INVOKE_REQUEST = "021634af-f7c2-48a2-b140-98f50d47ede9"
 AWSDOCS = SAMPLES / "cloudtrail" / "awsdocs" / "awsdocs_cloudtrail_examples.jsonl"
 # Console sign-in examples of the CloudTrail user guide (awsdocs, see SOURCES.md): an IAM user
 # with MFA (success and failure) and the root user without MFA (success and failure). Line 6 of
@@ -43,6 +49,7 @@ COVERED = {
     "root_console_logins", "failed_console_logins", "console_logins_without_mfa", "deletions_today",
     "user_activity", "resource_activity", "iam_changes", "amazon_q_activity", "privileged_session",
     "needle_raw", "needle_readready",
+    "bedrock_tokens_by_principal", "bedrock_invocations", "bedrock_with_cloudtrail",
 }
 
 
@@ -98,6 +105,22 @@ def by_delivery(records: list[dict], org: str | None, name: str) -> dict[str, li
     return out
 
 
+def bedrock_records() -> list[dict]:
+    return [json.loads(line) for path in (BEDROCK_PUBLISHED, BEDROCK_FIXTURE)
+            for line in path.read_text().splitlines() if line.strip()]
+
+
+def bedrock_objects(records: list[dict]) -> dict[str, bytes]:
+    """Each record in the object Bedrock would deliver it in: gzip JSON lines below
+    AWSLogs/ACCOUNT/BedrockModelInvocationLogs/REGION/YYYY/MM/DD/HH/."""
+    out: dict[str, list[str]] = collections.defaultdict(list)
+    for rec in records:
+        t = ts(rec["timestamp"])
+        out[f"AWSLogs/{rec['accountId']}/BedrockModelInvocationLogs/{rec['region']}/{t:%Y/%m/%d/%H}/"
+            f"{t:%Y%m%dT%H%M}Z_invocations.json.gz"].append(json.dumps(rec))
+    return {key: gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0) for key, lines in out.items()}
+
+
 class Lake:
     def __init__(self, raw: Path, out: Path, summaries: dict, objects: dict[str, list[dict]]):
         self.raw, self.out, self.summaries = raw, out, summaries
@@ -131,8 +154,11 @@ def lake(spark, tmp_path_factory) -> Lake:
         place(raw, key, STRATUS_GZ if key == stratus_key else gz_records(recs))
     for key, body in firehose_objects().items():
         place(fh, key, body)
+    bedrock = root / "bedrock"
+    for key, body in bedrock_objects(bedrock_records()).items():
+        place(bedrock, key, body)
     summaries = {}
-    for source, folder in (("cloudtrail", raw), ("cloudwatch", fh)):
+    for source, folder in (("cloudtrail", raw), ("cloudwatch", fh), ("bedrock", bedrock)):
         path = root / f"{source}.json"
         argv = ["-q", "run", source, "--raw", str(folder), "--out", str(out), "--summary-json", str(path)]
         assert cli.main(argv) == 0
@@ -705,3 +731,53 @@ def test_lookup_load_registers_the_glue_table(aws, tmp_path, monkeypatch, capsys
     table = aws.glue.get_table(DatabaseName="loglake", Name="connect_users")["Table"]
     assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == lookup.CONNECT_USERS.names
     assert table["StorageDescriptor"]["Location"] == f"{out}/connect_users/"
+
+
+# --------------------------------------------------------------------------- Bedrock
+
+
+def test_bedrock_tokens_by_principal_model_and_day(spark, lake):
+    assert lake.summaries["bedrock"]["written"] == len(bedrock_records())
+    rows = run(spark, lake, "bedrock_tokens_by_principal", days=1000, now="2026-04-18T00:00:00Z")
+    expected = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    for rec in bedrock_records():
+        k = (ts(rec["timestamp"]).date().isoformat(), (rec.get("identity") or {}).get("arn"), rec["modelId"])
+        inp, out = rec.get("input") or {}, rec.get("output") or {}
+        e = expected[k]
+        e[0] += 1
+        e[1] += "errorCode" in rec
+        e[2] += inp.get("inputTokenCount", 0)
+        e[3] += out.get("outputTokenCount", 0)
+        e[4] += inp.get("cacheReadInputTokenCount", 0)
+        e[5] += inp.get("cacheWriteInputTokenCount", 0)
+    got = {(r["day"], r["principal_arn"], r["model_id"]): [
+        r["invocations"], r["errors"], r["input_tokens"], r["output_tokens"], r["cache_read_input_tokens"],
+        r["cache_write_input_tokens"]] for r in rows}
+    assert got == dict(expected)
+    assert [r["day"] for r in rows] == sorted((r["day"] for r in rows), reverse=True)
+    # the window: nothing delivered after :now, nothing before :now - :days
+    assert run(spark, lake, "bedrock_tokens_by_principal", days=2, now="2024-10-18T12:00:00Z") == [
+        r for r in rows if r["day"] == "2024-10-17"]
+
+
+def test_bedrock_invocations_with_errors_newest_first(spark, lake):
+    rows = run(spark, lake, "bedrock_invocations", hours=24, now="2024-10-18T00:00:00Z")
+    fixture = [json.loads(line) for line in BEDROCK_FIXTURE.read_text().splitlines()]
+    assert [r["requestid"] for r in rows] == [rec["requestId"] for rec in reversed(fixture)]
+    assert [r["errorcode"] for r in rows] == ["ValidationException", None]
+    assert {r["model_id"] for r in rows} == {"anthropic.claude-3-sonnet-20240229-v1:0"}
+    assert rows[1]["eventtime"] == ts("2024-10-17T20:11:24Z") and rows[1]["input_token_count"] == 12
+    assert {r["principal_arn"] for r in rows} == {"arn:aws:sts::494659789341:assumed-role/test-role/cli"}
+
+
+def test_bedrock_invocations_joined_to_cloudtrail_by_request_id(spark, lake):
+    rows = run(spark, lake, "bedrock_with_cloudtrail", hours=24, now="2024-10-18T00:00:00Z")
+    [invoke] = [r for r in records_of(STRATUS_GZ) if r.get("requestID") == STRATUS_INVOKE_REQUEST]
+    by_request = {r["requestid"]: r for r in rows}
+    joined = by_request[STRATUS_INVOKE_REQUEST]
+    assert (joined["cloudtrail_eventname"], joined["source_ip"], joined["user_agent"], joined["access_key_id"],
+            joined["cloudtrail_eventid"]) == (invoke["eventName"], invoke["sourceIPAddress"], invoke["userAgent"],
+                                              invoke["userIdentity"]["accessKeyId"], invoke["eventID"])
+    [failed] = [r for r in rows if r["requestid"] != STRATUS_INVOKE_REQUEST]
+    assert failed["errorcode"] == "ValidationException" and failed["cloudtrail_eventid"] is None
+

@@ -5,9 +5,10 @@
    Glue database and tables;
 3. upload real CloudTrail records under realistic organization-trail keys for
    several accounts, regions and days, plus a digest file and junk keys that must
-   be skipped;
+   be skipped; Firehose objects of CloudWatch Logs; published Bedrock model-invocation
+   logs in the CloudTrail bucket (sources share a bucket; AddAPart routes each key);
 4. drain the queue through AddAPart;
-5. run the Glue job script (``glue_jobs/cloudtrail_readready.py``) on local Spark;
+5. run the Glue job scripts (``glue_jobs/<source>_readready.py``) on local Spark;
 6. print what an analyst would see.
 """
 from __future__ import annotations
@@ -162,6 +163,25 @@ def junk_objects(samples: Path) -> dict[str, bytes]:
     }
 
 
+def bedrock_objects(samples: Path) -> dict[str, bytes]:
+    """The published Bedrock model-invocation records, each in the object Bedrock would
+    deliver it in (gzip JSON lines below AWSLogs/ACCOUNT/BedrockModelInvocationLogs/
+    REGION/YYYY/MM/DD/HH/), and a body Bedrock moved to its own object under data/,
+    which is skipped (the record keeps its S3 path)."""
+    out: dict[str, list[str]] = collections.defaultdict(list)
+    for line in (samples / "bedrock" / "published_examples.jsonl").read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            t = rec["timestamp"]
+            hour = f"AWSLogs/{rec['accountId']}/BedrockModelInvocationLogs/{rec['region']}/" \
+                   f"{t[:4]}/{t[5:7]}/{t[8:10]}/{t[11:13]}/"
+            out[hour + f"{t[:13].replace('-', '')}Z_demo.json.gz"].append(line)
+    objects = {key: gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0) for key, lines in out.items()}
+    first = min(out)
+    objects[first.rsplit("/", 1)[0] + "/data/demo-body_input.json.gz"] = gzip.compress(b'{"messages": []}', mtime=0)
+    return objects
+
+
 def _print(title: str) -> None:
     print(f"\n== {title}")
 
@@ -175,7 +195,8 @@ def setup_local_aws(config, s3, sqs, glue) -> str:
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notification)
     catalog.ensure_database(glue, config.catalog.database)
-    raw = {"cloudtrail": f"s3://{BUCKET}/AWSLogs/", "cloudwatch": f"s3://{CWL_BUCKET}/{CWL_PREFIX}"}
+    raw = {"cloudtrail": f"s3://{BUCKET}/AWSLogs/", "cloudwatch": f"s3://{CWL_BUCKET}/{CWL_PREFIX}",
+           "bedrock": f"s3://{BUCKET}/AWSLogs/"}
     tables = catalog.table_inputs(config, config.readready.location, raw)
     for tinput in tables:
         catalog.ensure_table(glue, config.catalog.database, tinput)
@@ -220,7 +241,8 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
     with localaws.MotoServer(log_path=str(work / "moto.log")) as moto:
         os.environ.update(moto.env())
         cfg = {
-            "sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": CWL_BUCKET, "prefix": CWL_PREFIX}},
+            "sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": CWL_BUCKET, "prefix": CWL_PREFIX},
+                        "bedrock": {"bucket": BUCKET}},
             "catalog": {"database": "loglake_demo"},
             "readready": {"location": f"file://{work}/lake"},
             "aws": {"endpoint_url": moto.endpoint, "region": "us-east-1"},
@@ -243,12 +265,17 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         fh_objects = firehose_objects(samples_path, CWL_PREFIX)
         for key, body in fh_objects.items():
             s3.put_object(Bucket=CWL_BUCKET, Key=key, Body=body)
+        br_objects = bedrock_objects(samples_path)
+        for key, body in br_objects.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         _print("raw logs landed in S3")
         print(f"CloudTrail: {len(objects)} objects: {sum(len(r) for r in records.values())} real records from "
               f"{len(records)} sample files; a digest file, a ConfigWritabilityCheckFile and 2 junk keys; "
               "3 bad objects (truncated gzip, a SIEM re-export without eventTime, not gzipped)")
         print(f"Firehose: {len(fh_objects)} gzip objects without suffix, documents run together: Session Manager "
               "records, a CONTROL_MESSAGE and a Lambda log group")
+        print(f"Bedrock: {len(br_objects)} objects in the CloudTrail bucket: the published model-invocation records "
+              "and a body moved to data/")
 
         outcome = addapart.drain(addapart.AddAPart(config, glue=glue), queue_url)
         _print("AddAPart drained the queue")
@@ -259,9 +286,11 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
               + f"; {outcome.keys_for_quarantine} rejected keys handed to the next run's quarantine")
 
         days = sorted({r.partition.values[-1] for r in map(parse_cloudtrail_key, objects) if r.ok})
-        for source in ("cloudtrail", "cloudwatch"):
+        br_days = sorted({r.partition.values[-1] for r in map(SOURCES["bedrock"].classify_key, br_objects,
+                                                                [config] * len(br_objects)) if r.ok})
+        for source, selected in (("cloudtrail", days), ("cloudwatch", days), ("bedrock", br_days)):
             _print(f"Glue job glue_jobs/{source}_readready.py (local runtime)")
-            summary = run_glue_script(source, config_path, days, work)
+            summary = run_glue_script(source, config_path, selected, work)
             print(f"files read {summary['files_read']}, status {summary['status']}, "
                   f"control messages dropped {summary['control_messages']}, "
                   f"quality gate: {summary['quality']['evaluated']} expectations, "
@@ -288,7 +317,7 @@ def main(samples: str | None = None, workdir: str = ".demo") -> int:
         _print("reconciliation (the runs table) and the quarantine")
         _runs_and_quarantine(config)
         _print("readready files (ORC)")
-        for source in ("cloudtrail", "cloudwatch"):
+        for source in ("cloudtrail", "cloudwatch", "bedrock"):
             _show_files(storage.local_path(storage.join(config.readready.location, config.table(source, "readready"))),
                         SOURCES[source].schema.partition_names)
         _print("reader contract: what Athena reads is what was written (loglake contract)")
@@ -368,11 +397,12 @@ def _analyst_view(config) -> None:
 
 
 def _library_queries(spark, config) -> None:
-    """Three queries of the analysts' library (ddl/queries), as `loglake query` runs them."""
+    """Queries of the analysts' library (ddl/queries), as `loglake query` runs them."""
     asks = [
         ("iam_changes", {}),
         ("console_logins_without_mfa", {}),
         ("privileged_session", {"sessionid": "christophe-s7uathgenk3m4qa2s33wio5gpu"}),
+        ("bedrock_tokens_by_principal", {"days": "1200"}),  # the published records span 2024-2026
     ]
     for name, params in asks:
         query = sql.load_query(name)

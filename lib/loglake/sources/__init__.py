@@ -4,10 +4,10 @@ every other part of loglake iterates. Adding a source: a module here and one lin
 :data:`REGISTRY` (README, "Adding a log source")."""
 from __future__ import annotations
 
-from loglake.sources import cloudtrail, cloudwatch
+from loglake.sources import bedrock, cloudtrail, cloudwatch
 from loglake.sources.base import FileResult, Source
 
-REGISTRY: tuple[Source, ...] = (cloudtrail.SOURCE, cloudwatch.SOURCE)
+REGISTRY: tuple[Source, ...] = (cloudtrail.SOURCE, cloudwatch.SOURCE, bedrock.SOURCE)
 
 SOURCES: dict[str, Source] = {s.name: s for s in REGISTRY}
 

@@ -1,0 +1,31 @@
+-- Query: bedrock_with_cloudtrail
+-- Question: For the Amazon Bedrock invocations of the last N hours, what did CloudTrail
+--   record about the same calls (source IP, user agent, access key), joined by request id?
+-- Parameters:
+--   :hours  int       = 24   how many hours back from :now to look
+--   :now    timestamp = now  the end of the window (UTC)
+-- Returns: one row per invocation, newest first; the CloudTrail columns are NULL where
+--   CloudTrail has no event with that request id (data events that the trail does not
+--   log, or a trail in another account).
+SELECT
+  b.eventtime,
+  b.accountid AS account,
+  b.identity_arn AS principal_arn,
+  b.operation,
+  b.modelid AS model_id,
+  b.errorcode,
+  c.eventname AS cloudtrail_eventname,
+  c.sourceipaddress AS source_ip,
+  c.useragent AS user_agent,
+  c.useridentity_accesskeyid AS access_key_id,
+  c.eventid AS cloudtrail_eventid,
+  b.requestid
+FROM {database}.{bedrock_readready} b
+LEFT JOIN {database}.{cloudtrail_readready} c
+  ON c.requestid = b.requestid
+  AND c.eventsource = 'bedrock.amazonaws.com'
+  AND c.dt >= date_format(:now - (:hours + 48) * INTERVAL '1' HOUR, '%Y-%m-%d')
+WHERE b.eventtime > :now - :hours * INTERVAL '1' HOUR
+  AND b.eventtime <= :now
+  AND b.dt >= date_format(:now - (:hours + 24) * INTERVAL '1' HOUR, '%Y-%m-%d')
+ORDER BY b.eventtime DESC, b.requestid
