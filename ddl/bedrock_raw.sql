@@ -5,8 +5,8 @@
 -- Partitions (account, region, dt) are registered by AddAPart as objects arrive (or by
 --   `loglake addapart backfill`); a partition is a day folder, its hour folders below it.
 -- Caveats: bodies Bedrock moved out of their record (over 100 KB, binary) are objects in a
---   data/ folder (below the hour folders, as seen); Athena reads them too: JSON ones as rows
---   without requestid (filter requestid IS NOT NULL), binary ones as malformed JSON.
+--   data/ folder (below the hour folders, as seen); Athena reads them too, as rows without
+--   requestid (ignore.malformed.json: binary ones too): filter requestid IS NOT NULL.
 -- Shape: identity, input, output and requestmetadata are JSON text, timestamp is ISO 8601
 --   text, record_region is the record's region field.
 --   {bedrock_readready} has the same records, flat and typed.
@@ -38,7 +38,8 @@ PARTITIONED BY (
 )
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
 WITH SERDEPROPERTIES (
-  'mapping.record_region' = 'region'
+  'mapping.record_region' = 'region',
+  'ignore.malformed.json' = 'true'
 )
 STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'
 OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'

@@ -396,3 +396,34 @@ def test_the_suite_passes_the_published_records_and_catches_negative_counts():
     late = [dict(good[0], eventtime=dt.datetime(2025, 3, 14, tzinfo=dt.UTC)), *good[1:]]
     failed = [r["expectation_config"]["kwargs"].get("column_A") for r in verdict(late)["results"] if not r["success"]]
     assert failed == [bedrock.DELIVERY_DEADLINE]
+
+
+def test_a_record_without_a_model_id_is_quarantined_not_left_to_fail_the_gate():
+    rec = {"timestamp": "2025-03-11T00:38:02Z", "accountId": "123456789012", "region": "us-east-1",
+           "requestId": "r-1", "operation": "InvokeModel"}
+    result = process_bedrock(gzip.compress(json.dumps(rec).encode()), "f", Config())
+    assert result.rows == [] and [p.reason for p in result.problems] == [bedrock.MISSING_MODEL_ID]
+    assert result.records_read == 1
+
+
+@pytest.mark.parametrize("request_id", [False, 0, {"a": 1}, "  "])
+def test_a_request_id_that_is_no_string_is_missing(request_id):
+    rec = {"timestamp": "2025-03-11T00:38:02Z", "requestId": request_id, "modelId": "m"}
+    result = process_bedrock(gzip.compress(json.dumps(rec).encode()), "f", Config())
+    assert [p.reason for p in result.problems] == [bedrock.MISSING_REQUEST_ID]
+
+
+@pytest.mark.parametrize("count", [True, 2 ** 63, 1.5])
+def test_a_token_count_that_is_a_bool_or_out_of_range_is_null(count):
+    rec = {"timestamp": "2025-03-11T00:38:02Z", "requestId": "r-1", "modelId": "m",
+           "input": {"inputTokenCount": count}}
+    [row] = process_bedrock(gzip.compress(json.dumps(rec).encode()), "f", Config()).rows
+    assert row["input_token_count"] is None
+    assert json.loads(row["additional_fields"])["input"]["inputTokenCount"] == count
+
+
+def test_a_timestamp_with_no_utc_equivalent_is_bad_not_a_crash():
+    rec = {"timestamp": "9999-12-31T23:59:59-01:00", "requestId": "r-1", "modelId": "m"}
+    result = process_bedrock(gzip.compress(json.dumps(rec).encode()), "f", Config())
+    assert [p.reason for p in result.problems] == [bedrock.BAD_TIMESTAMP]
+

@@ -147,6 +147,10 @@ def lake(spark, tmp_path_factory) -> Lake:
         **by_delivery(awsdocs_records(), None, "awsdocs"),
         **by_delivery(fixture_records(CONNECT), ORG, "connect"),
         **by_delivery(fixture_records(AMAZONQ), None, "amazonq"),
+        # the stratus InvokeModel event delivered again by an account trail: the same event
+        # in a second partition (the Bedrock join must still give one row per invocation)
+        **by_delivery([r for r in records_of(STRATUS_GZ) if r.get("requestID") == STRATUS_INVOKE_REQUEST],
+                      None, "account-trail"),
     }
     stratus_key = next(iter(objects))
     for key, recs in objects.items():
@@ -755,9 +759,10 @@ def test_bedrock_tokens_by_principal_model_and_day(spark, lake):
         r["cache_write_input_tokens"]] for r in rows}
     assert got == dict(expected)
     assert [r["day"] for r in rows] == sorted((r["day"] for r in rows), reverse=True)
-    # the window: nothing delivered after :now, nothing before :now - :days
+    # the window: the :days delivery days up to the day of :now, that day included
     assert run(spark, lake, "bedrock_tokens_by_principal", days=2, now="2024-10-18T12:00:00Z") == [
         r for r in rows if r["day"] == "2024-10-17"]
+    assert run(spark, lake, "bedrock_tokens_by_principal", days=1, now="2024-10-18T12:00:00Z") == []
 
 
 def test_bedrock_invocations_with_errors_newest_first(spark, lake):
@@ -773,6 +778,7 @@ def test_bedrock_invocations_with_errors_newest_first(spark, lake):
 def test_bedrock_invocations_joined_to_cloudtrail_by_request_id(spark, lake):
     rows = run(spark, lake, "bedrock_with_cloudtrail", hours=24, now="2024-10-18T00:00:00Z")
     [invoke] = [r for r in records_of(STRATUS_GZ) if r.get("requestID") == STRATUS_INVOKE_REQUEST]
+    assert len(rows) == 2  # one row per invocation, though CloudTrail holds the event twice
     by_request = {r["requestid"]: r for r in rows}
     joined = by_request[STRATUS_INVOKE_REQUEST]
     assert (joined["cloudtrail_eventname"], joined["source_ip"], joined["user_agent"], joined["access_key_id"],

@@ -798,3 +798,9 @@ def test_process_file_level_problem(data, reason):
     assert result.problems[0].index in (None, salvaged)
     assert result.problems[0].record is False  # a file-level problem, not a counted record
     assert_counts_identity(result)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_with_no_utc_equivalent_in_range_is_none_not_an_overflow(value):
+    assert transforms.parse_time(value) is None
+

@@ -21,10 +21,15 @@ SELECT
   c.eventid AS cloudtrail_eventid,
   b.requestid
 FROM {database}.{bedrock_readready} b
-LEFT JOIN {database}.{cloudtrail_readready} c
-  ON c.requestid = b.requestid
-  AND c.eventsource = 'bedrock.amazonaws.com'
-  AND c.dt >= date_format(:now - (:hours + 48) * INTERVAL '1' HOUR, '%Y-%m-%d')
+LEFT JOIN (
+  -- one event per request id: an organization trail and an account trail deliver the
+  -- same event into two partitions
+  SELECT *, row_number() OVER (PARTITION BY requestid, recipientaccountid ORDER BY org DESC, eventid) AS copy
+  FROM {database}.{cloudtrail_readready}
+  WHERE eventsource = 'bedrock.amazonaws.com'
+    AND dt >= date_format(:now - (:hours + 48) * INTERVAL '1' HOUR, '%Y-%m-%d')
+) c
+  ON c.requestid = b.requestid AND c.recipientaccountid = b.accountid AND c.copy = 1
 WHERE b.eventtime > :now - :hours * INTERVAL '1' HOUR
   AND b.eventtime <= :now
   AND b.dt >= date_format(:now - (:hours + 24) * INTERVAL '1' HOUR, '%Y-%m-%d')

@@ -497,8 +497,13 @@ class Query:
         return [p.name for p in self.params]
 
     @property
+    def raw_sources(self) -> list[str]:
+        """The sources whose raw table the query reads."""
+        return [s.name for s in REGISTRY if "{" + s.name + "_raw}" in self.sql]
+
+    @property
     def uses_raw(self) -> bool:
-        return "{cloudtrail_raw}" in self.sql
+        return bool(self.raw_sources)
 
 
 def list_queries() -> list[str]:
@@ -697,44 +702,45 @@ def render_query(query: Query, params: Mapping[str, Any], config: Config, databa
 def run_query(spark, name: str, params: Mapping[str, Any], config: Config, lake_root: str,
               raw_root: str | None = None) -> list:
     """Run a library query on local Spark over the readready tables below ``lake_root``
-    (plus the connect_users lookup and, for raw queries, the raw CloudTrail below
-    ``raw_root``); returns the rows."""
+    (plus the connect_users lookup and, for queries of a raw table, the source's raw
+    objects below ``raw_root``); returns the rows."""
     from loglake import lookup
 
     query = load_query(name)
     sql_text = render_query(query, params, config, database="")
     register_lake(spark, config, lake_root)
     lookup.register(spark, lake_root)
-    if query.uses_raw:
+    for source in query.raw_sources:
         if not raw_root:
-            raise ValueError(f"query {name} reads the raw table: give the raw CloudTrail folder (--raw)")
-        register_raw(spark, config, raw_root)
+            raise ValueError(f"query {name} reads the raw table: give the raw {source} folder (--raw)")
+        register_raw(spark, config, raw_root, source)
     return spark.sql(to_spark(sql_text)).collect()
 
 
-def register_raw(spark, config: Config, raw_root: str) -> str:
-    """Temp view of the raw CloudTrail table below ``raw_root``, shaped as Athena's
-    CloudTrail SerDe presents it (``schema.CLOUDTRAIL_RAW``: nested identity, JSON text
-    for free-form objects, eventtime as text; partitions from the keys). Local stand-in
-    for {cloudtrail_raw}, so raw-table queries are tested like the others."""
-    from loglake import keys, transforms
-    from loglake.schema import CLOUDTRAIL_RAW
+def register_raw(spark, config: Config, raw_root: str, source: str) -> str:
+    """Temp view of a source's raw table below ``raw_root``, shaped as its SerDe presents
+    it (the source's raw schema: CloudTrail's nested identity, JSON text for free-form
+    objects, eventtime as text; partitions from the keys). Local stand-in for
+    {<source>_raw}, so raw-table queries are tested like the others."""
+    from loglake.sources import get_source
 
-    schema = spark.createDataFrame([], CLOUDTRAIL_RAW.spark_ddl()).schema
-    fields = schema.fields[: len(CLOUDTRAIL_RAW.columns)]
+    src = get_source(source)
+    if src.raw_records is None:
+        raise ValueError(f"source {source!r} has no local stand-in for its raw table")
+    schema = spark.createDataFrame([], src.raw_schema.spark_ddl()).schema
+    fields = schema.fields[: len(src.raw_schema.columns)]
     rows = []
     for obj in storage.list_objects(raw_root):
-        result = keys.classify_cloudtrail_key(obj.key, config)
+        result = src.classify_key(obj.key, config)
         if not result.ok:
             continue
-        records, _problem = transforms.decode_cloudtrail(storage.read_bytes(obj.uri))
-        for record in records:
+        for record in src.raw_records(storage.read_bytes(obj.uri)):
             if not isinstance(record, dict):
                 continue
             low = {k.lower(): v for k, v in record.items()}
             rows.append(tuple(_serde_value(low.get(f.name), f.dataType) for f in fields)
                         + tuple(result.partition.values))
-    table = config.table("cloudtrail", "raw")
+    table = config.table(source, "raw")
     spark.createDataFrame(rows, schema).createOrReplaceTempView(table)
     return table
 

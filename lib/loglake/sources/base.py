@@ -101,6 +101,9 @@ class Source:
     # a builder of its raw table with Athena partition projection, if it has one.
     ddl_notes: Mapping[str, str] = field(default_factory=dict)
     projected_raw: Callable[..., dict] | None = None
+    # An object's records as the raw table's SerDe reads them (bytes -> JSON objects):
+    # the local stand-in of the raw table for queries that read it (loglake.sql.register_raw).
+    raw_records: Callable[[bytes], list] | None = None
 
     @property
     def tables(self) -> dict[str, str]:

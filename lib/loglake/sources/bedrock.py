@@ -205,6 +205,7 @@ BEDROCK_RAW = TableSchema(
 MISSING_REQUEST_ID = "missing_request_id"
 MISSING_TIMESTAMP = "missing_timestamp"
 BAD_TIMESTAMP = "bad_timestamp"
+MISSING_MODEL_ID = "missing_model_id"
 
 _SCALARS = {
     "schemaType": "schematype",
@@ -243,11 +244,17 @@ def _count(value: Any) -> int | None:
 
 
 def check_record(record: Any, index: int) -> transforms.Problem | None:
-    """The minimum a record needs to be published: an object with a requestId and a time."""
+    """The minimum a record needs to be published: an object with a requestId, a modelId
+    and a time."""
     if not isinstance(record, dict):
         return transforms.Problem(transforms.RECORD_NOT_OBJECT, f"record is {type(record).__name__}", index)
-    if record.get("requestId") in (None, ""):
-        return transforms.Problem(MISSING_REQUEST_ID, "record has no requestId", index)
+    request_id = record.get("requestId")
+    if not isinstance(request_id, str) or not request_id.strip():
+        return transforms.Problem(MISSING_REQUEST_ID, f"record has no requestId string (got {request_id!r:.80})",
+                                  index)
+    model_id = record.get("modelId")
+    if not isinstance(model_id, str) or not model_id.strip():  # the gate would fail the whole run
+        return transforms.Problem(MISSING_MODEL_ID, f"record has no modelId string (got {model_id!r:.80})", index)
     if record.get("timestamp") in (None, ""):
         return transforms.Problem(MISSING_TIMESTAMP, "record has no timestamp", index)
     if transforms.parse_time(record["timestamp"]) is None:
@@ -496,7 +503,9 @@ RAW_STORAGE = {  # one JSON document a line, gzip, as cloudwatch.py's
     "SerdeInfo": {
         "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
         # the record's "region" key, read into a column that is not the partition column
-        "Parameters": {"mapping.record_region": "region"},
+        # and a line that is no JSON object (a binary body under data/, inside the day's
+        # folder) read as a row of nulls, not a failed query
+        "Parameters": {"mapping.record_region": "region", "ignore.malformed.json": "true"},
     },
 }
 
@@ -508,8 +517,8 @@ Raw Amazon Bedrock model invocation logs as delivered: gzip JSON lines, one invo
 Partitions (account, region, dt) are registered by AddAPart as objects arrive (or by
   `loglake addapart backfill`); a partition is a day folder, its hour folders below it.
 Caveats: bodies Bedrock moved out of their record (over 100 KB, binary) are objects in a
-  data/ folder (below the hour folders, as seen); Athena reads them too: JSON ones as rows
-  without requestid (filter requestid IS NOT NULL), binary ones as malformed JSON.
+  data/ folder (below the hour folders, as seen); Athena reads them too, as rows without
+  requestid (ignore.malformed.json: binary ones too): filter requestid IS NOT NULL.
 Shape: identity, input, output and requestmetadata are JSON text, timestamp is ISO 8601
   text, record_region is the record's region field.
   {bedrock_readready} has the same records, flat and typed.""",

@@ -323,6 +323,7 @@ SOURCE = Source(
     org_scoped=True,
     ddl_notes=DDL_NOTES,
     projected_raw=projected_raw_table,
+    raw_records=lambda data: transforms.decode_cloudtrail(data)[0],
     classify_key=keys.classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
