@@ -63,14 +63,14 @@ def stage_path(request, monkeypatch):
     """A run's two ways of converting and writing (loglake.onepass): whole partitions
     per task, the default for runs as small as the tests', or Spark's shuffle to the
     writers (forced here). The test fails unless all its runs went that way."""
-    from loglake import convert, onepass
+    from loglake import onepass, stage
 
     if request.param == "by spark":
         monkeypatch.setattr(onepass, "MAX_PARTITION_BYTES", -1)
     calls: list[str] = []
 
     def counting(name: str):
-        real = getattr(convert, name)
+        real = getattr(stage, name)
 
         def counted(*args, **kwargs):
             calls.append(name)
@@ -79,7 +79,7 @@ def stage_path(request, monkeypatch):
         return counted
 
     for name in ("_stage_one_pass", "_stage_by_spark"):
-        monkeypatch.setattr(convert, name, counting(name))
+        monkeypatch.setattr(stage, name, counting(name))
     yield request.param
     wanted = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[request.param]
     assert calls and set(calls) == {wanted}, f"runs of this test went {calls}, not only {request.param}"

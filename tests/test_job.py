@@ -263,7 +263,7 @@ def test_converter_batches_rows_of_many_files_and_loses_none(tmp_path):
     whole, and every file's events and its counts row come out exactly once."""
     import pyarrow as pa
 
-    from loglake import convert
+    from loglake import objects
     from loglake.config import config_from_dict
 
     stratus, elastic = records_of(STRATUS_GZ), records_of(ELASTIC_GZ)
@@ -277,18 +277,18 @@ def test_converter_batches_rows_of_many_files_and_loses_none(tmp_path):
         {"uri": u, "size": (tmp_path / u.rsplit("/", 1)[1]).stat().st_size, **dict.fromkeys(names, "x")}
         for u, _ in files
     ])
-    run = convert._convert_partition("cloudtrail", config_from_dict({}), batch_rows=8)
+    run = objects._convert_partition("cloudtrail", config_from_dict({}), batch_rows=8)
     batches = list(run(iter([items])))
     rows = [r for b in batches for r in b.to_pylist()]
     kinds = collections.Counter(r["_kind"] for r in rows)
-    assert kinds[convert.KIND_EVENT] == sum(n for _, n in files) > len(stratus)
-    assert kinds[convert.KIND_FILE] == len(files)
-    assert all(b.schema == convert._output_schema(CLOUDTRAIL_SOURCE) for b in batches)
+    assert kinds[objects.KIND_EVENT] == sum(n for _, n in files) > len(stratus)
+    assert kinds[objects.KIND_FILE] == len(files)
+    assert all(b.schema == objects._output_schema(CLOUDTRAIL_SOURCE) for b in batches)
     # 3 + 2 + 4 rows (plus counts rows) fill the first batch; the big file rides in the
     # second whole; the last small file is flushed at the end.
     assert len(batches) == 3 and [b.num_rows >= 8 for b in batches[:2]] == [True, True]
     counted = {json.loads(r["_detail"])["file"]: json.loads(r["_detail"])["kept"]
-               for r in rows if r["_kind"] == convert.KIND_FILE}
+               for r in rows if r["_kind"] == objects.KIND_FILE}
     assert counted == dict(files)
 
 
@@ -317,7 +317,7 @@ def test_read_ahead_keeps_order_bounds_the_window_and_defers_errors():
     import threading
     import time
 
-    from loglake import convert
+    from loglake import objects
 
     running, peak, lock = [0], [0], threading.Lock()
 
@@ -333,7 +333,7 @@ def test_read_ahead_keeps_order_bounds_the_window_and_defers_errors():
         return f"bytes of {i}".encode()
 
     got = []
-    for item, fetch in convert.read_ahead(range(40), read, window=4):
+    for item, fetch in objects.read_ahead(range(40), read, window=4):
         try:
             got.append((item, fetch()))
         except FileNotFoundError as exc:
@@ -344,19 +344,19 @@ def test_read_ahead_keeps_order_bounds_the_window_and_defers_errors():
 
 
 def test_file_list_slices_follow_the_input_size_not_just_the_cores():
-    from loglake import convert
+    from loglake import planning, stage
 
     def plan(n, size):
-        return convert.Plan(files=[convert.PlannedFile(f"f{i}", ("x",), 0.0, size) for i in range(n)])
+        return planning.Plan(files=[planning.PlannedFile(f"f{i}", ("x",), 0.0, size) for i in range(n)])
 
-    assert convert._slices(plan(1, 1000), parallelism=2) == 1  # never more slices than files
-    assert convert._slices(plan(3, 20 << 20), parallelism=2) == 3
-    assert convert._slices(plan(100, 1000), parallelism=2) == 2  # fits a slice per core: one per core
+    assert stage._slices(plan(1, 1000), parallelism=2) == 1  # never more slices than files
+    assert stage._slices(plan(3, 20 << 20), parallelism=2) == 3
+    assert stage._slices(plan(100, 1000), parallelism=2) == 2  # fits a slice per core: one per core
     medium = plan(100, 400_000)  # ~38 MiB, over 2 x SLICE_BYTES: 4 per core
-    assert convert._slices(medium, parallelism=2) == 8
+    assert stage._slices(medium, parallelism=2) == 8
     big = plan(157_000, 9_000)  # ~1.3 GiB of gzip: each slice holds at most SLICE_BYTES
-    slices = convert._slices(big, parallelism=2)
-    assert 157_000 * 9_000 / slices <= convert.SLICE_BYTES < 157_000 * 9_000 / (slices - 1)
+    slices = stage._slices(big, parallelism=2)
+    assert 157_000 * 9_000 / slices <= stage.SLICE_BYTES < 157_000 * 9_000 / (slices - 1)
 
 
 def test_one_pass_takes_runs_whose_partitions_each_fit_a_task_and_a_cores_share():

@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, lake_rows, place, records_of, session_owner_docs
-from loglake import cli, convert, firehose, storage
+from loglake import cli, convert, firehose, planning, stage, storage
 from loglake.config import config_from_dict
 from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
@@ -160,8 +160,8 @@ def test_object_vanished_between_listing_and_read(spark, aws, tmp_path):
     for name in ("a", "b"):
         aws.s3.put_object(Bucket="raw", Key=DAY + f"{name}.json.gz", Body=STRATUS_GZ.read_bytes())
     config = config_from_dict({"aws": {"endpoint_url": aws.endpoint}, "quality": {"expectations": False}})
-    selection = convert.Selection()
-    plan = convert.plan_from_listing(CLOUDTRAIL_SOURCE, "s3://raw/AWSLogs/", config, selection)
+    selection = planning.Selection()
+    plan = planning.plan_from_listing(CLOUDTRAIL_SOURCE, "s3://raw/AWSLogs/", config, selection)
     aws.s3.delete_object(Bucket="raw", Key=DAY + "b.json.gz")
     summary = convert.convert(spark, CLOUDTRAIL_SOURCE, config, plan, str(tmp_path / "lake"), selection=selection)
     assert summary["quarantined"]["by_reason"] == {"object_missing": 1}
@@ -228,8 +228,8 @@ def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch
     # caught by the reconciliation (the rows in the files' footers are counted).
     lost = records_of(STRATUS_GZ)[0]["eventID"] + "-b"
     if stage_path == "by spark":
-        original = convert.write_readready
-        monkeypatch.setattr(convert, "write_readready",
+        original = stage.write_readready
+        monkeypatch.setattr(stage, "write_readready",
                             lambda rows, *a: original(rows.where(f"eventid != '{lost}'"), *a))
     else:  # in the task, between its dedup and its writer
         monkeypatch.setattr(onepass, "first_of_each_key", functools.partial(_loses_an_event, lost))
@@ -258,7 +258,7 @@ def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypat
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)
     name = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[stage_path]
-    real = getattr(convert, name)
+    real = getattr(stage, name)
 
     def with_a_stray_file(spark, source, config, plan, staging, table, *a):
         done = real(spark, source, config, plan, staging, table, *a)
@@ -266,7 +266,7 @@ def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypat
         shutil.copyfile(first, first.with_name("part-99999-0.zlib.orc"))
         return done
 
-    monkeypatch.setattr(convert, name, with_a_stray_file)
+    monkeypatch.setattr(stage, name, with_a_stray_file)
     code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
     assert code == 1 and summary["status"] == "rejected_unbalanced" and summary["written"] == 310
     assert "staged files not as the writers reported" in summary["reconciliation"]

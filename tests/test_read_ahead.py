@@ -1,4 +1,4 @@
-"""convert.read_ahead bounded by bytes as well as by count: pure, with threads, no Spark.
+"""objects.read_ahead bounded by bytes as well as by count: pure, with threads, no Spark.
 
 A fake ``read`` records, each time a read starts, the bytes held at that moment: the
 sizes of the reads started and not yet done with by the consumer (which lets go of an
@@ -13,7 +13,7 @@ import threading
 
 import pyarrow as pa
 
-from loglake import convert
+from loglake import objects
 from loglake.config import config_from_dict
 from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
@@ -45,7 +45,7 @@ def consume(reads, items, *, wait_for_next=None, **kw):
     """Runs read_ahead over ``items``; ``wait_for_next(k)`` says whether the consumer of
     item k waits for the read of item k+1 to have started (it must have been admitted)."""
     got = []
-    for k, (item, fetch) in enumerate(convert.read_ahead(items, reads.read, size=lambda it: it[1], **kw)):
+    for k, (item, fetch) in enumerate(objects.read_ahead(items, reads.read, size=lambda it: it[1], **kw)):
         got.append((item, fetch()))
         if wait_for_next and k + 1 < len(items) and wait_for_next(k):
             assert reads.started[items[k + 1][0]].wait(10), f"read of item {k + 1} never started"
@@ -109,7 +109,7 @@ def test_the_count_window_still_bounds_many_small_objects():
 def test_the_converter_reads_ahead_within_the_configured_budget(tmp_path, monkeypatch):
     """_convert_partition passes convert.read_ahead_bytes and each file's listed size."""
     seen = {}
-    real = convert.read_ahead
+    real = objects.read_ahead
 
     def spy(items, read, *args, budget=None, size=None, **kw):
         seen["budget"] = budget
@@ -117,7 +117,7 @@ def test_the_converter_reads_ahead_within_the_configured_budget(tmp_path, monkey
         seen["sizes"] = {item["uri"]: size(item) for item in items}
         return real(items, read, *args, budget=budget, size=size, **kw)
 
-    monkeypatch.setattr(convert, "read_ahead", spy)
+    monkeypatch.setattr(objects, "read_ahead", spy)
     uris, sizes = [], {}
     for i in range(3):
         path = tmp_path / f"f{i}.json.gz"
@@ -127,6 +127,6 @@ def test_the_converter_reads_ahead_within_the_configured_budget(tmp_path, monkey
     names = CLOUDTRAIL_SOURCE.schema.partition_names
     batch = pa.RecordBatch.from_pylist([{"uri": u, "size": sizes[u], **dict.fromkeys(names, "x")} for u in uris])
     config = config_from_dict({"convert": {"read_ahead_bytes": 12345}})
-    rows = [r for b in convert._convert_partition("cloudtrail", config)(iter([batch])) for r in b.to_pylist()]
+    rows = [r for b in objects._convert_partition("cloudtrail", config)(iter([batch])) for r in b.to_pylist()]
     assert seen == {"budget": 12345, "sizes": sizes}
-    assert sum(r["_kind"] == convert.KIND_FILE for r in rows) == 3
+    assert sum(r["_kind"] == objects.KIND_FILE for r in rows) == 3

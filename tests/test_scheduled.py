@@ -9,7 +9,7 @@ import pytest
 
 from conftest import STRATUS_GZ, lake_rows, place, records_of
 from loglake import catalog, cli, jobs, manifest, runner, state, storage
-from loglake.convert import Plan, PlannedFile, schedule
+from loglake.planning import Plan, PlannedFile, schedule
 
 N = len(records_of(STRATUS_GZ))
 

@@ -3,7 +3,7 @@
 Steps (all on the data generated at the start of the run, on this machine):
 
 1. **generate** realistic raw data (``loglake.generate``);
-2. **ingest** with loglake: ``convert.plan_from_listing`` + ``convert.convert`` for
+2. **ingest** with loglake: ``planning.plan_from_listing`` + ``convert.convert`` for
    both sources, quality gate on, as a separate process (default) whose whole process
    tree (Python driver, JVM, Python workers) is sampled for peak RSS;
 3. the **decompress-only bound**: ``gzip -dc`` of the same raw files, one process;
@@ -245,7 +245,7 @@ def _lake_config(lake: str):
 
 def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
     """Both loglake jobs on the generated data, timed (plan + convert, no JVM start)."""
-    from loglake import convert
+    from loglake import convert, planning
     from loglake.sources import SOURCES
 
     config = _lake_config(str(lake))
@@ -253,7 +253,7 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
     for name in ("cloudtrail", "cloudwatch"):
         source = SOURCES[name]
         t0 = time.perf_counter()
-        plan = convert.plan_from_listing(source, str(raw / name), config, convert.Selection())
+        plan = planning.plan_from_listing(source, str(raw / name), config, planning.Selection())
         t1 = time.perf_counter()
         prof = cProfile.Profile()
         prof.enable()
@@ -277,13 +277,13 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
 # Where a convert() run spends its wall time, from the driver's point of view: the
 # driver waits inside these calls while Spark runs the jobs they start.
 _PHASES = (
-    ("convert.py", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
-    ("convert.py", "_stage_one_pass", "  one pass: tasks convert, dedup, sort, write and tally whole partitions"),
-    ("convert.py", "_stage_by_spark", "  by Spark (a partition too large for one pass): the three below"),
-    ("convert.py", "_count_duplicates", "    convert and count duplicates (the first action)"),
-    ("convert.py", "write_readready", "    readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
-    ("convert.py", "_file_stats", "    file counts (collect)"),
-    ("convert.py", "_write_quarantine", "  quarantine write"),
+    ("stage.py", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
+    ("stage.py", "_stage_one_pass", "  one pass: tasks convert, dedup, sort, write and tally whole partitions"),
+    ("stage.py", "_stage_by_spark", "  by Spark (a partition too large for one pass): the three below"),
+    ("stage.py", "_count_duplicates", "    convert and count duplicates (the first action)"),
+    ("stage.py", "write_readready", "    readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
+    ("stage.py", "_file_stats", "    file counts (collect)"),
+    ("stage.py", "_write_quarantine", "  quarantine write"),
     ("quality.py", "judge_counts", "  quality gate (judges the writing tasks' tallies)"),
     ("convert.py", "_publish", "publish: move partitions into place"),
     ("convert.py", "_record_run", "runs row"),
@@ -294,7 +294,7 @@ _PHASES = (
 # and, for a scheduled run, what comes before the conversion
 _RUN_PHASES = (
     ("runner.py", "run", "the whole run (lock to commit)"),
-    ("convert.py", "plan_from_listing", "list the raw folder"),
+    ("planning.py", "plan_from_listing", "list the raw folder"),
     ("runner.py", "from_listing", "take the new objects (watermark, manifests)"),
     ("convert.py", "convert", "convert (all of convert.convert)"),
     *_PHASES,
@@ -662,7 +662,7 @@ def column_bytes(table: Path, max_files: int = 20) -> dict[str, Any]:
 def per_file_profile(ct_files: list[str], sample: int = 200) -> dict[str, Any]:
     """Where one core's time goes in loglake's per-file reader (the Python side of the
     job, inside the Spark tasks), on a sample of the generated CloudTrail files."""
-    from loglake import convert, transforms
+    from loglake import objects, transforms
     from loglake.config import config_from_dict
     from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
     from loglake.sources.cloudtrail import process_cloudtrail
@@ -684,14 +684,14 @@ def per_file_profile(ct_files: list[str], sample: int = 200) -> dict[str, Any]:
     t_gunzip = timed(lambda i, d: transforms.gunzip(d))
     t_parse = timed(lambda i, d: transforms.loads(raws[i]))
     t_process = timed(lambda i, d: process_cloudtrail(d, files[i], config.filters, config.quality))
-    t_convert = timed(lambda i, d: convert.convert_file(CLOUDTRAIL_SOURCE, "file://" + files[i], values, config))
+    t_convert = timed(lambda i, d: objects.convert_file(CLOUDTRAIL_SOURCE, "file://" + files[i], values, config))
     t_gzip = time.perf_counter()
     subprocess.run(["gzip", "-dc", *files], stdout=subprocess.DEVNULL, check=True)
     t_gzip = time.perf_counter() - t_gzip
     prof = cProfile.Profile()
     prof.enable()
     for f in files:
-        convert.convert_file(CLOUDTRAIL_SOURCE, "file://" + f, values, config)
+        objects.convert_file(CLOUDTRAIL_SOURCE, "file://" + f, values, config)
     prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
@@ -1032,7 +1032,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     session, then one compaction of the day's partitions; and the same day in one batch
     run into another lake. A reader thread reads the hourly lake meanwhile. ``warmup``:
     first convert a few files untimed (not needed when this session converted already)."""
-    from loglake import compact, convert, manifest, runner, state, storage
+    from loglake import compact, convert, manifest, planning, runner, state, storage
     from loglake.sources import SOURCES
 
     source = SOURCES["cloudtrail"]
@@ -1051,7 +1051,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     t0 = time.perf_counter()
     shutil.rmtree(work / "warmup-lake", ignore_errors=True)
     if warmup:
-        warm = convert.plan_from_listing(source, str(raw / "cloudtrail"), config, convert.Selection())
+        warm = planning.plan_from_listing(source, str(raw / "cloudtrail"), config, planning.Selection())
         warm.files = warm.files[:20]
         convert.convert(spark, source, _lake_config(str(work / "warmup-lake")), warm, str(work / "warmup-lake"))
     warmup_s = time.perf_counter() - t0 if warmup else None
@@ -1073,7 +1073,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
             delivered_bytes += n_bytes
 
             def plan_work():
-                listed = convert.plan_from_listing(source, raw_uri, config, convert.Selection(),
+                listed = planning.plan_from_listing(source, raw_uri, config, planning.Selection(),
                                                    state.read_watermark(str(hourly), source.name))
                 return runner.from_listing(source, config, str(hourly), listed)
 
@@ -1101,7 +1101,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
             if summary.get("status") != "published":
                 raise RuntimeError(f"scheduled run {k + 1} did not publish: {summary}")
         runs_s = sum(r["seconds"] for r in runs)
-        paths = compact.select(source, config, str(hourly), convert.Selection(), closed=True)
+        paths = compact.select(source, config, str(hourly), planning.Selection(), closed=True)
         t0 = time.perf_counter()
         with state.run_lock(str(hourly), source.name, "bench-compaction", config.scheduled.lock_ttl_seconds) as lock:
             compacted = compact.compact(spark, source, config, str(hourly), paths, fence=lock.fence)
@@ -1115,7 +1115,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     batch_config = _lake_config(str(batch))
     batch_prof = cProfile.Profile()
     t0 = time.perf_counter()
-    plan = convert.plan_from_listing(source, raw_uri, batch_config, convert.Selection())
+    plan = planning.plan_from_listing(source, raw_uri, batch_config, planning.Selection())
     plan_s = time.perf_counter() - t0
     batch_prof.enable()
     try:

@@ -320,13 +320,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config) -> int:
-    from loglake import convert, runner, runtime, state
+    from loglake import convert, planning, runner, runtime, state
     from loglake.sources import get_source
 
     source = get_source(args.source)
-    selection = convert.Selection.parse(args.date, args.from_date, args.to_date)
+    selection = planning.Selection.parse(args.date, args.from_date, args.to_date)
     if args.scheduled and not selection.everything:
-        raise convert.SelectionError("--scheduled replaces --date/--from-date/--to-date; give one or the other")
+        raise planning.SelectionError("--scheduled replaces --date/--from-date/--to-date; give one or the other")
     if args.max_partitions is not None or args.max_files is not None:
         sc = config.scheduled
         config = dataclasses.replace(config, scheduled=dataclasses.replace(
@@ -334,7 +334,7 @@ def _run(args: argparse.Namespace, config) -> int:
     # before Spark starts: checks --raw. A scheduled run takes nothing at or below the
     # watermark (which only moves forward: the one read under the lock is no older).
     newer_than = state.read_watermark(args.out, source.name) if args.scheduled else None
-    plan = convert.plan_from_listing(source, args.raw, config, selection, newer_than)
+    plan = planning.plan_from_listing(source, args.raw, config, selection, newer_than)
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0
@@ -374,11 +374,11 @@ def _readready_catalog(args: argparse.Namespace, config, source, out: str):
 def _compact(args: argparse.Namespace, config) -> int:
     import uuid
 
-    from loglake import compact, convert, runtime, state
+    from loglake import compact, planning, runtime, state
     from loglake.sources import get_source
 
     source = get_source(args.source)
-    selection = convert.Selection.parse(args.date, args.from_date, args.to_date)
+    selection = planning.Selection.parse(args.date, args.from_date, args.to_date)
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     paths = compact.select(source, config, args.out, selection, args.closed)
     log.info("%s: %d partitions selected for compaction", source.name, len(paths))

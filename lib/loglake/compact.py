@@ -27,9 +27,11 @@ from typing import Any
 
 from loglake import catalog, faults, manifest, orcwrite, publish, state, storage
 from loglake.config import Config
-from loglake.convert import MAX_RECORDS_PER_FILE, Selection, new_run_id, write_readready
+from loglake.convert import new_run_id
 from loglake.orcwrite import first_of_each_key, sorted_as_spark
+from loglake.planning import Selection
 from loglake.sources import Source
+from loglake.stage import MAX_RECORDS_PER_FILE, write_readready
 
 log = logging.getLogger("loglake.compact")
 

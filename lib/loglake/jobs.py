@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from loglake import convert, inbox, logs, runner, runtime, storage
+from loglake import inbox, logs, planning, runner, runtime, storage
 from loglake.config import load_config
 from loglake.sources import get_source
 
@@ -34,7 +34,7 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = runtime.resolve_job_args(sys.argv if argv is None else argv)
     config = load_config(args["config"])
     storage.configure(config.aws.endpoint_url, config.aws.region)
-    selection = convert.Selection.parse(
+    selection = planning.Selection.parse(
         args.get("date"), args.get("from_date"), args.get("to_date"), args.get("partitions_since")
     )
     if args.get("max_partitions") or args.get("max_files"):
@@ -44,7 +44,7 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
             max_files=int(args.get("max_files") or config.scheduled.max_files),
         ))
     if not config.readready.location:
-        raise convert.SelectionError("config: readready.location is empty; the job has nowhere to write")
+        raise planning.SelectionError("config: readready.location is empty; the job has nowhere to write")
     source = get_source(source_name)
     glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
     raw = f"catalog:{config.catalog.database}.{config.table(source.name, 'raw')}"
@@ -55,11 +55,11 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
                              kind=runner.SCHEDULED, glue=glue, raw=f"inbox:{inbox.folder(lake, source.name)}",
                              compact=True)
     else:
-        plan = convert.plan_from_catalog(glue, source, config, selection)
+        plan = planning.plan_from_catalog(glue, source, config, selection)
         summary = runner.run(rt.spark, source, config, lake, lambda: runner.rebuild(plan),
                              kind=runner.SELECTION, selection=selection, glue=glue, raw=raw)
         if summary["status"] == "skipped_locked":  # asked for by someone: fail visibly, not as a no-op
-            raise convert.SelectionError(f"not run: {summary['detail']}")
+            raise planning.SelectionError(f"not run: {summary['detail']}")
     text = json.dumps(summary, indent=2)
     print(text)
     if args.get("summary_json"):

@@ -7,7 +7,7 @@ kept), sorts and writes its file (:mod:`loglake.orcwrite`), and tallies the gate
 checks on the rows it writes. Only counts come back: each object's, each file's rows
 from its footer, each partition's rows and repeats, and the quarantine rows.
 
-The other way (:func:`loglake.convert._stage_by_spark`) spreads the objects over every
+The other way (:func:`loglake.stage._stage_by_spark`) spreads the objects over every
 core whatever their partitions, caches the converted rows, counts repeats in a job of
 their own and shuffles the rows to the writers: five Spark jobs where this takes one,
 which in an hourly run, whose input is small, was most of the run. That way stays for
@@ -91,7 +91,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        from loglake import convert
+        from loglake import objects
         from loglake.checks import Tally
         from loglake.sources import get_source
 
@@ -99,7 +99,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         storage.configure(config.aws.endpoint_url, config.aws.region)
         source = get_source(source_name)
         names = tuple(source.schema.partition_names)
-        events_schema = convert._output_schema(source)
+        events_schema = objects._output_schema(source)
         key = [c for c in source.dedup_key if c not in names]
         ctx = TaskContext.get()
         task_id = ctx.partitionId() if ctx is not None else 0
@@ -115,7 +115,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
             if current is None:
                 return
             if events:
-                parts.append(convert.rows_to_batch(events, events_schema))
+                parts.append(objects.rows_to_batch(events, events_schema))
             table = pa.Table.from_batches(parts, schema=events_schema)
             events, parts = [], []
             part = dict(zip(names, current, strict=True))
@@ -131,20 +131,20 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
             out.append({**part, "_kind": KIND_PARTITION, "_detail": counted})
 
         items = (item for batch in batches for item in batch.to_pylist())
-        ahead = convert.read_ahead(items, lambda item: storage.read_bytes(item["uri"]),
+        ahead = objects.read_ahead(items, lambda item: storage.read_bytes(item["uri"]),
                                    budget=config.convert.read_ahead_bytes, size=lambda item: item["size"] or 0)
         for item, fetch in ahead:
             values = tuple(item[n] for n in names)
             if values != current:
                 finish()
                 current = values
-            for row in convert.convert_rows(source, item["uri"], values, config, fetch):
-                if row["_kind"] == convert.KIND_EVENT:
+            for row in objects.convert_rows(source, item["uri"], values, config, fetch):
+                if row["_kind"] == objects.KIND_EVENT:
                     events.append(row)
                 else:
                     out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
             if len(events) >= batch_rows:
-                parts.append(convert.rows_to_batch(events, events_schema))
+                parts.append(objects.rows_to_batch(events, events_schema))
                 events = []
             if len(out) >= batch_rows:
                 yield pa.RecordBatch.from_pylist(out, schema=schema)

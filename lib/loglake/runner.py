@@ -29,7 +29,8 @@ from typing import Any
 
 from loglake import catalog, faults, inbox, keys, manifest, publish, rejected_keys, state, storage
 from loglake.config import Config
-from loglake.convert import Plan, PlannedFile, RunFailed, Selection, convert, new_run_id, schedule
+from loglake.convert import RunFailed, convert, new_run_id
+from loglake.planning import Plan, PlannedFile, Selection, schedule
 from loglake.sources import Source
 
 log = logging.getLogger("loglake.runner")

@@ -1,0 +1,170 @@
+"""Raw objects -> rows, in Spark's tasks: each object read (with a bounded read-ahead:
+S3 GETs are latency-bound) and converted by its source into event rows, quarantine
+rows and one row of per-object counts (``_kind`` says which). Counts travel with the
+data rather than in Spark accumulators, which can double count retried tasks."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from loglake import storage
+from loglake.config import Config
+from loglake.sources import FileResult, Source
+from loglake.transforms import Problem
+
+KIND_EVENT = "event"
+KIND_FILE = "file"
+KIND_PROBLEM = "problem"
+OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
+READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
+_END = object()
+BATCH_ROWS = 4096  # rows per Arrow batch handed to Spark: the rows of several small files (a big file goes whole)
+
+
+def _output_schema(source: Source) -> pa.Schema:
+    return _output_schema_of(source.name)
+
+
+@functools.cache
+def _output_schema_of(name: str) -> pa.Schema:
+    # Built once per process: rebuilding it per file cost ~60 µs, more than a small file's parsing.
+    from loglake.sources import get_source
+
+    base = get_source(name).schema.arrow()
+    return base.append(pa.field("_kind", pa.string())).append(pa.field("_detail", pa.string()))
+
+
+def _spark_output_ddl(source: Source) -> str:
+    return source.schema.spark_ddl() + ", `_kind` string, `_detail` string"
+
+
+def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,
+                 fetch: Callable[[], bytes] | None = None) -> list[dict[str, Any]]:
+    """Read and convert one raw object: event rows, quarantine rows and one counts row
+    (dicts keyed by the output schema's names; ``_kind`` says which). ``fetch`` returns
+    the object's bytes when they were read ahead."""
+    names = source.schema.partition_names
+    partition = dict(zip(names, values, strict=True))
+    data = b""
+    try:
+        data = fetch() if fetch else storage.read_bytes(uri)
+    except FileNotFoundError as exc:
+        result = FileResult(problems=[Problem(OBJECT_MISSING, str(exc))])
+    else:
+        result = source.process_file(data, uri, config)
+    rows = result.rows
+    for row in rows:
+        row.update(partition)
+        row["_kind"] = KIND_EVENT
+    counts = {
+        "file": uri,
+        "bytes": len(data),
+        "records_read": result.records_read,
+        "kept": len(rows),
+        "filtered": result.filtered,
+        "control_messages": result.control_messages,
+        "quarantined_records": sum(1 for p in result.problems if p.record),
+        "problems": {},
+    }
+    for p in result.problems:
+        counts["problems"][p.reason] = counts["problems"].get(p.reason, 0) + 1
+        rows.append({**partition, "_kind": KIND_PROBLEM, "_detail": json.dumps({"file": uri, **dataclasses.asdict(p)})})
+    rows.append({**partition, "_kind": KIND_FILE, "_detail": json.dumps(counts)})
+    return rows
+
+
+def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Row dicts -> one Arrow batch (absent keys are nulls)."""
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def convert_file(source: Source, uri: str, values: tuple[str, ...], config: Config) -> pa.RecordBatch:
+    """One raw object as one Arrow batch (``convert_rows``)."""
+    return rows_to_batch(convert_rows(source, uri, values, config), _output_schema(source))
+
+
+def _convert_partition(source_name: str, config: Config, batch_rows: int = BATCH_ROWS):
+    """The mapInArrow function: batches of (uri, partition values) -> converted batches.
+
+    Rows of many files go out in one batch of about ``batch_rows``: building a batch
+    has a fixed cost per column, more than a small file's parsing when paid per file,
+    and the rows held at once stay bounded whatever the input size."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from loglake.sources import get_source
+
+        def read(item: dict[str, Any]) -> bytes:
+            return storage.read_bytes(item["uri"])
+
+        storage.configure(config.aws.endpoint_url, config.aws.region)
+        source = get_source(source_name)
+        schema = _output_schema(source)
+        names = source.schema.partition_names
+        pending: list[dict[str, Any]] = []
+        items = (item for batch in batches for item in batch.to_pylist())
+        ahead = read_ahead(items, read, budget=config.convert.read_ahead_bytes, size=lambda item: item["size"] or 0)
+        for item, fetch in ahead:
+            pending.extend(convert_rows(source, item["uri"], tuple(item[n] for n in names), config, fetch))
+            if len(pending) >= batch_rows:
+                yield rows_to_batch(pending, schema)
+                pending = []
+        if pending:
+            yield rows_to_batch(pending, schema)
+
+    return run
+
+
+def read_ahead(
+    items: Iterable[Any],
+    read: Callable[[Any], bytes],
+    window: int = READ_AHEAD,
+    budget: int | None = None,
+    size: Callable[[Any], int] | None = None,
+):
+    """``(item, fetch)`` in order, with up to ``window`` reads running ahead on threads.
+
+    An S3 GET is mostly waiting (tens of ms for a few KB), so one task reading its
+    objects one by one would spend most of its time idle; a bounded window keeps the
+    bytes held at once small whatever the number of objects.
+
+    A count alone does not bound the bytes: 16 Firehose objects of 128 MB are 2 GB in
+    one task. With ``budget`` and ``size(item)``, a read starts only while the sizes of
+    the items read or being read and not yet consumed (the one the caller holds counts
+    until it asks for the next) stay within ``budget`` -- except when nothing is held,
+    so an item bigger than the budget is still read, alone. The sizes are what the
+    listing gives, bytes as stored: for gzip objects that is the compressed size, which
+    is what the read-ahead holds; the text they decompress to is the consumer's, one
+    object at a time."""
+    it = iter(items)
+    queue: collections.deque[tuple[Any, Any, int]] = collections.deque()  # (item, future, size)
+    held = 0
+    nxt = next(it, _END)
+    with ThreadPoolExecutor(max_workers=max(1, window)) as pool:
+
+        def fill() -> None:
+            nonlocal held, nxt
+            while nxt is not _END and len(queue) < window:
+                n = size(nxt) if size else 0
+                if held and budget is not None and held + n > budget:
+                    return
+                queue.append((nxt, pool.submit(read, nxt), n))
+                held += n
+                nxt = next(it, _END)
+
+        while True:
+            fill()
+            if not queue:
+                return
+            item, future, n = queue.popleft()
+            fill()  # read on while the caller converts this item (still counted in held)
+            yield item, future.result
+            held -= n
+            del item, future  # ours; the caller's references go when it takes the next item
+
