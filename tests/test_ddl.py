@@ -9,7 +9,7 @@ import sqlglot
 from sqlglot import exp
 
 from conftest import REPO
-from loglake import catalog, cli, lookup, sql
+from loglake import catalog, catalog_ddl, cli, lookup, sql
 from loglake.config import config_from_dict
 from loglake.schema import CLOUDTRAIL_RAW, CLOUDWATCH_RAW, QUARANTINE, RUNS
 from loglake.sources import SOURCES
@@ -43,11 +43,11 @@ def config():
 
 
 def locations(**kw):
-    return sql.Locations.from_config(config(), **kw)
+    return catalog_ddl.Locations.from_config(config(), **kw)
 
 
-def statements(**kw) -> dict[str, sql.Statement]:
-    return {s.key: s for s in sql.ddl_statements(config(), locations(**kw))}
+def statements(**kw) -> dict[str, catalog_ddl.Statement]:
+    return {s.key: s for s in catalog_ddl.ddl_statements(config(), locations(**kw))}
 
 
 def hive_type(text: str) -> str:
@@ -89,22 +89,22 @@ def parsed(text: str) -> dict:
 
 
 def test_committed_ddl_files_are_what_the_schema_generates():
-    assert sql.stale_ddl_files() == [], "run: python -m loglake.sql render-ddl"
+    assert catalog_ddl.stale_ddl_files() == [], "run: python -m loglake.sql render-ddl"
     on_disk = {p.name for p in (REPO / "ddl").glob("*.sql")}
-    assert on_disk == {f"{key}.sql" for key in sql.TABLE_KEYS}
+    assert on_disk == {f"{key}.sql" for key in catalog_ddl.TABLE_KEYS}
 
 
 def test_render_ddl_check_mode(tmp_path, capsys):
     assert sql.main(["render-ddl", "--check"]) == 0
-    changed = sql.write_ddl_files(tmp_path)
-    assert sorted(changed) == sorted(f"{k}.sql" for k in sql.TABLE_KEYS)
-    assert sql.write_ddl_files(tmp_path) == []  # idempotent
+    changed = catalog_ddl.write_ddl_files(tmp_path)
+    assert sorted(changed) == sorted(f"{k}.sql" for k in catalog_ddl.TABLE_KEYS)
+    assert catalog_ddl.write_ddl_files(tmp_path) == []  # idempotent
 
 
 # --------------------------------------------------------------------------- parse, columns, formats
 
 
-@pytest.mark.parametrize("key", sql.TABLE_KEYS)
+@pytest.mark.parametrize("key", catalog_ddl.TABLE_KEYS)
 def test_every_table_ddl_parses_and_its_columns_are_the_job_schema(key):
     got = parsed(statements()[key].sql)
     columns, partition_keys = SCHEMAS[key]
@@ -133,11 +133,11 @@ def test_formats_match_what_the_jobs_write():
     assert parsed(s["cloudtrail_readready"].sql)["location"] == "s3://lake/readready/ct_flat/"
 
 
-@pytest.mark.parametrize("key", sql.TABLE_KEYS)
+@pytest.mark.parametrize("key", catalog_ddl.TABLE_KEYS)
 def test_printed_ddl_is_the_glue_definition_ddl_apply_uses(key):
     """What `loglake ddl` prints and what `loglake ddl --apply` gives Glue cannot differ."""
     got = parsed(statements()[key].sql)
-    tinput = sql.table_definitions(config(), locations())[key]
+    tinput = catalog_ddl.table_definitions(config(), locations())[key]
     sd = tinput["StorageDescriptor"]
     assert got["name"] == tinput["Name"] and got["comment"] == tinput["Description"]
     assert got["columns"] == [(c["Name"], hive_type(c["Type"]), c["Comment"]) for c in sd["Columns"]]
@@ -149,7 +149,7 @@ def test_printed_ddl_is_the_glue_definition_ddl_apply_uses(key):
 
 def test_glue_definitions_are_catalog_table_inputs():
     """The demo, the CloudFormation template and `ddl --apply` share catalog.table_inputs."""
-    defs = sql.table_definitions(config(), locations())
+    defs = catalog_ddl.table_definitions(config(), locations())
     shared = catalog.table_inputs(config(), "s3://lake/readready",
                                   {"cloudtrail": "s3://org-trail/trails/AWSLogs", "cloudwatch": "s3://firehose/cwl",
                                    "bedrock": "s3://org-trail/trails/AWSLogs"})
@@ -180,16 +180,16 @@ def test_projection_variant_projects_its_partition_columns():
 
 
 def test_projection_for_an_account_trail_and_default_regions():
-    got = parsed(sql.ddl_statements(config_from_dict({"sources": {"cloudtrail": {"bucket": "b"}}}),
-                                    sql.Locations.from_config(config_from_dict(
+    got = parsed(catalog_ddl.ddl_statements(config_from_dict({"sources": {"cloudtrail": {"bucket": "b"}}}),
+                                    catalog_ddl.Locations.from_config(config_from_dict(
                                         {"sources": {"cloudtrail": {"bucket": "b"}}})))[2].sql)
     assert got["location"] == "s3://b/AWSLogs/"
     assert got["tblproperties"]["storage.location.template"] == "s3://b/AWSLogs/${account}/CloudTrail/${region}/${dt}"
     assert "us-east-1" in got["tblproperties"]["projection.region.values"].split(",")
     with pytest.raises(ValueError, match="organization id"):
-        sql.Locations.from_config(config(), org="o-BAD")
+        catalog_ddl.Locations.from_config(config(), org="o-BAD")
     with pytest.raises(ValueError, match="yyyy/MM/dd"):
-        sql.Locations.from_config(config(), projection_start="2023-06-01")
+        catalog_ddl.Locations.from_config(config(), projection_start="2023-06-01")
 
 
 # --------------------------------------------------------------------------- the view
@@ -220,7 +220,7 @@ def split_statements(text: str) -> list[str]:
 def test_ddl_prints_every_statement(tmp_path, capsys):
     assert cli.main(["ddl", "--config", write_config(tmp_path, CONFIG)]) == 0
     out = split_statements(capsys.readouterr().out)
-    assert len(out) == 1 + len(sql.TABLE_KEYS) + len(sql.VIEW_KEYS)
+    assert len(out) == 1 + len(catalog_ddl.TABLE_KEYS) + len(catalog_ddl.VIEW_KEYS)
     trees = [sqlglot.parse_one(s, read="trino" if "CREATE OR REPLACE VIEW" in s else "athena") for s in out]
     assert trees[0].kind in ("DATABASE", "SCHEMA") and trees[0].this.name == "secdb"
     names = [t.this.this.name if t.kind == "TABLE" else t.this.name for t in trees[1:]]

@@ -20,7 +20,8 @@ import pytest
 import sqlglot
 
 from conftest import ELASTIC_GZ, REPO, SAMPLES, STRATUS_GZ, firehose_objects, place, records_of, session_records
-from loglake import cli, lookup, sql
+from loglake import athena as athena_runs
+from loglake import cli, lookup, query_library, sql
 from loglake.config import Config, config_from_dict
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -172,7 +173,7 @@ def lake(spark, tmp_path_factory) -> Lake:
 
 
 def run(spark, lake: Lake, name: str, **params) -> list[dict]:
-    rows = sql.run_query(spark, name, params, Config(), str(lake.out), raw_root=str(lake.raw))
+    rows = query_library.run_query(spark, name, params, Config(), str(lake.out), raw_root=str(lake.raw))
     return [{k: utc(v) if isinstance(v, dt.datetime) else v for k, v in r.asDict().items()} for r in rows]
 
 
@@ -183,7 +184,7 @@ def test_the_lake_holds_every_record(lake):
 
 
 def test_every_query_is_covered():
-    assert set(sql.list_queries()) == COVERED
+    assert set(query_library.list_queries()) == COVERED
 
 
 # --------------------------------------------------------------------------- hand-derived expectations
@@ -549,8 +550,8 @@ def test_parameters_are_quoted_literals_not_sql(spark, lake):
     assert christophe
     for evil in ("christophe' OR '1'='1", "christophe' --", "christophe\\' OR 1=1 --", "x'); DROP TABLE t; --"):
         assert run(spark, lake, "user_activity", user=evil) == [], evil
-    query = sql.load_query("user_activity")
-    text = sql.render_query(query, {"user": "o'brien"}, Config())
+    query = query_library.load_query("user_activity")
+    text = query_library.render_query(query, {"user": "o'brien"}, Config())
     assert "useridentity_arn = 'o''brien'" in text
     # The rendered Athena SQL is one statement that parses as Trino.
     assert sqlglot.parse_one(text, read="trino") is not None
@@ -571,32 +572,33 @@ def test_parameters_are_quoted_literals_not_sql(spark, lake):
 ])
 def test_bad_parameters_are_refused_before_any_sql_runs(name, params, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        sql.render_query(sql.load_query(name), params, Config())
+        query_library.render_query(query_library.load_query(name), params, Config())
 
 
 def test_timestamps_and_dates_render_as_utc_literals():
-    q = sql.load_query("root_console_logins")
-    text = sql.render_query(q, {"hours": "6", "now": "2024-12-01T08:30:00+02:00"}, Config())
+    q = query_library.load_query("root_console_logins")
+    text = query_library.render_query(q, {"hours": "6", "now": "2024-12-01T08:30:00+02:00"}, Config())
     assert "TIMESTAMP '2024-12-01 06:30:00.000000' - 6 * INTERVAL '1' HOUR" in text
-    assert "current_timestamp" in sql.render_query(q, {}, Config())
-    assert "current_date" in sql.render_query(sql.load_query("deletions_today"), {}, Config())
-    with_null = sql.render_query(sql.load_query("connect_instance_deletions"), {"region": "null"}, Config())
+    assert "current_timestamp" in query_library.render_query(q, {}, Config())
+    assert "current_date" in query_library.render_query(query_library.load_query("deletions_today"), {}, Config())
+    deletions = query_library.load_query("connect_instance_deletions")
+    with_null = query_library.render_query(deletions, {"region": "null"}, Config())
     assert "CAST(NULL AS VARCHAR) IS NULL" in with_null
 
 
 def test_every_query_has_a_header_and_runs_through_sqlglot():
-    for name in sql.list_queries():
-        query = sql.load_query(name)
+    for name in query_library.list_queries():
+        query = query_library.load_query(name)
         assert len(query.description) > 40, name
         assert all(p.doc for p in query.params), name
         samples = {"string": "x", "int": "1", "timestamp": "2024-01-01T00:00:00Z", "date": "2024-01-01"}
         required = {p.name: samples[p.type] for p in query.params if p.required}
-        athena = sql.render_query(query, required, config_from_dict({"catalog": {"database": "secdb"}}))
+        athena = query_library.render_query(query, required, config_from_dict({"catalog": {"database": "secdb"}}))
         tree = sqlglot.parse_one(athena, read="trino")
         ctes = {cte.alias for cte in tree.find_all(sqlglot.exp.CTE)}
         tables = [t for t in tree.find_all(sqlglot.exp.Table) if t.name not in ctes]
         assert tables and all(t.db == "secdb" for t in tables), (name, [t.sql() for t in tables])
-        assert sql.to_spark(sql.render_query(query, required, Config(), database=""))
+        assert sql.to_spark(query_library.render_query(query, required, Config(), database=""))
 
 
 # --------------------------------------------------------------------------- sqlglot dialect gaps
@@ -641,7 +643,7 @@ def test_query_command_prints_a_table_or_json(lake, capsys):
 def test_query_command_lists_and_shows_sql(capsys):
     assert cli.main(["query", "--list"]) == 0
     listing = capsys.readouterr().out
-    assert all(name in listing for name in sql.list_queries()) and "--param hours=<int>" in listing
+    assert all(name in listing for name in query_library.list_queries()) and "--param hours=<int>" in listing
     assert cli.main(["query", "user_activity", "--sql", "-p", "user=o'brien"]) == 0
     text = capsys.readouterr().out
     assert "FROM loglake.from_cloudtrail_readready" in text and "'o''brien'" in text
@@ -672,7 +674,8 @@ def test_query_through_athena(aws, monkeypatch, capsys):
     [qid] = athena.list_query_executions()["QueryExecutionIds"]
     execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
     config = config_from_dict({"catalog": {"database": "secdb"}})
-    assert execution["Query"] == sql.render_query(sql.load_query("deletions_today"), {"day": "2024-12-01"}, config)
+    deletions_today = query_library.load_query("deletions_today")
+    assert execution["Query"] == query_library.render_query(deletions_today, {"day": "2024-12-01"}, config)
     assert execution["QueryExecutionContext"]["Database"] == "secdb"
     assert execution["ResultConfiguration"]["OutputLocation"].startswith("s3://athena-results/loglake/")
 
@@ -686,8 +689,8 @@ class _FailingAthena:
 
 
 def test_a_failed_athena_query_says_why():
-    with pytest.raises(sql.AthenaQueryFailed, match="SYNTAX_ERROR"):
-        sql.run_athena(_FailingAthena(), "SELECT", database="d", sleep=lambda s: None)
+    with pytest.raises(athena_runs.AthenaQueryFailed, match="SYNTAX_ERROR"):
+        athena_runs.run_athena(_FailingAthena(), "SELECT", database="d", sleep=lambda s: None)
 
 
 # --------------------------------------------------------------------------- the lookup loader

@@ -402,13 +402,13 @@ def _compact(args: argparse.Namespace, config) -> int:
 
 
 def _ddl(args: argparse.Namespace, config) -> int:
-    from loglake import sql
+    from loglake import catalog_ddl
 
-    locations = sql.Locations.from_config(config, org=args.org, projection_start=args.projection_start)
+    locations = catalog_ddl.Locations.from_config(config, org=args.org, projection_start=args.projection_start)
     if not args.apply:
         if args.athena:
             raise ValueError("--athena only goes with --apply")
-        statements = sql.ddl_statements(config, locations, args.table)
+        statements = catalog_ddl.ddl_statements(config, locations, args.table)
         # One statement per block, each ending in ';' and a blank line.
         print("\n".join(s.sql.rstrip() + ";\n" for s in statements), end="")
         unset = [f"sources.{name}.bucket" for name in SOURCES if name not in locations.raw]
@@ -418,18 +418,19 @@ def _ddl(args: argparse.Namespace, config) -> int:
         return 0
     glue = storage.client("glue", config.aws.endpoint_url, config.aws.region)
     athena = storage.client("athena", config.aws.endpoint_url, config.aws.region) if args.athena else None
-    outcome = sql.apply_ddl(glue, config, locations, args.table, athena=athena,
+    outcome = catalog_ddl.apply_ddl(glue, config, locations, args.table, athena=athena,
                             athena_output=args.athena_output, workgroup=args.workgroup)
     _emit(outcome)
     return 0
 
 
 def _query(args: argparse.Namespace, config) -> int:
-    from loglake import sql
+    from loglake import athena as athena_runs
+    from loglake import query_library
 
     if args.list:
-        for name in sql.list_queries():
-            q = sql.load_query(name)
+        for name in query_library.list_queries():
+            q = query_library.load_query(name)
             print(f"{name}\n  {q.description}")
             for p in q.params:
                 default = "required" if p.required else f"default {p.default}"
@@ -437,35 +438,35 @@ def _query(args: argparse.Namespace, config) -> int:
         return 0
     if not args.name:
         raise ValueError("give a query NAME (or --list)")
-    query = sql.load_query(args.name)
-    params = sql.parse_params(args.param)
+    query = query_library.load_query(args.name)
+    params = query_library.parse_params(args.param)
     if args.sql:
-        print(sql.render_query(query, params, config))
+        print(query_library.render_query(query, params, config))
         return 0
     if args.engine == "athena":
-        athena_sql = sql.render_query(query, params, config)
+        athena_sql = query_library.render_query(query, params, config)
         athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
         try:
-            columns, rows = sql.run_athena(athena, athena_sql, database=config.catalog.database,
+            columns, rows = athena_runs.run_athena(athena, athena_sql, database=config.catalog.database,
                                            output_location=args.athena_output, workgroup=args.workgroup)
-        except sql.AthenaQueryFailed as exc:
+        except athena_runs.AthenaQueryFailed as exc:
             log.error("%s", exc)
             return 1
     else:
         from loglake import runtime
 
-        sql.render_query(query, params, config)  # bad parameters fail before Spark starts
+        query_library.render_query(query, params, config)  # bad parameters fail before Spark starts
         lake = args.lake or config.readready.location
         if not lake:
             raise ValueError("--lake is required (or set readready.location)")
         spark = runtime.local_spark("loglake-query")
-        result = sql.run_query(spark, query.name, params, config, lake, raw_root=args.raw)
+        result = query_library.run_query(spark, query.name, params, config, lake, raw_root=args.raw)
         columns = list(result[0].__fields__) if result else []
         rows = [tuple(r) for r in result]
     if args.format == "json":
         _emit({"query": query.name, "columns": columns, "rows": [dict(zip(columns, r, strict=True)) for r in rows]})
     else:
-        print(sql.format_table(columns, rows))
+        print(athena_runs.format_table(columns, rows))
     return 0
 
 

@@ -99,10 +99,10 @@ def check_file(data: bytes | BinaryIO, declared: Sequence[Mapping[str, str]]) ->
 def owned_tables(config: Config, lake_root: str = "") -> dict[str, dict]:
     """Glue TableInputs of every ORC table loglake writes, by DDL key (cloudtrail_readready,
     quarantine, runs, connect_users, ...): the same definitions the catalog and DDL use."""
-    from loglake import catalog, sql
+    from loglake import catalog, catalog_ddl
 
-    locations = sql.Locations.from_config(config, readready=lake_root or "s3://lake")
-    return {key: t for key, t in sql.table_definitions(config, locations).items()
+    locations = catalog_ddl.Locations.from_config(config, readready=lake_root or "s3://lake")
+    return {key: t for key, t in catalog_ddl.table_definitions(config, locations).items()
             if t["StorageDescriptor"]["InputFormat"] == catalog.ORC_FORMAT["InputFormat"]}
 
 

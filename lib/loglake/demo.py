@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from loglake import addapart, catalog, contract, firehose, localaws, sql, storage
+from loglake import addapart, catalog, contract, firehose, localaws, query_library, sql, storage
 from loglake.config import config_from_dict
 from loglake.keys import parse_cloudtrail_key
 from loglake.shapes import ACCOUNT_RE, REGION_RE
@@ -405,11 +405,11 @@ def _library_queries(spark, config) -> None:
         ("bedrock_tokens_by_principal", {"days": "1200"}),  # the published records span 2024-2026
     ]
     for name, params in asks:
-        query = sql.load_query(name)
+        query = query_library.load_query(name)
         shown = " ".join(f"--param {k}={v}" for k, v in params.items())
         print(f"\n-- $ loglake query {name} {shown}".rstrip())
         print(f"-- {query.description[:150]}")
-        rows = sql.run_query(spark, name, params, config, config.readready.location)
+        rows = query_library.run_query(spark, name, params, config, config.readready.location)
         _print_rows(rows[:8], max_width=48)
         if len(rows) > 8:
             print(f"... {len(rows)} rows")
