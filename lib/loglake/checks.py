@@ -448,3 +448,85 @@ def row_count(expect_rows: bool) -> Check:
         " between conversion and publish. With nothing to publish, 0 rows is expected.",
     )
 
+
+# The latest eventtime a file delivered on dt can hold, derived by the gate on a copy of
+# the rows (never published): logs are delivered after the events, within hours, so one
+# later than the end of its delivery day plus one day of slack (dt + 48 h) cannot have
+# been delivered that day.
+DELIVERY_DEADLINE = "_delivery_deadline"
+DELIVERY_SLACK_SECONDS = 2 * 86400
+
+
+def delivered_by_deadline(who: str) -> Check:
+    return check(
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        column_A=DELIVERY_DEADLINE,
+        column_B="eventtime",
+        or_equal=True,
+        ignore_row_if="either_value_is_missing",
+        notes=f"{who} delivers a record after the event, so eventtime is at most the end of the"
+        f" delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC + 48 h."
+        " Later means a wrong time zone or unit, or a file in the wrong partition. Old events"
+        " (replays, late deliveries) are fine, so there is no lower bound.",
+    )
+
+
+def key_partition_shapes() -> list[Check]:
+    """The partition values a key gives, by shape: account, region and delivery date."""
+    return [
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="account",
+            regex=ACCOUNT_RE,
+            notes="The account partition value comes from the object key and must be a 12-digit"
+            " account id (leading zeros kept): the partition path and the catalog depend on it.",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="region",
+            regex=REGION_RE,
+            notes="The region partition value comes from the object key; it must have a region's"
+            " shape (no fixed list, so new and anonymised regions pass).",
+        ),
+        check(
+            "ExpectColumnValuesToMatchRegex",
+            column="dt",
+            regex=DATE_RE,
+            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
+            " selections and the eventtime deadline depend on it.",
+        ),
+    ]
+
+
+def with_delivery_deadline(df):
+    """``df`` with :data:`DELIVERY_DEADLINE` (Spark)."""
+    from pyspark.sql import functions as F
+
+    if "dt" not in df.columns:  # the column-set expectation reports it
+        return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
+    # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
+    # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
+    midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
+    return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
+
+
+def delivery_deadline_arrow(table):
+    """:func:`with_delivery_deadline` for an Arrow table (what a writing task tallies), with
+    the same values: dt midnight UTC + 48 h, null for a dt that is no date."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if "dt" not in table.column_names:
+        return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
+    midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
+    # strptime rolls an impossible date over (2024-02-30 -> 03-01); Spark gives null
+    same_day = pc.equal(pc.strftime(midnight, format="%Y-%m-%d"), table["dt"])
+    midnight = pc.if_else(pc.fill_null(same_day, False), midnight, pa.nulls(n, midnight.type))
+    deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
+    if "eventtime" in table.column_names:
+        deadline = deadline.cast(table.schema.field("eventtime").type)
+    return table.append_column(DELIVERY_DEADLINE, deadline)
+

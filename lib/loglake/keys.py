@@ -70,7 +70,8 @@ _ORG_LIKE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?P<org>o-[^/]*)/")
 # are anonymised to other lengths (o- and 9 characters), and a real file must not be
 # quarantined for the length of an id that only has to be a safe partition value.
 ORG_RE = re.compile(r"o-[a-z0-9]+\Z")
-_AWSLOGS_SERVICE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]+/)?[^/]+/(?P<service>[^/]+)/")
+# The service folder of any AWSLogs/ key (CloudTrail, BedrockModelInvocationLogs, vpcflowlogs, ...).
+AWSLOGS_SERVICE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]+/)?[^/]+/(?P<service>[^/]+)/")
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def parse_cloudtrail_key(key: str, include_insights: bool = False) -> KeyResult:
                       f"organization id {org_like.group('org')!r} is not o- and lowercase letters or digits")
     m = _CLOUDTRAIL_RE.match(key)
     if not m:
-        svc = _AWSLOGS_SERVICE_RE.match(key)
+        svc = AWSLOGS_SERVICE_RE.match(key)
         if svc and not svc.group("service").startswith("CloudTrail"):
             return _skip(key, OTHER_SERVICE, svc.group("service"))
         return _error(

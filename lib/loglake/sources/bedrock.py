@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loglake import keys, transforms
-from loglake.checks import ACCOUNT_RE, DATE_RE, REGION_RE, Check, check, column_set, row_count
+from loglake.checks import (
+    DELIVERY_DEADLINE,
+    Check,
+    check,
+    column_set,
+    delivered_by_deadline,
+    delivery_deadline_arrow,
+    key_partition_shapes,
+    row_count,
+    with_delivery_deadline,
+)
 from loglake.schema import Column, TableSchema
 from loglake.shapes import ACCOUNT_RE as ACCOUNT_SHAPE
 from loglake.shapes import REGION_RE as REGION_SHAPE
@@ -58,7 +68,6 @@ _LAYOUT_RE = re.compile(
 )
 # Where the Bedrock part of a key starts (the last such folder, as the layout's prefix).
 _SERVICE_DIR_RE = re.compile(rf"^(?:.*/)?AWSLogs/[^/]+/{SERVICE}/")
-_AWSLOGS_SERVICE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]+/)?[^/]+/(?P<service>[^/]+)/")
 _HOUR_RE = re.compile(r"([01][0-9]|2[0-3])\Z")
 _PERMISSION_CHECK_NAME = "amazon-bedrock-logs-permission-check"
 _LAYOUT = f"[prefix/]AWSLogs/ACCOUNT/{SERVICE}/REGION/YYYY/MM/DD/HH/FILE.json.gz"
@@ -94,7 +103,7 @@ def parse_key(key: str, prefix: str = "") -> keys.KeyResult:
     name = key.rsplit("/", 1)[-1]
     if name.startswith(_PERMISSION_CHECK_NAME):
         return _skip(key, PERMISSION_CHECK)
-    svc = _AWSLOGS_SERVICE_RE.match(key)
+    svc = keys.AWSLOGS_SERVICE_RE.match(key)
     if svc and svc.group("service") != SERVICE:
         return _skip(key, keys.OTHER_SERVICE, svc.group("service"))
     if _in_data_folder(key, prefix):
@@ -379,8 +388,6 @@ DEDUP_KEY = ("requestid",)
 # latest eventtime a file delivered on dt can hold (dt 00:00 UTC + 48 h, as CloudTrail's).
 # _zero: the bigint 0 that token counts are compared with, since the one-pass evaluation
 # (loglake.checks) has no ExpectColumnValuesToBeBetween.
-DELIVERY_DEADLINE = "_delivery_deadline"
-DELIVERY_SLACK_SECONDS = 2 * 86400
 ZERO = "_zero"
 TOKEN_COUNTS = ("input_token_count", "cache_read_input_token_count", "cache_write_input_token_count",
                 "output_token_count")
@@ -410,37 +417,8 @@ def quality_checks(expect_rows: bool = True) -> list[Check]:
             notes="Usage and cost queries filter and order by eventtime; records without a"
             " parseable timestamp are quarantined, so a null here is a bug.",
         ),
-        check(
-            "ExpectColumnPairValuesAToBeGreaterThanB",
-            column_A=DELIVERY_DEADLINE,
-            column_B="eventtime",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-            notes="Bedrock delivers a record after the invocation, so eventtime is at most the end"
-            f" of the delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC"
-            " + 48 h. Later means a wrong time zone or unit, or a file in the wrong partition.",
-        ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="account",
-            regex=ACCOUNT_RE,
-            notes="The account partition value comes from the object key and must be a 12-digit"
-            " account id (leading zeros kept): the partition path and the catalog depend on it.",
-        ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="region",
-            regex=REGION_RE,
-            notes="The region partition value comes from the object key; it must have a region's"
-            " shape (no fixed list, so new and anonymised regions pass).",
-        ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="dt",
-            regex=DATE_RE,
-            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
-            " selections and the eventtime deadline depend on it.",
-        ),
+        delivered_by_deadline("Bedrock"),
+        *key_partition_shapes(),
         *(
             check(
                 "ExpectColumnPairValuesAToBeGreaterThanB",
@@ -466,35 +444,15 @@ def derive_spark(df, section: BedrockConfig):
     """The suite's derived columns on a Spark DataFrame."""
     from pyspark.sql import functions as F
 
-    df = df.withColumn(ZERO, F.lit(0).cast("bigint"))
-    if "dt" not in df.columns:  # the column-set expectation reports it
-        return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
-    # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
-    # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
-    midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
-    return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
+    return with_delivery_deadline(df.withColumn(ZERO, F.lit(0).cast("bigint")))
 
 
 def derive_arrow(table, section: BedrockConfig):
     """:func:`derive_spark` for an Arrow table (what a writing task tallies), with the same
-    values: dt midnight UTC + 48 h, null for a dt that is no date; 0."""
-    import datetime as dt
-
+    values."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    n = table.num_rows
-    table = table.append_column(ZERO, pa.array([0] * n, pa.int64()))
-    if "dt" not in table.column_names:
-        return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
-    midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
-    # strptime rolls an impossible date over (2024-02-30 -> 03-01); Spark gives null
-    same_day = pc.equal(pc.strftime(midnight, format="%Y-%m-%d"), table["dt"])
-    midnight = pc.if_else(pc.fill_null(same_day, False), midnight, pa.nulls(n, midnight.type))
-    deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
-    if "eventtime" in table.column_names:
-        deadline = deadline.cast(table.schema.field("eventtime").type)
-    return table.append_column(DELIVERY_DEADLINE, deadline)
+    return delivery_deadline_arrow(table.append_column(ZERO, pa.array([0] * table.num_rows, pa.int64())))
 
 
 RAW_STORAGE = {  # one JSON document a line, gzip, as cloudwatch.py's

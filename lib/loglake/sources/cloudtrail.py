@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 from loglake import keys, transforms
 from loglake.checks import (
-    ACCOUNT_RE,
-    DATE_RE,
+    DELIVERY_DEADLINE,
     NOT_BLANK_RE,
     REGION_RE,
     Check,
@@ -18,7 +17,11 @@ from loglake.checks import (
     Null,
     check,
     column_set,
+    delivered_by_deadline,
+    delivery_deadline_arrow,
+    key_partition_shapes,
     row_count,
+    with_delivery_deadline,
 )
 from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
@@ -97,8 +100,6 @@ DEDUP_KEY = ("eventid",)
 # file delivered on dt can hold. Events are delivered after they happen, within hours;
 # one later than the end of its delivery day plus one day of slack (dt + 48 h) cannot
 # have been delivered that day.
-DELIVERY_DEADLINE = "_delivery_deadline"
-DELIVERY_SLACK_SECONDS = 2 * 86400
 EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"
 
 
@@ -132,17 +133,7 @@ def quality_checks(expect_rows: bool = True) -> list[Check]:
             notes="Every query filters or orders by eventtime; records without a parseable"
             " eventTime are quarantined, so a null here is a bug.",
         ),
-        check(
-            "ExpectColumnPairValuesAToBeGreaterThanB",
-            column_A=DELIVERY_DEADLINE,
-            column_B="eventtime",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-            notes="CloudTrail delivers an event after it happens, so eventtime is at most the end"
-            f" of the delivery day (dt) plus one day of slack: {DELIVERY_DEADLINE} = dt 00:00 UTC"
-            " + 48 h. Later means a wrong time zone or unit, or a file in the wrong partition. Old"
-            " events (replays, late deliveries) are fine, so there is no lower bound.",
-        ),
+        delivered_by_deadline("CloudTrail"),
         check(
             "ExpectColumnValuesToMatchRegex",
             column="eventsource",
@@ -161,27 +152,7 @@ def quality_checks(expect_rows: bool = True) -> list[Check]:
             regex=NOT_BLANK_RE,
             notes="An empty eventName is as useless as a missing one.",
         ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="account",
-            regex=ACCOUNT_RE,
-            notes="The account partition value comes from the object key and must be a 12-digit"
-            " account id (leading zeros kept): the partition path and the catalog depend on it.",
-        ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="region",
-            regex=REGION_RE,
-            notes="The region partition value comes from the object key; it must have a region's"
-            " shape (no fixed list, so new and anonymised regions pass).",
-        ),
-        check(
-            "ExpectColumnValuesToMatchRegex",
-            column="dt",
-            regex=DATE_RE,
-            notes="dt is the delivery date YYYY-MM-DD from the key: partition paths, date"
-            " selections and the eventtime deadline depend on it.",
-        ),
+        *key_partition_shapes(),
         check(
             "ExpectColumnValuesToMatchRegex",
             column="awsregion",
@@ -203,35 +174,12 @@ def quality_checks(expect_rows: bool = True) -> list[Check]:
 
 def derive_spark(df, section: CloudTrailConfig):
     """The suite's derived column on a Spark DataFrame."""
-    from pyspark.sql import functions as F
-
-    if "dt" not in df.columns:  # the column-set expectation reports it
-        return df.withColumn(DELIVERY_DEADLINE, F.lit(None).cast("timestamp"))
-    # Explicit UTC ('Z'), and seconds arithmetic: `+ INTERVAL 48 HOURS` follows the
-    # session time zone's DST changes in Spark 3.5. try_: a bad dt gives null, not an error.
-    midnight = F.expr("unix_seconds(try_to_timestamp(concat(dt, 'T00:00:00Z')))")
-    return df.withColumn(DELIVERY_DEADLINE, F.timestamp_seconds(midnight + F.lit(DELIVERY_SLACK_SECONDS)))
+    return with_delivery_deadline(df)
 
 
 def derive_arrow(table, section: CloudTrailConfig):
-    """:func:`derive_spark` for an Arrow table (what a writing task tallies), with the same
-    values: dt midnight UTC + 48 h, null for a dt that is no date."""
-    import datetime as dt
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = table.num_rows
-    if "dt" not in table.column_names:
-        return table.append_column(DELIVERY_DEADLINE, pa.nulls(n, pa.timestamp("us")))
-    midnight = pc.strptime(table["dt"], format="%Y-%m-%d", unit="us", error_is_null=True)
-    # strptime rolls an impossible date over (2024-02-30 -> 03-01); Spark gives null
-    same_day = pc.equal(pc.strftime(midnight, format="%Y-%m-%d"), table["dt"])
-    midnight = pc.if_else(pc.fill_null(same_day, False), midnight, pa.nulls(n, midnight.type))
-    deadline = pc.add(midnight, pa.scalar(dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)))
-    if "eventtime" in table.column_names:
-        deadline = deadline.cast(table.schema.field("eventtime").type)
-    return table.append_column(DELIVERY_DEADLINE, deadline)
+    """:func:`derive_spark` for an Arrow table (what a writing task tallies)."""
+    return delivery_deadline_arrow(table)
 
 
 # --------------------------------------------------------------------------- tables
