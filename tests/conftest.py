@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake import demo, localaws, storage
+from loglake import localaws, samples, storage
 
 # Every JVM the tests start (the session's, and each `loglake` process's) compiles with
 # the quick compiler only: test runs are short, and a process starts ~3 s sooner
@@ -18,7 +18,7 @@ os.environ.setdefault("LOGLAKE_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 REPO = Path(__file__).resolve().parents[1]
 try:  # ../shared/data/external, found as `loglake demo` finds it (LOGLAKE_SAMPLES overrides)
-    SAMPLES = demo.samples_dir()
+    SAMPLES = samples.samples_dir()
 except FileNotFoundError as exc:
     SAMPLES, _SAMPLES_MISSING = Path("/nonexistent"), str(exc)
 else:
@@ -156,20 +156,20 @@ def _reader_contract(request):
 
 
 def session_records() -> list[dict]:
-    return demo.session_records(SESSION_FIXTURE)
+    return samples.session_records(SESSION_FIXTURE)
 
 
 def session_owner_docs() -> list[dict]:
     """The session fixture as the CloudWatch Logs documents Firehose would deliver."""
-    from loglake import firehose
+    from loglake import samples
 
-    return firehose.session_log_documents(session_records(), SESSION_OWNER)
+    return samples.session_log_documents(session_records(), SESSION_OWNER)
 
 
 def firehose_objects() -> dict[str, bytes]:
     """The demo's Firehose-style objects: the session fixture, a real CONTROL_MESSAGE
     and a real Lambda log group, documents run together in several gzip members."""
-    return demo.firehose_objects(SAMPLES)
+    return samples.firehose_objects(SAMPLES)
 
 
 def place(raw_root: Path, key: str, source: Path | bytes) -> Path:

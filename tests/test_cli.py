@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import STRATUS_GZ, place, records_of
-from loglake import catalog, cli
+from loglake import catalog, cli, samples
 
 COMMANDS = [
     [],
@@ -91,33 +91,31 @@ def _samples_tree(root):
 
 def test_samples_found_beside_the_checkout_a_clone_came_from(tmp_path, monkeypatch):
     """`git clone <checkout> /tmp/x/p && make demo` finds ../shared beside <checkout>."""
-    from loglake import demo
-
     shared = _samples_tree(tmp_path / "work")
     origin = tmp_path / "work" / "main"
     subprocess.run(["git", "init", "-q", str(origin)], check=True)
     clone = tmp_path / "elsewhere" / "p"
     subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True, capture_output=True)
-    monkeypatch.setattr(demo, "REPO", clone)
+    monkeypatch.setattr(samples, "REPO", clone)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(demo.SAMPLES_ENV, raising=False)
-    assert demo.samples_dir() == shared
+    monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
+    assert samples.samples_dir() == shared
     # LOGLAKE_SAMPLES comes first; an explicit folder before everything
     other = _samples_tree(tmp_path / "other")
-    monkeypatch.setenv(demo.SAMPLES_ENV, str(other))
-    assert demo.samples_dir() == other
-    assert demo.samples_dir(shared) == shared
+    monkeypatch.setenv(samples.SAMPLES_ENV, str(other))
+    assert samples.samples_dir() == other
+    assert samples.samples_dir(shared) == shared
 
 
 def test_no_samples_names_where_it_looked(tmp_path, monkeypatch):
     from loglake import demo
 
-    monkeypatch.setattr(demo, "REPO", tmp_path / "lone" / "p")  # not a git checkout
+    monkeypatch.setattr(samples, "REPO", tmp_path / "lone" / "p")  # not a git checkout
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(demo.SAMPLES_ENV, str(tmp_path / "nope"))
+    monkeypatch.setenv(samples.SAMPLES_ENV, str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError) as exc:
-        demo.samples_dir()
+        samples.samples_dir()
     msg = str(exc.value)
-    assert str(tmp_path / "nope") in msg and "lone/shared/data/external" in msg and demo.SAMPLES_ENV in msg
+    assert str(tmp_path / "nope") in msg and "lone/shared/data/external" in msg and samples.SAMPLES_ENV in msg
     with pytest.raises(SystemExit, match="^demo: no samples found"):
         demo.main(workdir=str(tmp_path / "demo"))

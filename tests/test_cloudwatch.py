@@ -21,7 +21,7 @@ from conftest import (
     records_of,
     session_records,
 )
-from loglake import addapart, catalog, cli, firehose, keys, sql
+from loglake import addapart, catalog, cli, firehose, keys, samples, sql
 from loglake.config import Config, config_from_dict
 from loglake.sources.cloudwatch import SOURCE as CLOUDWATCH_SOURCE
 from loglake.sources.cloudwatch import process_cloudwatch
@@ -60,7 +60,7 @@ def test_splitter_on_every_real_subscription_payload():
     payloads = [json.loads(line) for line in (CWL / "awsdocs" / "awsdocs_cwl_subscription_examples.jsonl").open()]
     payloads += [json.loads(p.read_text()) for p in (LAMBDA_LOGS, CONTROL_MESSAGE)]
     payloads.append(json.loads((CWL / "datadog-serverless-functions" / "cloudwatch_log_cloudtrail.json").read_text()))
-    got = documents(firehose.build_object(payloads, members=2))
+    got = documents(samples.build_object(payloads, members=2))
     assert [doc for _, doc in got] == payloads
 
 
@@ -100,7 +100,7 @@ def test_invalid_utf8_is_a_problem():
 def test_memory_stays_bounded_by_chunk_plus_document():
     """Many documents through small chunks: the splitter never holds the whole text."""
     doc = {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 1, "message": "x" * 500}]}
-    data = firehose.build_object([doc] * 2000, members=4)
+    data = samples.build_object([doc] * 2000, members=4)
     seen = 0
     for item in firehose.iter_documents(firehose.GzipChunks(data, chunk=4096)):
         assert not isinstance(item, Problem)
@@ -204,7 +204,7 @@ def test_process_cloudwatch_counts_controls_filters_and_sessions():
     data = firehose_objects()["firehose/2024/08/01/12/loglake-cwl-1-2024-08-01-12-19-30-0f1e2d3c"]
     result = process_cloudwatch(data, "s3://b/k", Config())
     lambda_events = len(json.loads(LAMBDA_LOGS.read_text())["logEvents"])
-    sessions = firehose.session_log_documents(session_records(), SESSION_OWNER)
+    sessions = samples.session_log_documents(session_records(), SESSION_OWNER)
     session_events = sum(len(d["logEvents"]) for d in sessions[:2])
     assert result.control_messages == 1
     assert result.filtered == {"log_groups": lambda_events}
@@ -218,7 +218,7 @@ def test_process_cloudwatch_counts_controls_filters_and_sessions():
 
 def test_other_log_groups_are_kept_when_the_config_allows_them():
     config = config_from_dict({"filters": {"log_groups": {"allow": []}}})
-    data = firehose.build_object([json.loads(LAMBDA_LOGS.read_text())])
+    data = samples.build_object([json.loads(LAMBDA_LOGS.read_text())])
     result = process_cloudwatch(data, "f", config)
     assert len(result.rows) == result.records_read == 19
     assert all(r.get("sessionid") is None for r in result.rows)  # plain messages, not session records
@@ -226,11 +226,11 @@ def test_other_log_groups_are_kept_when_the_config_allows_them():
 
 def test_bad_session_records_are_problems_and_neighbours_survive():
     records = session_records()[:2]
-    doc = firehose.session_log_documents(records, SESSION_OWNER)[0]
+    doc = samples.session_log_documents(records, SESSION_OWNER)[0]
     doc["logEvents"].insert(1, {"id": "9", "timestamp": 1722514756000, "message": '{"sessionId": '})
     doc["logEvents"].append({"id": "10", "timestamp": 1722514756000, "message": '{"no": "session id"}'})
     doc["logEvents"].append({"id": "11", "timestamp": 1722514756000, "message": "plain text upload line"})
-    result = process_cloudwatch(firehose.build_object([doc]), "f", Config())
+    result = process_cloudwatch(samples.build_object([doc]), "f", Config())
     assert [(p.reason, p.index) for p in result.problems] == [("bad_session_record", 1), ("bad_session_record", 3)]
     assert len(result.rows) == len(doc["logEvents"]) - 2
     assert result.rows[-1]["message"] == "plain text upload line" and result.rows[-1].get("sessionid") is None
@@ -319,8 +319,8 @@ def test_sessions_view_keeps_unmatched_sides(spark, tmp_path):
     raw = tmp_path / "raw"
     place(raw, CT_KEY, STRATUS_GZ)
     orphan = dict(session_records()[0], sessionId="nobody-started-this")
-    docs = firehose.session_log_documents([orphan], SESSION_OWNER)
-    place(raw, "fh/2024/08/01/13/orphan", firehose.build_object(docs))
+    docs = samples.session_log_documents([orphan], SESSION_OWNER)
+    place(raw, "fh/2024/08/01/13/orphan", samples.build_object(docs))
     out = tmp_path / "lake"
     for source in ("cloudtrail", "cloudwatch"):
         assert cli.main(["-q", "run", source, "--raw", str(raw), "--out", str(out)]) == 0
@@ -377,10 +377,10 @@ def test_two_accounts_with_the_same_stream_and_event_ids_keep_both(spark, tmp_pa
     # Session Manager names streams after session ids, and two accounts' streams can carry the
     # same names and event ids: the owner is part of an event's identity. A real repeat (same
     # owner) is still dropped once.
-    docs = firehose.session_log_documents(session_records(), SESSION_OWNER)
+    docs = samples.session_log_documents(session_records(), SESSION_OWNER)
     other = [dict(d, owner="111122223333") for d in docs]
     raw = tmp_path / "raw"
-    place(raw, "fh/2024/08/01/12/two-accounts", firehose.build_object(docs + other + docs[:1]))
+    place(raw, "fh/2024/08/01/12/two-accounts", samples.build_object(docs + other + docs[:1]))
     summary_file = tmp_path / "s.json"
     argv = ["-q", "run", "cloudwatch", "--raw", str(raw), "--out", str(tmp_path / "lake"),
             "--summary-json", str(summary_file)]

@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from conftest import CT, CWL, ELASTIC_GZ, STRATUS_GZ, firehose_objects, lake_rows, place, records_of, session_owner_docs
-from loglake import cli, convert, firehose, planning, stage, storage
+from loglake import cli, convert, planning, samples, stage, storage
 from loglake.config import config_from_dict
 from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
@@ -145,8 +145,8 @@ def test_cloudwatch_reason_codes(spark, tmp_path):
     vector_request = json.loads((CWL / "vector" / "firehose_http_delivery_request_cwl.json").read_text())
     docs = session_owner_docs()
     docs[0]["logEvents"].append({"id": "1" * 56, "timestamp": 1722514756000, "message": '{"sessionId": '})
-    place(raw, "fh/2024/08/01/12/a", firehose.build_object([vector_request, *docs]))
-    place(raw, "fh/2024/08/01/12/b", firehose.build_object(session_owner_docs())[:-30])
+    place(raw, "fh/2024/08/01/12/a", samples.build_object([vector_request, *docs]))
+    place(raw, "fh/2024/08/01/12/b", samples.build_object(session_owner_docs())[:-30])
     code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
     assert code == 0
     assert summary["quarantined"]["by_reason"] == {

@@ -16,7 +16,6 @@ after a malformed document the splitter resynchronises on the next document star
 from __future__ import annotations
 
 import codecs
-import gzip
 import json
 import re
 import zlib
@@ -187,38 +186,3 @@ def iter_documents(
         if text:
             pending.append(text)
             pending_chars += len(text)
-
-
-def build_object(documents: Iterable[object], members: int = 1) -> bytes:
-    """A Firehose-style S3 object: the JSON documents run together, gzip-compressed in
-    ``members`` gzip members back to back (for fixtures, the demo and benchmarks)."""
-    texts = [json.dumps(d, separators=(",", ":")) for d in documents]
-    members = max(1, min(members, len(texts) or 1))
-    per = -(-len(texts) // members) if texts else 0
-    parts = [texts[i : i + per] for i in range(0, len(texts), per)] if texts else [[]]
-    return b"".join(gzip.compress("".join(p).encode(), mtime=0) for p in parts)
-
-
-def session_log_documents(
-    records: Iterable[dict], owner: str, log_group: str = "/aws/ssm/sessionlogs"
-) -> list[dict]:
-    """Session Manager streaming records -> the DATA_MESSAGE documents CloudWatch Logs
-    delivers for them: one document per session (Session Manager names the log stream
-    after the session id), events 100 ms apart from each record's eventTime, with
-    56-digit event ids like CloudWatch's."""
-    from loglake.transforms import parse_time
-
-    by_session: dict[str, list[dict]] = {}
-    for rec in records:
-        by_session.setdefault(rec["sessionId"], []).append(rec)
-    docs = []
-    for session, recs in by_session.items():
-        events = []
-        for i, rec in enumerate(recs):
-            ms = int(parse_time(rec["eventTime"]).timestamp() * 1000) + 100 * i
-            events.append({"id": f"{ms:013d}{i:043d}", "timestamp": ms, "message": json.dumps(rec)})
-        docs.append({
-            "messageType": "DATA_MESSAGE", "owner": owner, "logGroup": log_group, "logStream": session,
-            "subscriptionFilters": ["loglake-firehose"], "logEvents": events,
-        })
-    return docs
