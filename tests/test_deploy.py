@@ -162,7 +162,7 @@ CALL_SITES = {
     "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
     "lib/loglake/catalog.py:table_location": {OPERATOR},
     "lib/loglake/addapart.py:drain": {OPERATOR},  # in Lambda the event source mapping polls
-    "lib/loglake/sql.py:run_athena": {OPERATOR},  # `loglake query/ddl --engine athena`, an analyst's credentials
+    "lib/loglake/athena.py:run_athena": {OPERATOR},  # `loglake query/ddl --engine athena`, an analyst's credentials
 }
 # What the platform does for a component with its role, beyond the code's own calls.
 PLATFORM = {
