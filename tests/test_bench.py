@@ -15,7 +15,9 @@ import pytest
 
 from conftest import SAMPLES
 from loglake import bench, firehose, generate, transforms
-from loglake.keys import parse_cloudtrail_key, parse_firehose_key
+from loglake.sources import cloudtrail, cloudwatch
+from loglake.sources.cloudtrail import parse_cloudtrail_key
+from loglake.sources.cloudwatch import parse_firehose_key
 
 # One account, region and day: about 14 events per 5-minute file, close to the small
 # benchmark's density (gzip ratios depend on how many records share a file).
@@ -72,10 +74,10 @@ def test_keys_and_records_are_what_loglake_expects(generated):
         assert org == stats["org"] and account in stats["accounts"] and region in stats["regions"]
         raw = gzip.decompress(path.read_bytes())
         assert raw.startswith(b'{"Records":[') and b"\n" not in raw  # compact, as trails deliver
-        records, problem = transforms.decode_cloudtrail(path.read_bytes())
+        records, problem = cloudtrail.decode_cloudtrail(path.read_bytes())
         assert problem is None
         for i, rec in enumerate(records):
-            assert transforms.check_cloudtrail_record(rec, i) is None
+            assert cloudtrail.check_cloudtrail_record(rec, i) is None
             assert rec["recipientAccountId"] == account and rec["awsRegion"] == region
             assert rec["eventTime"][:10] <= day  # delivered on or after the event's day
             errors += bool(rec.get("errorCode"))
@@ -97,7 +99,7 @@ def test_session_ids_match_the_firehose_session_records(generated):
     started, terminated = {}, set()
     for path in (out / "a" / "cloudtrail").rglob("*.json.gz"):
         for rec in json.loads(gzip.decompress(path.read_bytes()))["Records"]:
-            sid = transforms.session_id(rec)
+            sid = cloudtrail.session_id(rec)
             if rec["eventName"] == "StartSession":
                 started[sid] = rec["userIdentity"]["arn"]
             elif rec["eventName"] == "TerminateSession":
@@ -121,7 +123,7 @@ def test_session_ids_match_the_firehose_session_records(generated):
             if doc["logGroup"] != generate.SESSION_LOG_GROUP:
                 continue
             for event in doc["logEvents"]:
-                fields, problem = transforms.parse_session_record(event["message"])
+                fields, problem = cloudwatch.parse_session_record(event["message"])
                 assert problem is None and fields
                 seen[fields["sessionid"]] = fields["useridentity_arn"]
         assert stream.problem is None

@@ -23,6 +23,7 @@ from conftest import (
 )
 from loglake import addapart, catalog, cli, firehose, keys, samples, sql
 from loglake.config import Config, config_from_dict
+from loglake.sources import cloudwatch
 from loglake.sources.cloudwatch import SOURCE as CLOUDWATCH_SOURCE
 from loglake.sources.cloudwatch import process_cloudwatch
 from loglake.transforms import Problem
@@ -258,10 +259,10 @@ def test_firehose_keys_and_cloudwatch_partitions_through_addapart(aws):
 
 
 def test_firehose_key_layout():
-    assert keys.parse_firehose_key("p/q/2024/08/01/07/s-1-2024-08-01-07-00-00-u").partition == keys.Partition(
+    assert cloudwatch.parse_firehose_key("p/q/2024/08/01/07/s-1-2024-08-01-07-00-00-u").partition == keys.Partition(
         ("2024-08-01", "07"), "p/q/2024/08/01/07/")
-    assert keys.parse_firehose_key("2024/02/30/07/x").reason == "bad_date"
-    assert keys.parse_firehose_key(CT_KEY).reason == "no_layout_match"
+    assert cloudwatch.parse_firehose_key("2024/02/30/07/x").reason == "bad_date"
+    assert cloudwatch.parse_firehose_key(CT_KEY).reason == "no_layout_match"
 
 
 # --------------------------------------------------------------------------- job + join

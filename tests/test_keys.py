@@ -11,7 +11,8 @@ import pytest
 
 from loglake import keys
 from loglake.config import config_from_dict
-from loglake.keys import KeyResult, classify_cloudtrail_key, count_reasons, parse_cloudtrail_key
+from loglake.keys import KeyResult, count_reasons
+from loglake.sources.cloudtrail import classify_cloudtrail_key, parse_cloudtrail_key
 
 ACCT = "123456789012"
 ORG = "o-a1b2c3d4e5"

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from conftest import ELASTIC_GZ, STRATUS_GZ, records_of
-from loglake import checks, orcwrite, quality, transforms
-from loglake.sources import SOURCES, get_source
+from loglake import checks, orcwrite, quality
+from loglake.sources import SOURCES, cloudtrail, get_source
 from loglake.sources.cloudwatch import CloudWatchConfig
 
 UTC = dt.UTC
@@ -186,7 +186,7 @@ def test_real_samples_flattened_pass_the_gate(spark):
     rows, seen = [], set()
     for path in (STRATUS_GZ, ELASTIC_GZ):
         for record in records_of(path):
-            row = transforms.flatten_cloudtrail(record)
+            row = cloudtrail.flatten_cloudtrail(record)
             if row["eventid"] in seen:  # dedup runs before the gate
                 continue
             seen.add(row["eventid"])

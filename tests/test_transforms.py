@@ -17,14 +17,14 @@ from conftest import CT, ELASTIC_GZ, STRATUS_GZ, records_of
 from loglake import sources, transforms
 from loglake.config import FiltersConfig, config_from_dict
 from loglake.schema import CLOUDTRAIL
-from loglake.sources.cloudtrail import process_cloudtrail
-from loglake.transforms import (
+from loglake.sources.cloudtrail import (
     check_cloudtrail_record,
     cloudtrail_filter_rule,
     decode_cloudtrail,
     flatten_cloudtrail,
-    gunzip,
+    process_cloudtrail,
 )
+from loglake.transforms import gunzip
 
 AWSDOCS_JSONL = CT / "awsdocs" / "awsdocs_cloudtrail_examples.jsonl"
 OTRF_JSONL = CT / "otrf-security-datasets" / "ec2_proxy_s3_exfiltration_2020-09-14011940.json"

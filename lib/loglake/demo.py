@@ -27,7 +27,6 @@ import yaml
 
 from loglake import addapart, catalog, contract, localaws, query_library, sql, storage
 from loglake.config import config_from_dict
-from loglake.keys import parse_cloudtrail_key
 from loglake.samples import (
     bad_objects,
     bedrock_objects,
@@ -38,6 +37,7 @@ from loglake.samples import (
     trail_objects,
 )
 from loglake.sources import SOURCES
+from loglake.sources.cloudtrail import parse_cloudtrail_key
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "loglake-demo-trail"

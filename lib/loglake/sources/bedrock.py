@@ -118,7 +118,7 @@ def parse_key(key: str, prefix: str = "") -> keys.KeyResult:
     if not REGION_SHAPE.match(region):
         return _error(key, keys.BAD_REGION, f"region {region!r} does not look like a region")
     y, mo, d, h = m.group("y"), m.group("m"), m.group("d"), m.group("h")
-    day = keys._calendar_date(y, mo, d)
+    day = keys.calendar_date(y, mo, d)
     if day is None:
         return _error(key, keys.BAD_DATE, f"{y}/{mo}/{d} is not a calendar date")
     if not _HOUR_RE.match(h):
@@ -284,13 +284,13 @@ def _section_fields(part: Any, fields: dict[str, tuple[str, str]], row: dict[str
     for src, (column, kind) in fields.items():
         value = rest.pop(src, None)
         if kind == "text":
-            row[column] = transforms._text(value)
+            row[column] = transforms.as_text(value)
         elif kind == "count":
             row[column] = _count(value)
             if value is not None and row[column] is None:
                 rest[src] = value  # not an integer: kept, in additional_fields
         else:
-            text = transforms._json(value)
+            text = transforms.as_json(value)
             if text is not None and len(text.encode("utf-8")) > max_body_bytes:
                 text, truncated = None, True
             row[column] = text
@@ -303,13 +303,13 @@ def flatten_record(record: dict, max_body_bytes: int) -> dict[str, Any]:
     Fields the schema does not name go to ``additional_fields`` as JSON (those inside
     identity, input and output under their parent's name), so a new AWS field never
     breaks the job and never silently disappears."""
-    row: dict[str, Any] = {col: transforms._text(record.get(src)) for src, col in _SCALARS.items()}
+    row: dict[str, Any] = {col: transforms.as_text(record.get(src)) for src, col in _SCALARS.items()}
     row["eventtime"] = transforms.parse_time(record.get("timestamp"))
     extra = {k: v for k, v in record.items() if k not in _HANDLED}
     identity = record.get("identity")
     if isinstance(identity, dict):
         rest = dict(identity)
-        row["identity_arn"] = transforms._text(rest.pop("arn", None))
+        row["identity_arn"] = transforms.as_text(rest.pop("arn", None))
         if rest:
             extra["identity"] = rest
     else:
@@ -323,8 +323,8 @@ def flatten_record(record: dict, max_body_bytes: int) -> dict[str, Any]:
     if out_rest is not None:
         extra["output"] = out_rest
     row["bodies_truncated"] = in_cut or out_cut
-    row["request_metadata"] = transforms._json(record.get("requestMetadata"))
-    row["additional_fields"] = transforms._json(extra) if extra else None
+    row["request_metadata"] = transforms.as_json(record.get("requestMetadata"))
+    row["additional_fields"] = transforms.as_json(extra) if extra else None
     return {c: row[c] for c in BEDROCK.names if c != "source_file"}
 
 

@@ -4,10 +4,12 @@ row per event."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from loglake import keys, transforms
+from loglake import keys, shapes
 from loglake.checks import (
     DELIVERY_DEADLINE,
     NOT_BLANK_RE,
@@ -25,6 +27,26 @@ from loglake.checks import (
 )
 from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
+from loglake.transforms import (
+    BAD_EVENT_TIME,
+    INVALID_UTF8,
+    MALFORMED_JSON,
+    MISSING_EVENT_ID,
+    MISSING_EVENT_NAME,
+    MISSING_EVENT_TIME,
+    NO_RECORDS,
+    RECORD_NOT_OBJECT,
+    RECORD_TOO_LARGE,
+    TRUNCATED_GZIP,
+    Problem,
+    as_bool,
+    as_json,
+    as_text,
+    gunzip,
+    loads,
+    parse_time,
+    text_payload,
+)
 
 if TYPE_CHECKING:
     from loglake.config import Config, FiltersConfig, QualityConfig
@@ -39,6 +61,329 @@ class CloudTrailConfig(SourceConfig):
     include_insights: bool = False
 
 
+# --------------------------------------------------------------------------- keys
+
+_CLOUDTRAIL_RE = re.compile(
+    r"^(?P<prefix>(?:.*/)?)AWSLogs/"
+    r"(?:(?P<org>o-[a-z0-9]+)/)?"
+    r"(?P<account>[^/]+)/"
+    r"(?P<service>[^/]+)/"
+    r"(?P<region>[^/]+)/"
+    r"(?P<y>[^/]+)/(?P<m>[^/]+)/(?P<d>[^/]+)/"
+    r"(?P<name>[^/]+)$"
+)
+_ORG_LIKE_RE = re.compile(r"^(?:.*/)?AWSLogs/(?P<org>o-[^/]*)/")
+
+def parse_cloudtrail_key(key: str, include_insights: bool = False) -> keys.KeyResult:
+    """Parse an (already URL-decoded) CloudTrail object key; validates every value."""
+    if key.endswith("/"):
+        return keys.skip(key, keys.FOLDER_MARKER)
+    name = key.rsplit("/", 1)[-1]
+    if name == "ConfigWritabilityCheckFile":
+        return keys.skip(key, keys.CONFIG_WRITABILITY_CHECK)
+    org_like = _ORG_LIKE_RE.match(key)
+    if org_like and not keys.ORG_RE.match(org_like.group("org")):
+        return keys.error(key, keys.BAD_ORG,
+                      f"organization id {org_like.group('org')!r} is not o- and lowercase letters or digits")
+    m = _CLOUDTRAIL_RE.match(key)
+    if not m:
+        svc = keys.AWSLOGS_SERVICE_RE.match(key)
+        if svc and not svc.group("service").startswith("CloudTrail"):
+            return keys.skip(key, keys.OTHER_SERVICE, svc.group("service"))
+        return keys.error(
+            key,
+            keys.NO_LAYOUT_MATCH,
+            "expected [prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/FILE",
+        )
+    service = m.group("service")
+    if service == "CloudTrail-Digest":
+        return keys.skip(key, keys.DIGEST)
+    if service == "CloudTrail-Insight" and not include_insights:
+        return keys.skip(key, keys.INSIGHT)
+    if service not in ("CloudTrail", "CloudTrail-Insight"):
+        return keys.skip(key, keys.OTHER_SERVICE, service)
+    account = m.group("account")
+    if not shapes.ACCOUNT_RE.match(account):
+        return keys.error(key, keys.BAD_ACCOUNT, f"account {account!r} is not 12 digits")
+    region = m.group("region")
+    if not shapes.REGION_RE.match(region):
+        return keys.error(key, keys.BAD_REGION, f"region {region!r} does not look like a region")
+    y, mo, d = m.group("y"), m.group("m"), m.group("d")
+    day = keys.calendar_date(y, mo, d)
+    if day is None:
+        return keys.error(key, keys.BAD_DATE, f"{y}/{mo}/{d} is not a calendar date")
+    if not name.endswith(".json.gz"):
+        return keys.error(key, keys.NOT_JSON_GZ, f"file name {name!r} does not end in .json.gz")
+    org = m.group("org") or keys.NO_ORG
+    org_part = f"{m.group('org')}/" if m.group("org") else ""
+    # Insight files sit beside CloudTrail/; the partition is the CloudTrail directory.
+    raw_dir = f"{m.group('prefix')}AWSLogs/{org_part}{account}/CloudTrail/{region}/{y}/{mo}/{d}/"
+    return keys.KeyResult(key, keys.OK, partition=keys.Partition((org, account, region, day.isoformat()), raw_dir))
+
+
+def classify_cloudtrail_key(key: str, config: Config) -> keys.KeyResult:
+    """Layout parse plus the config's key-level rules (deny patterns, accounts, regions)."""
+    for pattern in config.filters.key_deny_patterns:
+        if re.search(pattern, key):
+            return keys.skip(key, keys.DENIED_KEY_PATTERN, pattern)
+    result = parse_cloudtrail_key(key, config.sources.cloudtrail.include_insights)
+    if not result.ok:
+        return result
+    _org, account, region, _day = result.partition.values
+    if not config.filters.accounts.allows(account):
+        return keys.skip(key, keys.DENIED_ACCOUNT, account)
+    if not config.filters.regions.allows(region):
+        return keys.skip(key, keys.DENIED_REGION, region)
+    return result
+
+
+# --------------------------------------------------------------------------- records
+
+INSIGHT_EVENT = "AwsCloudTrailInsight"
+SSM_SESSION_EVENTS = frozenset({"StartSession", "ResumeSession", "TerminateSession"})
+
+
+def decode_cloudtrail(data: bytes) -> tuple[list[Any], Problem | None]:
+    """A CloudTrail object (gzip JSON ``{"Records": [...]}``) -> its records, or a problem.
+
+    When the gzip stream breaks or the JSON is malformed, the complete records before
+    the break are still returned (with the problem): a bad tail never costs the records
+    that preceded it.
+    """
+    raw, problem = gunzip(data)
+    if problem and problem.reason != TRUNCATED_GZIP:
+        return [], problem
+    if problem is None:
+        try:
+            doc = loads(raw)
+        except UnicodeDecodeError as exc:
+            return [], Problem(INVALID_UTF8, str(exc)[:300], offset=exc.start, payload=text_payload(raw[exc.start :]))
+        except ValueError as exc:
+            reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
+            problem = Problem(reason, str(exc)[:300])
+        else:
+            if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
+                keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
+                return [], Problem(NO_RECORDS, f"JSON has no Records array (found {keys})", payload=text_payload(raw))
+            return doc["Records"], None
+    records, stop = salvage_records(raw)
+    detail = f"{problem.detail}; kept the {len(records)} complete records before byte {stop}"
+    return records, dataclasses.replace(
+        problem, detail=detail, index=len(records), offset=stop, payload=text_payload(raw[stop:])
+    )
+
+
+_RECORDS_START = re.compile(r'\{\s*"Records"\s*:\s*\[')
+
+
+def salvage_records(raw: bytes) -> tuple[list[Any], int]:
+    """The complete records at the start of a broken ``{"Records": [...`` text, and the
+    byte offset where the first incomplete or malformed one begins."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw[: exc.start].decode("utf-8")
+    m = _RECORDS_START.match(text.lstrip())
+    if not m:
+        return [], 0
+    decoder = json.JSONDecoder()
+    pos = len(text) - len(text.lstrip()) + m.end()
+    records: list[Any] = []
+    while True:
+        start = pos
+        while start < len(text) and text[start] in " \t\r\n":
+            start += 1
+        try:
+            record, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            return records, len(text[:pos].encode("utf-8"))
+        records.append(record)
+        pos = end
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        else:
+            return records, len(text[:pos].encode("utf-8"))
+
+
+
+# --------------------------------------------------------------------------- flattening
+
+# CloudTrail top-level field -> readready column, for fields copied as scalars.
+_SCALARS = {
+    "eventVersion": "eventversion",
+    "eventSource": "eventsource",
+    "eventName": "eventname",
+    "awsRegion": "awsregion",
+    "sourceIPAddress": "sourceipaddress",
+    "userAgent": "useragent",
+    "errorCode": "errorcode",
+    "errorMessage": "errormessage",
+    "requestID": "requestid",
+    "eventID": "eventid",
+    "eventType": "eventtype",
+    "eventCategory": "eventcategory",
+    "apiVersion": "apiversion",
+    "recipientAccountId": "recipientaccountid",
+    "sharedEventID": "sharedeventid",
+    "vpcEndpointId": "vpcendpointid",
+    "vpcEndpointAccountId": "vpcendpointaccountid",
+    "sessionCredentialFromConsole": "sessioncredentialfromconsole",
+}
+_BOOLEANS = {"managementEvent": "managementevent", "readOnly": "readonly"}
+_JSON = {
+    "requestParameters": "requestparameters",
+    "responseElements": "responseelements",
+    "additionalEventData": "additionaleventdata",
+    "resources": "resources",
+    "tlsDetails": "tlsdetails",
+    "serviceEventDetails": "serviceeventdetails",
+}
+_HANDLED = set(_SCALARS) | set(_BOOLEANS) | set(_JSON) | {"eventTime", "userIdentity"}
+
+_IDENTITY_SCALARS = {
+    "type": "useridentity_type",
+    "arn": "useridentity_arn",
+    "accountId": "useridentity_accountid",
+    "principalId": "useridentity_principalid",
+    "accessKeyId": "useridentity_accesskeyid",
+    "userName": "useridentity_username",
+    "invokedBy": "useridentity_invokedby",
+    "identityProvider": "useridentity_identityprovider",
+}
+_ISSUER = {
+    "type": "useridentity_sessioncontext_sessionissuer_type",
+    "principalId": "useridentity_sessioncontext_sessionissuer_principalid",
+    "arn": "useridentity_sessioncontext_sessionissuer_arn",
+    "accountId": "useridentity_sessioncontext_sessionissuer_accountid",
+    "userName": "useridentity_sessioncontext_sessionissuer_username",
+}
+
+
+def check_cloudtrail_record(record: Any, index: int) -> Problem | None:
+    """The minimum a record needs to be published: an object with an id and a time."""
+    if not isinstance(record, dict):
+        return Problem(RECORD_NOT_OBJECT, f"record is {type(record).__name__}", index)
+    if not record.get("eventID"):
+        return Problem(MISSING_EVENT_ID, "record has no eventID", index)
+    if "eventTime" not in record or record["eventTime"] in (None, ""):
+        return Problem(MISSING_EVENT_TIME, "record has no eventTime", index)
+    if parse_time(record["eventTime"]) is None:
+        return Problem(BAD_EVENT_TIME, f"eventTime {record['eventTime']!r} is not ISO-8601", index)
+    return None
+
+
+def session_id(record: dict) -> str | None:
+    """The Session Manager session a CloudTrail event is about, else None.
+
+    StartSession/ResumeSession return it in responseElements.sessionId. A failed
+    TerminateSession/ResumeSession (AccessDenied) has no response, so fall back to
+    requestParameters.sessionId: who tried to end or resume which session matters too.
+    """
+    if record.get("eventSource") != "ssm.amazonaws.com":
+        return None
+    if record.get("eventName") not in SSM_SESSION_EVENTS:
+        return None
+    for part in ("responseElements", "requestParameters"):
+        section = record.get(part)
+        if isinstance(section, dict) and isinstance(section.get("sessionId"), str):
+            return section["sessionId"]
+    return None
+
+
+def flatten_cloudtrail(record: dict) -> dict[str, Any]:
+    """One CloudTrail record -> one flat readready row (readready column names).
+
+    Unknown top-level fields go to ``additional_fields`` and unknown identity fields
+    to ``useridentity_extra`` as JSON, so a new AWS field never breaks the job and
+    never silently disappears.
+    """
+    row: dict[str, Any] = {col: as_text(record.get(src)) for src, col in _SCALARS.items()}
+    for src, col in _BOOLEANS.items():
+        row[col] = as_bool(record.get(src))
+    for src, col in _JSON.items():
+        row[col] = as_json(record.get(src))
+    row["eventtime"] = parse_time(record.get("eventTime"))
+    if record.get("eventType") == INSIGHT_EVENT and isinstance(record.get("insightDetails"), dict):
+        # Insights events name the API they are about inside insightDetails; surfacing it
+        # lets the same eventsource/eventname queries find them (insightDetails is kept
+        # whole in additional_fields).
+        details = record["insightDetails"]
+        row["eventsource"] = row["eventsource"] or as_text(details.get("eventSource"))
+        row["eventname"] = row["eventname"] or as_text(details.get("eventName"))
+    row.update(_flatten_identity(record.get("userIdentity")))
+    row["sessionid"] = session_id(record)
+    extra = {k: v for k, v in record.items() if k not in _HANDLED}
+    row["additional_fields"] = as_json(extra) if extra else None
+    return row
+
+
+def _flatten_identity(identity: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if not isinstance(identity, dict):
+        identity = {} if identity is None else {"value": identity}
+    rest = dict(identity)
+    for src, col in _IDENTITY_SCALARS.items():
+        row[col] = as_text(rest.pop(src, None))
+    context = rest.pop("sessionContext", None)
+    context = dict(context) if isinstance(context, dict) else ({} if context is None else {"value": context})
+    issuer = context.pop("sessionIssuer", None)
+    issuer = dict(issuer) if isinstance(issuer, dict) else {}
+    for src, col in _ISSUER.items():
+        row[col] = as_text(issuer.pop(src, None))
+    attributes = context.pop("attributes", None)
+    attributes = dict(attributes) if isinstance(attributes, dict) else {}
+    mfa = attributes.pop("mfaAuthenticated", None)
+    row["useridentity_sessioncontext_attributes_mfaauthenticated"] = as_bool(mfa)
+    if mfa is not None and as_bool(mfa) is None:
+        attributes["mfaAuthenticated"] = mfa  # unparseable: keep it, in useridentity_extra
+    created = attributes.pop("creationDate", None)
+    row["useridentity_sessioncontext_attributes_creationdate"] = parse_time(created)
+    if created is not None and parse_time(created) is None:
+        attributes["creationDate"] = created
+    row["useridentity_sessioncontext_sourceidentity"] = as_text(context.pop("sourceIdentity", None))
+    row["useridentity_sessioncontext_ec2roledelivery"] = as_text(context.pop("ec2RoleDelivery", None))
+    on_behalf = rest.pop("onBehalfOf", None)
+    on_behalf = dict(on_behalf) if isinstance(on_behalf, dict) else {}
+    row["useridentity_onbehalfof_userid"] = as_text(on_behalf.pop("userId", None))
+    row["useridentity_onbehalfof_identitystorearn"] = as_text(on_behalf.pop("identityStoreArn", None))
+    # Whatever is left, nested where it was, so nothing in userIdentity is lost.
+    if issuer:
+        context["sessionIssuer"] = issuer
+    if attributes:
+        context["attributes"] = attributes
+    if context:
+        rest["sessionContext"] = context
+    if on_behalf:
+        rest["onBehalfOf"] = on_behalf
+    row["useridentity_extra"] = as_json(rest) if rest else None
+    return row
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def check_cloudtrail_row(row: dict[str, Any], index: int) -> Problem | None:
+    """After flattening: every published event says which API call it is."""
+    if not (row.get("eventsource") and str(row["eventsource"]).strip()):
+        return Problem(MISSING_EVENT_NAME, "record has no eventSource", index)
+    if not (row.get("eventname") and str(row["eventname"]).strip()):
+        return Problem(MISSING_EVENT_NAME, "record has no eventName", index)
+    return None
+
+
+def cloudtrail_filter_rule(row: dict[str, Any], filters: FiltersConfig) -> str | None:
+    """The config rule that drops this row, or None to keep it."""
+    if not filters.event_sources.allows(row.get("eventsource")):
+        return "event_sources"
+    if not filters.event_names.allows(row.get("eventname")):
+        return "event_names"
+    return None
+
+
+
+
 def process_cloudtrail(
     data: bytes, source_file: str, filters: FiltersConfig, quality: QualityConfig | None = None
 ) -> FileResult:
@@ -51,29 +396,29 @@ def process_cloudtrail(
 
         quality = QualityConfig()
     out = FileResult()
-    records, problem = transforms.decode_cloudtrail(data)
+    records, problem = decode_cloudtrail(data)
     if problem:
         out.problems.append(dataclasses.replace(
             problem, payload=problem.payload and problem.payload[: quality.max_payload_bytes],
             payload_size=problem.payload_size or len(data)))
     out.records_read = len(records)
     for i, record in enumerate(records):
-        bad = transforms.check_cloudtrail_record(record, i)
+        bad = check_cloudtrail_record(record, i)
         if bad:
             out.problems.append(with_payload(bad, record, quality.max_payload_bytes))
             continue
-        row = transforms.flatten_cloudtrail(record)
-        unnamed = transforms.check_cloudtrail_row(row, i)
+        row = flatten_cloudtrail(record)
+        unnamed = check_cloudtrail_row(row, i)
         if unnamed:
             out.problems.append(with_payload(unnamed, record, quality.max_payload_bytes))
             continue
         size = row_bytes(row)
         if size > quality.max_record_bytes:
-            too_big = transforms.Problem(
-                transforms.RECORD_TOO_LARGE, f"record is {size} bytes flattened, over {quality.max_record_bytes}", i)
+            too_big = Problem(
+                RECORD_TOO_LARGE, f"record is {size} bytes flattened, over {quality.max_record_bytes}", i)
             out.problems.append(with_payload(too_big, record, quality.max_payload_bytes))
             continue
-        rule = transforms.cloudtrail_filter_rule(row, filters)
+        rule = cloudtrail_filter_rule(row, filters)
         if rule:
             out.filtered[rule] = out.filtered.get(rule, 0) + 1
             continue
@@ -271,8 +616,8 @@ SOURCE = Source(
     org_scoped=True,
     ddl_notes=DDL_NOTES,
     projected_raw=projected_raw_table,
-    raw_records=lambda data: transforms.decode_cloudtrail(data)[0],
-    classify_key=keys.classify_cloudtrail_key,
+    raw_records=lambda data: decode_cloudtrail(data)[0],
+    classify_key=classify_cloudtrail_key,
     process_file=_cloudtrail_file,
     sort_columns=("eventsource", "eventname", "eventtime"),
     dedup_key=DEDUP_KEY,

@@ -4,13 +4,27 @@ log event, Session Manager keystroke records as columns."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from loglake import firehose, keys, transforms
+from loglake import firehose, keys
 from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
 from loglake.schema import CLOUDWATCH, CLOUDWATCH_RAW
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
+from loglake.transforms import (
+    BAD_LOG_EVENT,
+    BAD_SESSION_RECORD,
+    NO_LOG_EVENTS,
+    RECORD_TOO_LARGE,
+    Problem,
+    as_json,
+    as_text,
+    loads,
+    parse_time,
+    text_payload,
+)
 
 if TYPE_CHECKING:
     from loglake.config import Config
@@ -27,6 +41,122 @@ class CloudWatchConfig(SourceConfig):
     session_log_groups: tuple[str, ...] = (SSM_SESSION_LOG_GROUP,)
 
 
+# --------------------------------------------------------------------------- CloudWatch Logs
+
+CONTROL_MESSAGE = "CONTROL_MESSAGE"
+
+
+# --------------------------------------------------------------------------- keys
+
+_DIGITS = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{2}\Z")
+
+
+def parse_firehose_key(key: str) -> keys.KeyResult:
+    """Parse a Firehose object key ``[prefix/]YYYY/MM/DD/HH/<stream>-<n>-<time>-<uuid>``.
+
+    The layout is the last five path parts, whatever prefix (or local folder) comes
+    before them. Firehose writes gzip objects *without* a .gz suffix, so the name is
+    not checked.
+    """
+    if key.endswith("/"):
+        return keys.skip(key, keys.FOLDER_MARKER)
+    parts = key.split("/")
+    if len(parts) < 5 or not _DIGITS.match("/".join(parts[-5:-1])):
+        return keys.error(key, keys.NO_LAYOUT_MATCH, "expected [prefix/]YYYY/MM/DD/HH/FILE")
+    y, mo, d, h, name = parts[-5:]
+    day = keys.calendar_date(y, mo, d)
+    if day is None:
+        return keys.error(key, keys.BAD_DATE, f"{y}/{mo}/{d} is not a calendar date")
+    if int(h) > 23:
+        return keys.error(key, keys.BAD_HOUR, f"hour {h!r} is not 00-23")
+    return keys.KeyResult(key, keys.OK, partition=keys.Partition((day.isoformat(), h), key[: len(key) - len(name)]))
+
+
+def classify_firehose_key(key: str, config: Config) -> keys.KeyResult:
+    """Layout parse plus the config's key deny patterns (accounts live in the data)."""
+    for pattern in config.filters.key_deny_patterns:
+        if re.search(pattern, key):
+            return keys.skip(key, keys.DENIED_KEY_PATTERN, pattern)
+    return parse_firehose_key(key)
+
+
+def _epoch_ms(value: Any) -> dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def check_log_document(doc: Any) -> Problem | None:
+    """A CloudWatch Logs subscription document must be an object with a logEvents array."""
+    if not isinstance(doc, dict):
+        return Problem(NO_LOG_EVENTS, f"document is {type(doc).__name__}, not an object")
+    if not isinstance(doc.get("logEvents"), list):
+        return Problem(NO_LOG_EVENTS, f"document has no logEvents array (keys: {sorted(doc)[:6]})")
+    return None
+
+
+def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem | None]:
+    """A Session Manager streaming record -> session columns.
+
+    Plain text (the non-streaming upload format) is not a session record and yields
+    nothing; text that starts like JSON claims to be one, so failing to parse it, or
+    missing sessionId/sessionData, is a problem.
+    """
+    if not message.lstrip().startswith("{"):
+        return None, None
+    try:
+        rec = loads(message.encode("utf-8"))
+    except ValueError as exc:
+        return None, Problem(BAD_SESSION_RECORD, f"session record is not JSON: {str(exc)[:200]}")
+    if not isinstance(rec, dict) or not isinstance(rec.get("sessionId"), str):
+        return None, Problem(BAD_SESSION_RECORD, "session record has no sessionId")
+    lines = rec.get("sessionData")
+    if not isinstance(lines, list):
+        return None, Problem(BAD_SESSION_RECORD, "session record has no sessionData array")
+    target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
+    identity = rec.get("userIdentity") if isinstance(rec.get("userIdentity"), dict) else {}
+    return {
+        "sessionid": rec["sessionId"],
+        "target_id": as_text(target.get("id")),
+        "useridentity_arn": as_text(identity.get("arn")),
+        "runasuser": as_text(rec.get("runAsUser")),
+        "session_eventtime": parse_time(rec.get("eventTime")),
+        "session_awsregion": as_text(rec.get("awsRegion")),
+        "sessiondata": "\n".join(as_text(line) or "" for line in lines),
+    }, None
+
+
+def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) -> tuple[dict | None, Problem | None]:
+    """One logEvents entry of a DATA_MESSAGE -> one readready row, or a problem."""
+    if not isinstance(event, dict) or not isinstance(event.get("message"), str):
+        return None, Problem(BAD_LOG_EVENT, "log event has no message string", index)
+    if not event.get("id"):
+        return None, Problem(BAD_LOG_EVENT, "log event has no id", index)
+    when = _epoch_ms(event.get("timestamp"))
+    if when is None:
+        return None, Problem(BAD_LOG_EVENT, f"log event timestamp {event.get('timestamp')!r} is not epoch ms", index)
+    row: dict[str, Any] = {
+        "owner": as_text(doc.get("owner")),
+        "loggroup": as_text(doc.get("logGroup")),
+        "logstream": as_text(doc.get("logStream")),
+        "subscriptionfilters": as_json(doc.get("subscriptionFilters")),
+        "event_id": as_text(event.get("id")),
+        "event_timestamp": when,
+        "message": event["message"],
+    }
+    if session_group:
+        fields, problem = parse_session_record(event["message"])
+        if problem:
+            return None, dataclasses.replace(problem, index=index)
+        if fields:
+            row.update(fields)
+    return row, None
+
+
+
 def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileResult:
     """One Firehose object of CloudWatch Logs documents -> one row per kept log event.
 
@@ -40,15 +170,15 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     limit = config.quality.max_payload_bytes
     stream = firehose.GzipChunks(data)
     for item in firehose.iter_documents(stream, resync='{"messageType"'):
-        if isinstance(item, transforms.Problem):
+        if isinstance(item, Problem):
             out.problems.append(item)
             continue
         offset, doc = item
-        bad = transforms.check_log_document(doc)
+        bad = check_log_document(doc)
         if bad:
             out.problems.append(dataclasses.replace(with_payload(bad, doc, limit, counted=False), offset=offset))
             continue
-        if doc.get("messageType") == transforms.CONTROL_MESSAGE:
+        if doc.get("messageType") == CONTROL_MESSAGE:
             out.control_messages += 1
             continue
         group = doc.get("logGroup")
@@ -58,10 +188,10 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
             out.filtered["log_groups"] = out.filtered.get("log_groups", 0) + len(events)
             continue
         for i, event in enumerate(events):
-            row, problem = transforms.flatten_log_event(doc, event, group in sessions, i)
+            row, problem = flatten_log_event(doc, event, group in sessions, i)
             if problem is None and row_bytes(row) > config.quality.max_record_bytes:
-                problem = transforms.Problem(
-                    transforms.RECORD_TOO_LARGE, f"log event is over {config.quality.max_record_bytes} bytes", i)
+                problem = Problem(
+                    RECORD_TOO_LARGE, f"log event is over {config.quality.max_record_bytes} bytes", i)
             if problem:
                 out.problems.append(dataclasses.replace(with_payload(problem, event, limit), offset=offset))
                 continue
@@ -69,7 +199,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
             out.rows.append(row)
     if stream.problem:
         out.problems.append(dataclasses.replace(
-            stream.problem, payload=transforms.text_payload(data, limit), payload_size=len(data)))
+            stream.problem, payload=text_payload(data, limit), payload_size=len(data)))
     return out
 
 
@@ -150,7 +280,7 @@ def derive_spark(df, section: CloudWatchConfig):
     groups = list(section.session_log_groups)
     if not groups or not {"loggroup", "message"} <= set(df.columns):
         return df.withColumn(SESSION_RECORD, F.lit(False))
-    # transforms.parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
+    # parse_session_record: message.lstrip().startswith("{"). Java's \s is a subset
     # of Python's whitespace, so this never flags a row the converter treated as plain text.
     flag = F.col("loggroup").isin(groups) & F.col("message").rlike(r"^\s*\{")
     return df.withColumn(SESSION_RECORD, F.coalesce(flag, F.lit(False)))
@@ -213,7 +343,7 @@ SOURCE = Source(
     raw_storage=RAW_STORAGE,
     raw_table_parameters={"classification": "json", "compressionType": "gzip"},
     ddl_notes=DDL_NOTES,
-    classify_key=keys.classify_firehose_key,
+    classify_key=classify_firehose_key,
     process_file=process_cloudwatch,
     # A session's keystrokes end up together and in order inside each file.
     sort_columns=("loggroup", "sessionid", "event_timestamp", "event_id"),
