@@ -19,7 +19,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{quarantine} (
 )
 COMMENT 'raw records, objects and keys that did not reach readready, with a reason'
 PARTITIONED BY (
-  `source` string COMMENT 'cloudtrail or cloudwatch',
+  `source` string COMMENT 'the log source (cloudtrail, cloudwatch, bedrock, ...)',
   `run_date` string COMMENT 'UTC date the run started, YYYY-MM-DD'
 )
 ROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.orc.OrcSerde'

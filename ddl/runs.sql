@@ -31,7 +31,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{runs} (
 )
 COMMENT 'one row per job run: counts, reconciliation and quality outcome'
 PARTITIONED BY (
-  `source` string COMMENT 'cloudtrail or cloudwatch',
+  `source` string COMMENT 'the log source (cloudtrail, cloudwatch, bedrock, ...)',
   `run_date` string COMMENT 'UTC date the run started, YYYY-MM-DD'
 )
 ROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.orc.OrcSerde'

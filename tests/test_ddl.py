@@ -11,8 +11,10 @@ from sqlglot import exp
 from conftest import REPO
 from loglake import catalog, catalog_ddl, cli, lookup, sql
 from loglake.config import config_from_dict
-from loglake.schema import CLOUDTRAIL_RAW, CLOUDWATCH_RAW, QUARANTINE, RUNS
+from loglake.schema import QUARANTINE, RUNS
 from loglake.sources import SOURCES
+from loglake.sources.cloudtrail import CLOUDTRAIL_RAW
+from loglake.sources.cloudwatch import CLOUDWATCH_RAW
 
 CONFIG = {
     "sources": {"cloudtrail": {"bucket": "org-trail", "prefix": "trails/"},

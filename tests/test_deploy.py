@@ -743,7 +743,7 @@ _GLUE_TASKS = r"""
 import datetime as dt, json, tempfile
 import pyarrow as pa
 from loglake import compact, orcwrite, quality
-from loglake.schema import CLOUDTRAIL as T
+from loglake.sources.cloudtrail import CLOUDTRAIL as T
 arrow = pa.schema([*T.orc_arrow(), *(pa.field(n, pa.string()) for n in T.partition_names)])
 rows = [{"org": "none", "account": "012345678901", "region": "us-east-1", "dt": "2024-05-01",
          "eventid": f"id-{i % 49}", "eventtime": dt.datetime(2024, 5, 1, 10, i),

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO, STRATUS_GZ, lake_rows, place, records_of
 from loglake import catalog, cli, jobs, manifest, publish, state, storage
-from loglake.schema import CLOUDTRAIL
+from loglake.sources.cloudtrail import CLOUDTRAIL
 
 RECORDS = records_of(STRATUS_GZ)
 N = len(RECORDS)

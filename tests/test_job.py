@@ -14,7 +14,7 @@ import yaml
 
 from conftest import ELASTIC_GZ, REPO, STRATUS_GZ, lake_rows, place, records_of
 from loglake import addapart, catalog, cli, jobs, manifest
-from loglake.schema import CLOUDTRAIL
+from loglake.sources.cloudtrail import CLOUDTRAIL
 from loglake.sources.cloudtrail import SOURCE as CLOUDTRAIL_SOURCE
 
 STRATUS_KEY = (

@@ -16,8 +16,8 @@ import pytest
 from conftest import CT, ELASTIC_GZ, STRATUS_GZ, records_of
 from loglake import sources, transforms
 from loglake.config import FiltersConfig, config_from_dict
-from loglake.schema import CLOUDTRAIL
 from loglake.sources.cloudtrail import (
+    CLOUDTRAIL,
     check_cloudtrail_record,
     cloudtrail_filter_rule,
     decode_cloudtrail,

@@ -372,7 +372,7 @@ def gzip_bound(files: list[str], events: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- raw schema
 
-# CloudTrail's JSON names for the lower-case columns of schema.CLOUDTRAIL_RAW: Spark's
+# CloudTrail's JSON names for the lower-case columns of cloudtrail.CLOUDTRAIL_RAW: Spark's
 # JSON reader matches names exactly (a Hive JSON SerDe does it case-insensitively).
 _JSON_NAMES = {
     "eventversion": "eventVersion", "useridentity": "userIdentity", "principalid": "principalId",
@@ -393,10 +393,10 @@ _JSON_NAMES = {
 
 def raw_json_schema() -> str:
     """A CloudTrail file as Spark's JSON reader sees it: ``Records`` of the raw table's
-    columns (``schema.CLOUDTRAIL_RAW``; free-form objects as JSON text)."""
+    columns (``cloudtrail.CLOUDTRAIL_RAW``; free-form objects as JSON text)."""
     import re
 
-    from loglake.schema import CLOUDTRAIL_RAW
+    from loglake.sources.cloudtrail import CLOUDTRAIL_RAW
 
     def names(text: str) -> str:
         return re.sub(r"(\w+):", lambda m: f"{_JSON_NAMES.get(m.group(1), m.group(1))}:", text)

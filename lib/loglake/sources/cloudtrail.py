@@ -25,7 +25,7 @@ from loglake.checks import (
     row_count,
     with_delivery_deadline,
 )
-from loglake.schema import CLOUDTRAIL, CLOUDTRAIL_RAW
+from loglake.schema import Column, TableSchema, column
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 from loglake.transforms import (
     BAD_EVENT_TIME,
@@ -59,6 +59,109 @@ class CloudTrailConfig(SourceConfig):
     # Insights events land under CloudTrail-Insight/ and are skipped unless asked for,
     # since they are not API calls and have another record shape.
     include_insights: bool = False
+
+
+# --------------------------------------------------------------------------- tables' columns
+
+CLOUDTRAIL_PARTITION_KEYS: tuple[Column, ...] = (
+    column("org", doc="organization id (o-...) of an organization trail, 'none' for an account trail"),
+    column("account", doc="account id from the object key (the account the trail delivered for)"),
+    column("region", doc="region from the object key"),
+    column("dt", doc="delivery date from the object key, YYYY-MM-DD"),
+)
+
+CLOUDTRAIL_READREADY: tuple[Column, ...] = (
+    column("eventversion"),
+    column("eventtime", "timestamp", "eventTime, UTC"),
+    column("eventsource"),
+    column("eventname"),
+    column("awsregion"),
+    column("sourceipaddress", doc="as delivered; not validated as an IP (services put names here)"),
+    column("useragent"),
+    column("errorcode"),
+    column("errormessage"),
+    column("requestid"),
+    column("eventid"),
+    column("eventtype"),
+    column("eventcategory"),
+    column("apiversion"),
+    column("managementevent", "boolean"),
+    column("readonly", "boolean"),
+    column("recipientaccountid"),
+    column("sharedeventid"),
+    column("vpcendpointid"),
+    column("vpcendpointaccountid"),
+    column("sessioncredentialfromconsole"),
+    column("useridentity_type"),
+    column("useridentity_arn"),
+    column("useridentity_accountid"),
+    column("useridentity_principalid"),
+    column("useridentity_accesskeyid"),
+    column("useridentity_username"),
+    column("useridentity_invokedby"),
+    column("useridentity_identityprovider"),
+    column("useridentity_sessioncontext_sessionissuer_type"),
+    column("useridentity_sessioncontext_sessionissuer_principalid"),
+    column("useridentity_sessioncontext_sessionissuer_arn"),
+    column("useridentity_sessioncontext_sessionissuer_accountid"),
+    column("useridentity_sessioncontext_sessionissuer_username"),
+    column("useridentity_sessioncontext_attributes_mfaauthenticated", "boolean"),
+    column("useridentity_sessioncontext_attributes_creationdate", "timestamp"),
+    column("useridentity_sessioncontext_sourceidentity"),
+    column("useridentity_sessioncontext_ec2roledelivery"),
+    column("useridentity_onbehalfof_userid"),
+    column("useridentity_onbehalfof_identitystorearn"),
+    column("useridentity_extra", doc="JSON of any other userIdentity content"),
+    column("requestparameters", doc="JSON"),
+    column("responseelements", doc="JSON"),
+    column("additionaleventdata", doc="JSON"),
+    column("resources", doc="JSON array"),
+    column("tlsdetails", doc="JSON"),
+    column("serviceeventdetails", doc="JSON"),
+    column("sessionid", doc="Session Manager session id (StartSession/ResumeSession/TerminateSession)"),
+    column("additional_fields", doc="JSON of top-level fields this schema does not name"),
+    column("source_file", doc="raw object the record came from"),
+)
+
+CLOUDTRAIL = TableSchema(CLOUDTRAIL_READREADY, CLOUDTRAIL_PARTITION_KEYS)
+
+# The raw CloudTrail table, read by Athena through the CloudTrail SerDe. Nested types
+# stay nested here: that is the raw shape analysts should not have to query.
+CLOUDTRAIL_RAW_COLUMNS: tuple[Column, ...] = (
+    column("eventversion"),
+    column(
+        "useridentity",
+        "struct<type:string,principalid:string,arn:string,accountid:string,invokedby:string,"
+        "accesskeyid:string,username:string,sessioncontext:struct<attributes:struct<"
+        "mfaauthenticated:string,creationdate:string>,sessionissuer:struct<type:string,"
+        "principalid:string,arn:string,accountid:string,username:string>,"
+        "sourceidentity:string,ec2roledelivery:string>>",
+    ),
+    column("eventtime"),
+    column("eventsource"),
+    column("eventname"),
+    column("awsregion"),
+    column("sourceipaddress"),
+    column("useragent"),
+    column("errorcode"),
+    column("errormessage"),
+    column("requestparameters"),
+    column("responseelements"),
+    column("additionaleventdata"),
+    column("requestid"),
+    column("eventid"),
+    column("resources", "array<struct<arn:string,accountid:string,type:string>>"),
+    column("eventtype"),
+    column("apiversion"),
+    column("readonly"),
+    column("recipientaccountid"),
+    column("serviceeventdetails"),
+    column("sharedeventid"),
+    column("vpcendpointid"),
+    column("eventcategory"),
+    column("tlsdetails", "struct<tlsversion:string,ciphersuite:string,clientprovidedhostheader:string>"),
+)
+CLOUDTRAIL_RAW = TableSchema(CLOUDTRAIL_RAW_COLUMNS, CLOUDTRAIL_PARTITION_KEYS)
 
 
 # --------------------------------------------------------------------------- keys

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import firehose, keys
 from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
-from loglake.schema import CLOUDWATCH, CLOUDWATCH_RAW
+from loglake.schema import Column, TableSchema, column
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 from loglake.transforms import (
     BAD_LOG_EVENT,
@@ -44,6 +44,51 @@ class CloudWatchConfig(SourceConfig):
 # --------------------------------------------------------------------------- CloudWatch Logs
 
 CONTROL_MESSAGE = "CONTROL_MESSAGE"
+
+
+# --------------------------------------------------------------------------- tables' columns
+
+CLOUDWATCH_PARTITION_KEYS: tuple[Column, ...] = (
+    column("dt", doc="delivery date from the Firehose key (UTC), YYYY-MM-DD"),
+    column("hour", doc="delivery hour from the Firehose key (UTC), HH"),
+)
+
+# One row per log event. For Session Manager records, sessiondata holds the record's
+# sessionData lines joined with newlines: a row stays one log event (so counts
+# reconcile 1:1 with the raw logEvents), and "what was typed in session X, in order"
+# is a plain ORDER BY event_timestamp, event_id; split(sessiondata, '\n') gives lines.
+CLOUDWATCH_READREADY: tuple[Column, ...] = (
+    column("owner", doc="account id that owns the log group"),
+    column("loggroup"),
+    column("logstream"),
+    column("subscriptionfilters", doc="JSON array of subscription filter names"),
+    column("event_id"),
+    column("event_timestamp", "timestamp", "log event time, UTC"),
+    column("message", doc="the log event message as delivered"),
+    column("sessionid", doc="Session Manager session id (session log groups)"),
+    column("target_id", doc="instance the session ran on"),
+    column("useridentity_arn", doc="who ran the session"),
+    column("runasuser", doc="OS user the session ran as"),
+    column("session_eventtime", "timestamp", "eventTime of the session record, UTC"),
+    column("session_awsregion"),
+    column("sessiondata", doc="the record's sessionData lines, joined with newlines, in order"),
+    column("source_file", doc="raw object the event came from"),
+)
+CLOUDWATCH = TableSchema(CLOUDWATCH_READREADY, CLOUDWATCH_PARTITION_KEYS)
+
+# The raw Firehose objects as a JSON table: Athena can read at most the first document
+# of each line, since Firehose runs documents together with no separator.
+CLOUDWATCH_RAW = TableSchema(
+    (
+        column("messagetype"),
+        column("owner"),
+        column("loggroup"),
+        column("logstream"),
+        column("subscriptionfilters", "array<string>"),
+        column("logevents", "array<struct<id:string,timestamp:bigint,message:string>>"),
+    ),
+    CLOUDWATCH_PARTITION_KEYS,
+)
 
 
 # --------------------------------------------------------------------------- keys
