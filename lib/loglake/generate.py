@@ -56,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from loglake import samples
+from loglake import samples as sample_data
 
 DEFAULT_START = dt.date(2024, 9, 2)
 GZIP_LEVEL = 6  # zlib's default, as the AWS SDKs and most producers use
@@ -139,10 +139,8 @@ COMMANDS = (
 
 def template_records(samples: Path) -> list[dict]:
     """Every real CloudTrail record of the shared samples usable as a template."""
-    from loglake import samples
-
     out = []
-    for records in samples.sample_records(samples).values():
+    for records in sample_data.sample_records(samples).values():
         for rec in records:
             if isinstance(rec, dict) and rec.get("eventID") and rec.get("eventTime") and rec.get("eventName"):
                 out.append(rec)
@@ -711,7 +709,7 @@ class _Day:
         rng = self.rng
         windows: dict[int, list[dict]] = {}
         for s in sessions:
-            docs = samples.session_log_documents(s["records"], s["account"], SESSION_LOG_GROUP)
+            docs = sample_data.session_log_documents(s["records"], s["account"], SESSION_LOG_GROUP)
             w = int((s["end"] + 60 - self.day_start) // WINDOW)
             windows.setdefault(w, []).extend(docs)
             self.stats["cw_session_events"] += sum(len(d["logEvents"]) for d in docs)
@@ -732,7 +730,7 @@ class _Day:
             t = time.gmtime(delivered)
             key = (f"{FIREHOSE_PREFIX}{time.strftime('%Y/%m/%d/%H', t)}/"
                    f"loglake-cwl-1-{time.strftime('%Y-%m-%d-%H-%M-%S', t)}-{_uuid(rng)}")
-            data = samples.build_object(docs, members=len(docs))
+            data = sample_data.build_object(docs, members=len(docs))
             path = self.out / "cloudwatch" / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -818,9 +816,7 @@ def generate(out: str | os.PathLike, events: int, accounts: int = 5, regions: in
         raise ValueError(f"regions must be 1..{len(DEFAULT_REGIONS)}")
     if accounts < 1 or days < 1 or events < 0:
         raise ValueError("accounts and days must be >= 1, events >= 0")
-    from loglake import samples
-
-    samples_path = samples.samples_dir(samples)
+    samples_path = sample_data.samples_dir(samples)
     out = Path(out)
     accts = account_ids(seed, accounts)
     regs = list(DEFAULT_REGIONS[:regions])
