@@ -28,10 +28,10 @@ from typing import Any
 from loglake import catalog, faults, manifest, orcwrite, publish, state, storage
 from loglake.config import Config
 from loglake.convert import new_run_id
-from loglake.orcwrite import first_of_each_key, sorted_as_spark
+from loglake.orcwrite import first_of_each_key
 from loglake.planning import Selection
 from loglake.sources import Source
-from loglake.stage import MAX_RECORDS_PER_FILE, write_readready
+from loglake.stage import MAX_RECORDS_PER_FILE, task_frame, write_readready
 
 log = logging.getLogger("loglake.compact")
 
@@ -213,16 +213,11 @@ def _rewrite_in_tasks(spark, source: Source, todo: dict[str, manifest.Manifest],
     from pyspark.sql.pandas.types import from_arrow_schema
 
     names = tuple(source.schema.partition_names)
-    slices = max(1, min(len(todo), 2 * spark.sparkContext.defaultParallelism))
-    loads = [0] * slices
-    dealt: list[list[tuple]] = [[] for _ in range(slices)]
-    for path, m in sorted(todo.items(), key=lambda pm: -pm[1].rows):
-        k = loads.index(min(loads))
-        loads[k] += m.rows
-        uris = [storage.join(out_table, path, f.name) for f in m.files]
-        dealt[k].append((json.dumps(uris), *_values(path)))
-    rdd = spark.sparkContext.parallelize(dealt, slices).flatMap(lambda chunk: chunk)  # a chunk per task
-    frame = spark.createDataFrame(rdd, "uris string, " + ", ".join(f"`{n}` string" for n in names))
+    dealt = [[(json.dumps([storage.join(out_table, path, f.name) for f in todo[path].files]), *_values(path))
+              for path in chunk]
+             for chunk in orcwrite.deal_largest_first({p: m.rows for p, m in todo.items()},
+                                                      2 * spark.sparkContext.defaultParallelism)]
+    frame = task_frame(spark, dealt, "uris string, " + ", ".join(f"`{n}` string" for n in names))
     layout = orcwrite.Layout(staged_table, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
                              MAX_RECORDS_PER_FILE)
     key = [c for c in source.dedup_key if c not in names]
@@ -257,19 +252,13 @@ def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[s
         for batch in batches:
             for item in batch.to_pylist():
                 values = tuple(item[n] for n in names)
-                table = _read_partition(json.loads(item["uris"]), layout.orc_schema)
-                # the repeats are counted apart from the dedup that drops them, so that a
-                # row lost on the way is not taken for a repeat (compact() checks)
-                distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else None
-                kept = first_of_each_key(table, key)
-                kept = sorted_as_spark(kept, sort_columns)
-                for n, v in zip(names, values, strict=True):
-                    kept = kept.append_column(n, pa.array([v] * kept.num_rows, pa.string()))
+                batches = _read_partition(json.loads(item["uris"]), layout.orc_schema).to_batches()
+                files, read, repeats = orcwrite.write_partition(batches, layout.orc_schema, values, layout, task, key,
+                                                                sort_columns, dedup=first_of_each_key)
                 part = dict(zip(names, values, strict=True))
-                for _, name, rows in orcwrite.write_sorted(iter(kept.to_batches()), layout, task):
+                for _, name, rows in files:
                     out.append({**part, "file": name, "rows": rows})
-                repeats = table.num_rows - distinct if distinct is not None and table.num_rows else 0
-                out.append({**part, "read": table.num_rows, "repeats": repeats})
+                out.append({**part, "read": read, "repeats": repeats})
         if out:
             yield pa.RecordBatch.from_pylist(out, schema=_task_output(names))
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from loglake import orcwrite, storage
 from loglake.config import Config
-from loglake.orcwrite import first_of_each_key, sorted_as_spark
+from loglake.orcwrite import first_of_each_key
 
 # Raw (gzip) bytes of the largest partition a one-pass run takes: a partition's
 # converted rows are held in one task until its file is written, some 4-5x the gzip
@@ -60,18 +60,10 @@ def deal(files: list[tuple[str, int, tuple[str, ...]]], slices: int) -> list[lis
     by_partition: dict[tuple[str, ...], list[tuple[str, int]]] = {}
     for uri, size, values in files:
         by_partition.setdefault(values, []).append((uri, size))
-    slices = max(1, min(slices, len(by_partition)))
-    loads = [0] * slices
-    dealt: list[list[tuple]] = [[] for _ in range(slices)]
-
-    def weight(objs: list[tuple[str, int]]) -> int:  # an object of unknown size (0) counts 1
-        return sum(max(size or 0, 1) for _, size in objs)
-
-    for values, objs in sorted(by_partition.items(), key=lambda kv: (-weight(kv[1]), kv[0])):
-        k = loads.index(min(loads))
-        loads[k] += weight(objs)
-        dealt[k].extend((uri, size, *values) for uri, size in sorted(objs))
-    return dealt
+    # an object of unknown size (0) counts 1
+    weights = {values: sum(max(size or 0, 1) for _, size in objs) for values, objs in by_partition.items()}
+    return [[(uri, size, *values) for values in chunk for uri, size in sorted(by_partition[values])]
+            for chunk in orcwrite.deal_largest_first(weights, slices)]
 
 
 def output_schema(partition_names: list[str] | tuple[str, ...]) -> pa.Schema:
@@ -111,23 +103,18 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         parts: list[pa.RecordBatch] = []
 
         def finish() -> None:
-            nonlocal events, parts
+            nonlocal events
             if current is None:
                 return
             if events:
                 parts.append(objects.rows_to_batch(events, events_schema))
-            table = pa.Table.from_batches(parts, schema=events_schema)
-            events, parts = [], []
+            events = []
             part = dict(zip(names, current, strict=True))
-            # repeats counted apart from the dedup that drops them: a row lost on the
-            # way is then not taken for a repeat (the run's balance catches it)
-            read = table.num_rows
-            distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else read
-            kept = sorted_as_spark(first_of_each_key(table, key), source.sort_columns)
-            del table  # the sorted copy is what is written: not both held through the write
-            for _, name, rows in orcwrite.write_sorted(iter(kept.to_batches()), layout, task_id, tally):
+            files, read, repeats = orcwrite.write_partition(parts, events_schema, current, layout, task_id, key,
+                                                            source.sort_columns, tally, first_of_each_key)
+            for _, name, rows in files:
                 out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
-            counted = json.dumps({"rows": read, "repeats": read - distinct})
+            counted = json.dumps({"rows": read, "repeats": repeats})
             out.append({**part, "_kind": KIND_PARTITION, "_detail": counted})
 
         items = (item for batch in batches for item in batch.to_pylist())

@@ -155,6 +155,44 @@ def first_of_each_key(table, key: list[str]):
     return table.take(pc.take(first, pc.sort_indices(first)))  # the rows kept, in the table's order
 
 
+def write_partition(batches: list[pa.RecordBatch], schema: pa.Schema, values: tuple[str, ...], layout: Layout,
+                    task: int, key: list[str], sort_columns: tuple[str, ...], tally=None,
+                    dedup=None) -> tuple[list[tuple], int, int]:
+    """One partition's rows (``batches``, of ``schema``: its data columns, partition
+    columns added when absent; the list is emptied, so that only the sorted copy is held
+    through the write) deduplicated (the first row of each ``key``), sorted as Spark sorts, and written;
+    returns (the files :func:`write_sorted` wrote, rows given, repeats). The repeats are
+    counted apart from the dedup that drops them, so that a row lost on the way is not
+    taken for a repeat (a run's balance, or a compaction's check, then catches it).
+    ``dedup``: the dedup to use (default :func:`first_of_each_key`; a task passes its own
+    module's binding, which a test can replace)."""
+    table = pa.Table.from_batches(batches, schema=schema)
+    batches.clear()
+    read = table.num_rows
+    distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else read
+    kept = sorted_as_spark((dedup or first_of_each_key)(table, key), sort_columns)
+    del table  # the sorted copy is what is written: not both held through the write
+    for n, v in zip(layout.partition_names, values, strict=True):
+        if n not in kept.column_names:
+            kept = kept.append_column(n, pa.array([v] * kept.num_rows, pa.string()))
+    files = write_sorted(iter(kept.to_batches()), layout, task, tally)
+    return files, read, read - distinct
+
+
+def deal_largest_first(weights: dict, slices: int) -> list[list]:
+    """Keys dealt to at most ``slices`` lists, the heaviest first, each to the list with
+    the least weight so far (partitions to tasks, by their bytes or rows); keys of equal
+    weight in their order."""
+    slices = max(1, min(slices, len(weights)))
+    loads = [0] * slices
+    dealt: list[list] = [[] for _ in range(slices)]
+    for k in sorted(weights, key=lambda k: (-weights[k], k)):
+        i = loads.index(min(loads))
+        loads[i] += weights[k]
+        dealt[i].append(k)
+    return dealt
+
+
 class _File:
     """One ORC file being written; complete under its name only once closed."""
 

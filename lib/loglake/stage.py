@@ -141,10 +141,7 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     names = source.schema.partition_names
     dealt = onepass.deal([(f.uri, f.size, f.values) for f in plan.files],
                          _slices(plan, spark.sparkContext.defaultParallelism))
-    files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize(dealt, len(dealt)).flatMap(lambda chunk: chunk),
-        "uri string, size long, " + ", ".join(f"`{n}` string" for n in names),
-    )
+    files_df = task_frame(spark, dealt, _file_list_ddl(names))
     layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
                              tuple(source.bloom_columns), MAX_RECORDS_PER_FILE)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
@@ -175,6 +172,18 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     return _Converted(file_stats, Written(per_file, tallies), duplicates, quarantined)
 
 
+def task_frame(spark, dealt: list[list[tuple]], ddl: str):
+    """A DataFrame whose Spark partition ``i`` holds the rows of ``dealt[i]``, each list one
+    task's input: dealt here, not by a repartition, which is a shuffle, a Spark job of its
+    own (~0.3 s in an hourly run)."""
+    rdd = spark.sparkContext.parallelize(dealt, len(dealt)).flatMap(lambda chunk: chunk)
+    return spark.createDataFrame(rdd, ddl)
+
+
+def _file_list_ddl(names) -> str:
+    return "uri string, size long, " + ", ".join(f"`{n}` string" for n in names)
+
+
 def _spark_ddl_of(schema: pa.Schema):
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -189,14 +198,9 @@ def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows
 
     names = source.schema.partition_names
     slices = _slices(plan, spark.sparkContext.defaultParallelism)
-    # Dealt round-robin, one list per slice, each list one Spark partition: not by a
-    # repartition, which was a shuffle, a Spark job of its own (~0.3 s in an hourly run).
+    # Dealt round-robin, one list per slice (task_frame)
     rows = [(f.uri, f.size, *f.values) for f in plan.files]
-    dealt = [rows[k::slices] for k in range(slices)]
-    files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize(dealt, slices).flatMap(lambda chunk: chunk),
-        "uri string, size long, " + ", ".join(f"`{n}` string" for n in names),
-    )
+    files_df = task_frame(spark, [rows[k::slices] for k in range(slices)], _file_list_ddl(names))
     converted = files_df.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
     # Read four times (repeats, rows, quarantine, counts): kept on local disk, not in the
     # heap, whose share for cached blocks does not grow with the input (a 5M-event run
