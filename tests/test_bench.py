@@ -138,7 +138,9 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     earlier = json.loads(COMMITTED_SMALL.read_text()) | {"scale": "tiny", "needle_speedup": 12345.5}
     (out / "results-tiny.json").write_text(json.dumps(earlier))  # an earlier run at this scale
     res = bench.run("tiny", tmp_path / "work", out, ingest_mode="in-process", spark=spark)
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results-tiny.json").read_text())
+    # a smoke run writes its own scale's files only, never the committed results.json
+    assert not (out / "results.json").exists() and not (out / "RESULTS.md").exists()
     for key in bench.REQUIRED_KEYS:
         assert key in results, key
         assert results[key] is not None, key
@@ -148,6 +150,17 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert queries["needle"]["readready"]["rows"] == results["details"]["generate"]["needle"]["events"] > 0
     assert results["glue_calls_known_partitions"] == 0
     assert results["details"]["ingest"]["cloudtrail"]["records_read"] == results["events"]
+    # the strong peer, a process of its own, wrote the same events (it drops what loglake
+    # would quarantine; the generated data has none), and each step of the limit was timed
+    peer = results["details"]["strong_peer"]
+    assert peer["rows"] == results["details"]["ingest"]["cloudtrail"]["written"] == results["events"]
+    assert peer["bytes"] > 0 and peer["memory"]["peak_jvm_mb"] > 0
+    assert results["ingest_vs_strong_peer"] > 0 and results["strong_peer_size_ratio"] > 0
+    limit = results["limit_breakdown_s"]
+    assert set(limit) == {"decompress", "parse_json", "encode_orc", "total"} and all(v > 0 for v in limit.values())
+    assert results["details"]["limit"]["raw_files"] == results["details"]["generate"]["cloudtrail"]["files"]
+    ct_seconds = results["details"]["ingest"]["cloudtrail"]["seconds"]
+    assert 0 < results["ingest_vs_limit"] == round(limit["total"] / ct_seconds, 3)
     # the schedule part: each delivered raw byte read once, one file per partition after
     # compaction, a reader that never saw a partition shrink or a row twice, and the
     # hourly lake holding exactly the batch lake's events
@@ -165,12 +178,11 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert events["hourly"]["rows"] == sched["events"] == bench.SCHEDULE["tiny"]["events"]
     assert results["hourly_vs_batch_time"] > 0 and results["run_startup_s"] > 0
     assert sched["startup"]["status"] == "published"
-    md = (out / "RESULTS.md").read_text()
+    md = (out / "RESULTS-tiny.md").read_text()
     assert "| figure | target | measured | met |" in md and "needle" in md
+    assert "| strong peer (`bench/strong_peer.py`)" in md and "Measured limit (`limit_breakdown_s`" in md
     assert "## 6. Scheduled runs" in md and "(`hourly_vs_batch_time`) | <= 2.0 |" in md
     assert res["targets"].keys() == bench.TARGETS.keys()
-    assert json.loads((out / "results-tiny.json").read_text()) == results
-    assert (out / "RESULTS-tiny.md").read_text() == md
     # the earlier run became the before column, and is kept in the results for a re-render
     assert results["details"]["previous_run"]["needle_speedup"] == 12345.5
     assert "| figure | target | measured | met | previous run (" in md and "12,345.5" in md
@@ -204,6 +216,9 @@ def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
     small_md = (tmp_path / "RESULTS-small.md").read_text()
     assert "previous run (" in small_md and "`large` scale (2030-01-02, `abc1234`)" in small_md
     assert (tmp_path / "RESULTS-large.md").read_text() == md  # the large report stays as it was
+    # and the committed report stays the large one: a small scale writes only its own files
+    assert (tmp_path / "RESULTS.md").read_text() == md
+    assert json.loads((tmp_path / "results.json").read_text())["scale"] == "large"
 
 
 def test_only_schedule_folds_the_schedule_part_into_the_stored_results(tmp_path, monkeypatch):
@@ -230,7 +245,7 @@ def test_only_schedule_folds_the_schedule_part_into_the_stored_results(tmp_path,
     assert res["details"]["schedule"]["measured_alone"]["machine"]["date"]
     md = (tmp_path / "RESULTS-small.md").read_text()
     assert "## 6. Scheduled runs" in md and "Measured on its own (`--only schedule`" in md
-    assert json.loads((tmp_path / "results.json").read_text()) == res
+    assert not (tmp_path / "results.json").exists()  # small: not a committed scale
 
 
 def test_only_schedule_without_stored_results_says_so(tmp_path, capsys):

@@ -381,12 +381,12 @@ def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark,
     assert all(r["requestid"] == raw_by_id[r["eventid"]].get("requestID") for r in rows)
     compact_runs = [r for r in _orc_rows(out / "runs") if r["job"] == "cloudtrail_compact"]
     assert [r["duplicates"] for r in compact_runs] == [1]
-    # one file a partition, in the table's sort (eventsource, eventname, eventtime; nulls first)
+    # one file a partition, in the table's sort (eventsource, eventname, useridentity_arn, eventtime; nulls first)
     for day in (1, 2):
         day_part = out / TABLE / PART / f"dt=2024-12-0{day}"
         [file] = manifest.load(str(day_part)).files
         got = orc.read_table(str(day_part / file.name)).to_pylist()
-        order = [(r["eventsource"], r["eventname"], r["eventtime"]) for r in got]
+        order = [(r["eventsource"], r["eventname"], r["useridentity_arn"], r["eventtime"]) for r in got]
         assert order == sorted(order, key=lambda t: tuple((v is not None, v) for v in t))
 
     part = out / TABLE / PART / "dt=2024-12-01"

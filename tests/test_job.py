@@ -112,11 +112,11 @@ def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys, stage
     assert {r["source_file"].rsplit("/", 1)[-1] for r in rows} == {
         STRATUS_KEY.rsplit("/", 1)[-1], ELASTIC_KEY.rsplit("/", 1)[-1]
     }
-    # each file in the table's sort (eventsource, eventname, eventtime), nulls first as Spark sorts
+    # each file in the table's sort (eventsource, eventname, useridentity_arn, eventtime), nulls first as Spark sorts
     files = orc_files(out)
     assert len(files) == 2
     for path in files:
-        order = [(r["eventsource"], r["eventname"], r["eventtime"]) for r in orc.read_table(str(path)).to_pylist()]
+        order = [(r["eventsource"], r["eventname"], r["useridentity_arn"], r["eventtime"]) for r in orc.read_table(str(path)).to_pylist()]
         assert order == sorted(order, key=lambda t: tuple((v is not None, v) for v in t)), path
 
 

@@ -722,7 +722,9 @@ SOURCE = Source(
     raw_records=lambda data: decode_cloudtrail(data)[0],
     classify_key=classify_cloudtrail_key,
     process_file=_cloudtrail_file,
-    sort_columns=("eventsource", "eventname", "eventtime"),
+    # a principal's repeated calls of one API together: 1.6% smaller than without the
+    # principal (bench/README.md, "Size"), and its bloom filter still finds one principal
+    sort_columns=("eventsource", "eventname", "useridentity_arn", "eventtime"),
     dedup_key=DEDUP_KEY,
     bloom_columns=("useridentity_arn", "useridentity_accesskeyid", "sourceipaddress", "eventid", "sessionid"),
     sibling_dirs=_cloudtrail_siblings,
