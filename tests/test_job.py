@@ -116,7 +116,8 @@ def test_run_on_real_samples_counts_and_rows(spark, tmp_path, raw, capsys, stage
     files = orc_files(out)
     assert len(files) == 2
     for path in files:
-        order = [(r["eventsource"], r["eventname"], r["useridentity_arn"], r["eventtime"]) for r in orc.read_table(str(path)).to_pylist()]
+        order = [(r["eventsource"], r["eventname"], r["useridentity_arn"], r["eventtime"])
+                 for r in orc.read_table(str(path)).to_pylist()]
         assert order == sorted(order, key=lambda t: tuple((v is not None, v) for v in t)), path
 
 
