@@ -635,7 +635,8 @@ def queries(spark, raw: Path, lake: Path, needle: dict, runs: int, warmup: int, 
     # tails and stripe footers (the floor of any query on that day)
     floor = measure(spark, lambda: [rr_ct().where(F.col("dt") == day).count()], 1, 0)
     out["needle"]["readready_floor_bytes"] = floor["bytes_scanned"]
-    out["needle"]["readready_files_on_day"] = len(glob.glob(f"{ct_rr}/*/*/*/dt={day}/*.orc"))
+    # files sit in a generation folder below the partition (dt=.../r-<id>/part-0.zlib.orc)
+    out["needle"]["readready_files_on_day"] = len(glob.glob(f"{ct_rr}/*/*/*/dt={day}/**/*.orc", recursive=True))
     return out
 
 
