@@ -73,6 +73,6 @@ clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache build dist lib/*.egg-info spark-warehouse metastore_db derby.log
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# SCALE=small (~100k events, minutes) or large (>= 5M events, hours on 2 cores): bench/RESULTS.md
+# SCALE=small (100k events, a smoke run: RESULTS-small.md), medium (1M, ~20 min, the committed bench/RESULTS.md) or large (5M, hours)
 bench: java $(STAMP)
 	$(BIN)/python -m loglake.bench --scale $(SCALE) $(BENCH_ARGS)
