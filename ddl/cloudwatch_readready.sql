@@ -24,7 +24,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{cloudwatch_readready} (
   `session_eventtime` timestamp COMMENT 'eventTime of the session record, UTC',
   `session_awsregion` string,
   `sessiondata` string COMMENT 'the record\'s sessionData lines, joined with newlines, in order',
-  `source_file` string COMMENT 'raw object the event came from'
+  `source_file` string COMMENT 'raw object the event came from',
+  `redactions` int COMMENT 'secrets replaced by [REDACTED:<kind>] in this row\'s session text (sessiondata, else message); NULL outside session log groups or with redaction.enabled false'
 )
 COMMENT 'readready cloudwatch: flat ORC/ZLIB written by loglake'
 PARTITIONED BY (

@@ -77,6 +77,14 @@ def test_an_inserted_column_and_a_wrong_int_kind_are_rejected():
     assert "are not the table's" in contract.check_file(_orc(inserted, [ROW]), RUNS_COLUMNS)[0]
 
 
+def test_a_file_written_before_columns_were_appended_passes_and_a_missing_middle_one_does_not():
+    fields = list(RUNS.orc_arrow())
+    older = pa.schema(fields[:-2])  # as written before the last two columns were appended
+    assert contract.check_file(_orc(older, [ROW]), RUNS_COLUMNS) == []
+    gap = pa.schema([*fields[:3], *fields[4:]])
+    assert "are not the table's" in contract.check_file(_orc(gap, [ROW]), RUNS_COLUMNS)[0]
+
+
 def test_an_unreadable_file_is_a_problem_not_a_crash():
     assert contract.check_file(b"ORC but not really", RUNS_COLUMNS)[0].startswith("not a readable ORC file")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from loglake.redact import RedactionConfig, check_patterns
 from loglake.shapes import ACCOUNT_RE, REGION_RE
 from loglake.sources import REGISTRY, SOURCES
 from loglake.sources.base import SourceConfig
@@ -174,6 +175,7 @@ class Config:
     compaction: CompactionConfig = field(default_factory=CompactionConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
 
     def source(self, name: str) -> SourceConfig:
         return getattr(self.sources, name)
@@ -354,6 +356,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"config: sources.{name}.prefix must not start with '/'")
         if "/" in src.bucket or src.bucket.startswith("s3:"):
             raise ConfigError(f"config: sources.{name}.bucket must be a bare bucket name")
+    bad = check_patterns(config.redaction.patterns)
+    if bad:
+        raise ConfigError(f"config: {bad}")
     loc = config.readready.location
     if loc and not (loc.startswith(("s3://", "file://", "/"))):
         raise ConfigError(

@@ -75,6 +75,7 @@ def _arrow_type(name: str, tz: str | None = "UTC"):
         "timestamp": pa.timestamp("us", tz=tz),
         "boolean": pa.bool_(),
         "bigint": pa.int64(),
+        "int": pa.int32(),
     }[name]
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import firehose, keys
 from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
+from loglake.redact import RedactionConfig, redact
 from loglake.schema import Column, TableSchema, column
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 from loglake.transforms import (
@@ -73,6 +74,8 @@ CLOUDWATCH_READREADY: tuple[Column, ...] = (
     column("session_awsregion"),
     column("sessiondata", doc="the record's sessionData lines, joined with newlines, in order"),
     column("source_file", doc="raw object the event came from"),
+    column("redactions", "int", "secrets replaced by [REDACTED:<kind>] in this row's session text (sessiondata, "
+                                "else message); NULL outside session log groups or with redaction.enabled false"),
 )
 CLOUDWATCH = TableSchema(CLOUDWATCH_READREADY, CLOUDWATCH_PARTITION_KEYS)
 
@@ -174,6 +177,29 @@ def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem |
     }, None
 
 
+def redact_session_row(row: dict[str, Any], redaction: RedactionConfig) -> dict[str, Any]:
+    """A session log group's row with the secrets in ``message`` and ``sessiondata``
+    replaced (:mod:`loglake.redact`), and ``redactions`` set: the count in the session
+    text (sessiondata for a session record, else the plain message; the message of a
+    record holds the same secrets again, as JSON)."""
+    if not redaction.enabled:
+        return row
+    message, in_message = redact(row.get("message"), redaction.patterns)
+    row["message"] = message
+    if row.get("sessiondata") is not None:
+        row["sessiondata"], row["redactions"] = redact(row["sessiondata"], redaction.patterns)
+    else:
+        row["redactions"] = in_message
+    return row
+
+
+def redact_payload(problem: Problem, redaction: RedactionConfig) -> Problem:
+    """A quarantine row's payload with its secrets replaced."""
+    if not redaction.enabled or not problem.payload:
+        return problem
+    return dataclasses.replace(problem, payload=redact(problem.payload, redaction.patterns)[0])
+
+
 def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) -> tuple[dict | None, Problem | None]:
     """One logEvents entry of a DATA_MESSAGE -> one readready row, or a problem."""
     if not isinstance(event, dict) or not isinstance(event.get("message"), str):
@@ -211,17 +237,20 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     """
     out = FileResult()
     sessions = set(config.sources.cloudwatch.session_log_groups)
+    redaction = config.redaction
     allowed = config.filters.log_groups
     limit = config.quality.max_payload_bytes
     stream = firehose.GzipChunks(data)
     for item in firehose.iter_documents(stream, resync='{"messageType"'):
-        if isinstance(item, Problem):
-            out.problems.append(item)
+        if isinstance(item, Problem):  # its document's log group is unknown: it may be a session's
+            out.problems.append(redact_payload(item, redaction))
             continue
         offset, doc = item
         bad = check_log_document(doc)
         if bad:
-            out.problems.append(dataclasses.replace(with_payload(bad, doc, limit, counted=False), offset=offset))
+            bad = dataclasses.replace(with_payload(bad, doc, limit, counted=False), offset=offset)
+            group = doc.get("logGroup") if isinstance(doc, dict) else None
+            out.problems.append(redact_payload(bad, redaction) if group in sessions or group is None else bad)
             continue
         if doc.get("messageType") == CONTROL_MESSAGE:
             out.control_messages += 1
@@ -232,19 +261,23 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
         if not allowed.allows(group):
             out.filtered["log_groups"] = out.filtered.get("log_groups", 0) + len(events)
             continue
+        session_group = group in sessions
         for i, event in enumerate(events):
-            row, problem = flatten_log_event(doc, event, group in sessions, i)
+            row, problem = flatten_log_event(doc, event, session_group, i)
             if problem is None and row_bytes(row) > config.quality.max_record_bytes:
                 problem = Problem(
                     RECORD_TOO_LARGE, f"log event is over {config.quality.max_record_bytes} bytes", i)
             if problem:
-                out.problems.append(dataclasses.replace(with_payload(problem, event, limit), offset=offset))
+                problem = dataclasses.replace(with_payload(problem, event, limit), offset=offset)
+                out.problems.append(redact_payload(problem, redaction) if session_group else problem)
                 continue
+            if session_group:
+                redact_session_row(row, redaction)
             row["source_file"] = source_file
             out.rows.append(row)
-    if stream.problem:
-        out.problems.append(dataclasses.replace(
-            stream.problem, payload=text_payload(data, limit), payload_size=len(data)))
+    if stream.problem:  # the raw object's text: whatever log groups it held
+        out.problems.append(redact_payload(dataclasses.replace(
+            stream.problem, payload=text_payload(data, limit), payload_size=len(data)), redaction))
     return out
 
 
