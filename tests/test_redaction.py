@@ -44,6 +44,10 @@ KEY = "cwl/2024/08/01/12/loglake-cwl-1-2024-08-01-12-20-00-redaction"
      "git clone https://bob:[REDACTED:basic_auth_url]@github.com/acme/app.git", 1),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\nabc=\n-----END RSA PRIVATE KEY-----\n$ ls",
      "[REDACTED:private_key]\n$ ls", 1),
+    # a key cut short (a truncated payload), and the rest of one pasted across two records
+    ("$ cat id_rsa\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA",
+     "$ cat id_rsa\n[REDACTED:private_key]", 1),
+    ("QyNTUxOQAAACDx\n-----END OPENSSH PRIVATE KEY-----\n$ exit", "[REDACTED:private_key]\n$ exit", 1),
 ])
 def test_each_kind_of_secret_is_replaced_and_its_context_kept(line, expected, count):
     assert redact.redact(line) == (expected, count)
@@ -117,6 +121,15 @@ def test_quarantine_payloads_of_session_log_groups_are_redacted():
     assert problem.reason == "bad_session_record" and SECRET not in problem.payload
     assert "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_access_key]" in problem.payload
     assert len(result.rows) == 1
+    # redacted before the payload is cut to quality.max_payload_bytes: a secret at the cut
+    # is still found whole (cut first, its first characters would be left)
+    unredacted = process_cloudwatch(_session_object(LINES, [broken]), "s3://b/k",
+                                    config_from_dict({"redaction": {"enabled": False}})).problems[0].payload
+    cut = unredacted.index(SECRET) + 10  # the limit falls inside the secret
+    config = config_from_dict({"quality": {"max_payload_bytes": cut}})
+    [problem] = process_cloudwatch(_session_object(LINES, [broken]), "s3://b/k", config).problems
+    assert unredacted[:cut].endswith(SECRET[:10]) and SECRET[:10] not in problem.payload
+    assert problem.payload.startswith(unredacted[:unredacted.index("AWS_SECRET_ACCESS_KEY")])
 
 
 def test_the_published_row_as_a_user_runs_the_job(tmp_path):

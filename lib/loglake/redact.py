@@ -23,7 +23,11 @@ from functools import lru_cache
 
 # (kind, pattern): the kind goes into the marker, so a reader knows what was there.
 BUILTIN: tuple[tuple[str, str], ...] = (
-    ("private_key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+    # a whole block; or its start to the end of the text (a payload cut short, a key pasted
+    # across two session records); or, in the next record, its rest up to the END line
+    ("private_key",
+     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)"),
+    ("private_key", r"\A[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
     ("aws_secret_access_key",
      r"(?i:aws_secret_access_key|secret_access_key|secretaccesskey)[\"']?\s*[=:]?\s*[\"']?"
      r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"),

@@ -36,10 +36,15 @@ class FileResult:
 
 
 def with_payload(
-    problem: transforms.Problem, record: Any, limit: int, counted: bool = True
+    problem: transforms.Problem, record: Any, limit: int, counted: bool = True,
+    clean: Callable[[str], str] | None = None,
 ) -> transforms.Problem:
-    """The problem with the record as payload; ``counted``: the record is in records_read."""
+    """The problem with the record as payload; ``counted``: the record is in records_read;
+    ``clean``: applied to the whole text before it is cut to ``limit`` (a redaction, so
+    that a secret the cut would split is still found)."""
     text, size = transforms.record_payload(record)
+    if clean is not None:
+        text = clean(text)
     return dataclasses.replace(
         problem, payload=transforms.text_payload(text, limit), payload_size=size, record=counted)
 

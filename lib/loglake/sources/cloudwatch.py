@@ -194,10 +194,17 @@ def redact_session_row(row: dict[str, Any], redaction: RedactionConfig) -> dict[
 
 
 def redact_payload(problem: Problem, redaction: RedactionConfig) -> Problem:
-    """A quarantine row's payload with its secrets replaced."""
+    """A quarantine row's payload (already cut to its limit) with its secrets replaced."""
     if not redaction.enabled or not problem.payload:
         return problem
     return dataclasses.replace(problem, payload=redact(problem.payload, redaction.patterns)[0])
+
+
+def _redactor(redaction: RedactionConfig):
+    """``with_payload``'s ``clean``: the record's whole text redacted before it is cut."""
+    if not redaction.enabled:
+        return None
+    return lambda text: redact(text, redaction.patterns)[0]
 
 
 def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) -> tuple[dict | None, Problem | None]:
@@ -238,6 +245,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     out = FileResult()
     sessions = set(config.sources.cloudwatch.session_log_groups)
     redaction = config.redaction
+    clean = _redactor(redaction)
     allowed = config.filters.log_groups
     limit = config.quality.max_payload_bytes
     stream = firehose.GzipChunks(data)
@@ -248,9 +256,10 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
         offset, doc = item
         bad = check_log_document(doc)
         if bad:
-            bad = dataclasses.replace(with_payload(bad, doc, limit, counted=False), offset=offset)
             group = doc.get("logGroup") if isinstance(doc, dict) else None
-            out.problems.append(redact_payload(bad, redaction) if group in sessions or group is None else bad)
+            secret = group in sessions or group is None
+            out.problems.append(dataclasses.replace(
+                with_payload(bad, doc, limit, counted=False, clean=clean if secret else None), offset=offset))
             continue
         if doc.get("messageType") == CONTROL_MESSAGE:
             out.control_messages += 1
@@ -268,8 +277,8 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
                 problem = Problem(
                     RECORD_TOO_LARGE, f"log event is over {config.quality.max_record_bytes} bytes", i)
             if problem:
-                problem = dataclasses.replace(with_payload(problem, event, limit), offset=offset)
-                out.problems.append(redact_payload(problem, redaction) if session_group else problem)
+                out.problems.append(dataclasses.replace(
+                    with_payload(problem, event, limit, clean=clean if session_group else None), offset=offset))
                 continue
             if session_group:
                 redact_session_row(row, redaction)
