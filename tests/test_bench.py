@@ -195,6 +195,7 @@ def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
     large = json.loads(COMMITTED_SMALL.read_text()) | {"scale": "large", "events": 5_000_000,
                                                        "size_ratio_cloudtrail": 1.69}
     large["targets"]["size_ratio_cloudtrail"]["measured"] = 1.69
+    large["peak_rss_mb"] = round(small["peak_rss_mb"] * 1.5, 1)
     large["details"].pop("previous_run", None)
     large["details"]["machine"] = {**large["details"]["machine"], "date": "2030-01-02 03:04 UTC", "commit": "abc1234"}
     (tmp_path / "results-small.json").write_text(json.dumps(small))
@@ -204,7 +205,11 @@ def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert md == (tmp_path / "RESULTS-large.md").read_text()
     assert md.startswith("# loglake benchmark: `large` scale")
-    assert json.loads((tmp_path / "results.json").read_text())["scale"] == "large"
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["scale"] == "large"
+    # memory against the stored small run, whichever ran last
+    assert written["peak_rss_vs_small"] == 1.5 and written["targets"]["peak_rss_vs_small"]["met"] is False
+    assert written["details"]["peak_rss_small_run"]["peak_rss_mb"] == small["peak_rss_mb"]
     other_col = f"`small` scale ({small['details']['machine']['date'][:10]}, `{small['details']['machine']['commit']}`)"
     assert f"| figure | target | measured | met | {other_col} |" in md
     row = next(line for line in md.splitlines() if "(`size_ratio_cloudtrail`)" in line)

@@ -1219,7 +1219,7 @@ def _stored(out: Path, scale: str) -> dict | None:
 
 def build_results(scale: str, gen: dict, ing: dict, gz: dict, naive: dict | None, sizes: dict, q: dict, aap: dict,
                   prof: dict, machine: dict, timings: dict, sched: dict | None = None, *, peer: dict | None = None,
-                  limit: dict | None = None, small: dict | None = None) -> dict[str, Any]:
+                  limit: dict | None = None) -> dict[str, Any]:
     cores = ing["cores"]
     ct = ing["cloudtrail"]
     peak = ing["memory"]["peak_total_mb"]
@@ -1242,7 +1242,7 @@ def build_results(scale: str, gen: dict, ing: dict, gz: dict, naive: dict | None
         "limit_breakdown_s": limit["seconds"] if limit else None,
         "ingest_vs_naive_peer": _ratio(naive["seconds"], ct["seconds"]) if naive else None,
         "peak_rss_mb": peak,
-        "peak_rss_vs_small": _ratio(peak, small.get("peak_rss_mb")) if small and small.get("peak_rss_mb") else None,
+        "peak_rss_vs_small": None,  # against the stored small run, when the reports are written
         "addapart_events_per_s": new10["events_per_s"],
         "glue_calls_per_1000_files": new10["glue_calls_per_1000_files"],
     }
@@ -1428,6 +1428,10 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
               f"{mem.get('peak_jvm_mb')} MiB, Python driver {mem.get('peak_driver_mb')} MiB, Python workers "
               f"{mem.get('peak_workers_mb')} MiB (largest {mem.get('peak_largest_worker_mb')} MiB, up to "
               f"{mem.get('python_processes_max')} processes). Sampled every 0.1 s from /proc."]
+    sm = d.get("peak_rss_small_run")
+    if sm:
+        lines.append(f"`peak_rss_vs_small` {_fmt(res.get('peak_rss_vs_small'))}: against the stored `small` run's "
+                     f"{sm['peak_rss_mb']} MiB ({str(sm.get('date'))[:10]}, `{sm.get('commit')}`).")
     peer = d.get("strong_peer")
     if peer and peer.get("memory"):
         lines.append(f"The strong peer's process tree, the same way: {peer['memory']['peak_total_mb']} MiB "
@@ -1666,7 +1670,7 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     timings["total"] = round(time.perf_counter() - started, 1)
 
     res = build_results(scale, gen, ing, gz, naive, sizes, q, aap, prof, machine, timings, sched,
-                        peer=peer, limit=limit, small=_stored(out, "small") if scale not in ("small", "tiny") else None)
+                        peer=peer, limit=limit)
     per_scale = out / f"results-{scale}.json"
     if per_scale.exists():  # kept inside the new results, so a re-render keeps the before/after
         res["details"]["previous_run"] = _summary(json.loads(per_scale.read_text()))
@@ -1734,6 +1738,7 @@ def write_reports(res: dict, out: Path) -> None:
     side by side), and for a committed scale (medium, large) results.json and RESULTS.md:
     a smoke run at a smaller scale never replaces the committed figures."""
     scale = res["scale"]
+    _compare_memory(res, out)
     other = None
     for s in SCALES:
         f = out / f"results-{s}.json"
@@ -1746,6 +1751,20 @@ def write_reports(res: dict, out: Path) -> None:
         names += [("results.json", text), ("RESULTS.md", md)]
     for name, content in names:
         (out / name).write_text(content)
+
+
+def _compare_memory(res: dict, out: Path) -> None:
+    """``peak_rss_vs_small`` against the latest stored small run (recomputed whenever the
+    reports are written, so a small run made after this one counts; which run it was is
+    in ``details.peak_rss_small_run``)."""
+    small = _stored(out, "small") if res["scale"] not in ("small", "tiny") else None
+    if not small or not small.get("peak_rss_mb") or not res.get("peak_rss_mb"):
+        return
+    res["peak_rss_vs_small"] = _ratio(res["peak_rss_mb"], small["peak_rss_mb"])
+    m = small.get("details", {}).get("machine", {})
+    res["details"]["peak_rss_small_run"] = {"peak_rss_mb": small["peak_rss_mb"], "date": m.get("date"),
+                                            "commit": m.get("commit")}
+    res["targets"] = _targets(res)
 
 
 def _report_names(scale: str) -> tuple[str, str]:
