@@ -18,8 +18,8 @@ setup(
     python_requires=">=3.11,<3.12",
     # ddl/ (Athena SQL) ships inside the package as loglake.ddl, so the CLI finds it anywhere.
     package_dir={"": "lib", "loglake.ddl": "ddl"},
-    packages=find_packages("lib") + ["loglake.ddl", "loglake.ddl.views", "loglake.ddl.queries"],
-    package_data={"loglake": ["log4j2.properties"], "loglake.ddl": ["*.sql", "views/*.sql", "queries/*.sql"]},
+    packages=find_packages("lib") + ["loglake.ddl", "loglake.ddl.views", "loglake.ddl.queries", "loglake.ddl.alerts"],
+    package_data={"loglake": ["log4j2.properties"], "loglake.ddl": ["*.sql", "views/*.sql", "queries/*.sql", "alerts/*.sql"]},
     install_requires=[
         # Provided by Glue 5.0 (boto3/botocore 1.34.131, pyarrow 17.0.0, pandas 2.2.2,
         # numpy 1.26.4): lower bounds at those versions, so Glue's are used as they are.

@@ -27,7 +27,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{runs} (
   `quality_success` boolean,
   `quality_failed` string COMMENT 'JSON list of failed expectations',
   `output` string COMMENT 'readready table location',
-  `raw_bytes_read` bigint COMMENT 'bytes of the raw objects read, as stored (gzip): the read amplification'
+  `raw_bytes_read` bigint COMMENT 'bytes of the raw objects read, as stored (gzip): the read amplification',
+  `published_files` string COMMENT 'JSON array of the readready files this run made current, relative to the table\'s location: the rows it published (what `loglake alerts` reads)'
 )
 COMMENT 'one row per job run: counts, reconciliation and quality outcome'
 PARTITIONED BY (

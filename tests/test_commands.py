@@ -230,10 +230,34 @@ def test_scheduled_runs_then_compact_closed_leave_one_current_file_per_partition
     assert len(set(ids(lake_rows(out / TABLE)))) == len(lake_rows(out / TABLE)) == 3 * N
 
 
+def test_alerts_list_and_run_send_each_match_once(lake, tmp_path):
+    root, out, (done, _) = lake
+    ok(done)
+    rules = [json.loads(line) for line in ok(loglake("alerts", "list")).stdout.splitlines()]
+    assert "cloudtrail_tampering" in {r["name"] for r in rules} and all(r["severity"] and r["key"] for r in rules)
+    sink = tmp_path / "alerts.jsonl"
+    state = out / "_state" / "alerts"
+    shutil.rmtree(state, ignore_errors=True)
+    first = json.loads(ok(loglake("alerts", "run", "--lake", out, "--sink", f"file:{sink}")).stdout)
+    sent = sum(r["sent"] for r in first["rules"].values())
+    lines = [json.loads(x) for x in sink.read_text().splitlines()]
+    assert first["failed"] == 0 and sent == len(lines) >= 3
+    assert {"rule", "severity", "eventid", "eventtime", "message"} <= set(lines[0])
+    assert {a["match"]["eventname"] for a in lines if a["rule"] == "cloudtrail_tampering"} >= {"StopLogging",
+                                                                                              "DeleteTrail"}
+    again = json.loads(ok(loglake("alerts", "run", "--lake", out, "--sink", f"file:{sink}")).stdout)
+    assert sum(r["sent"] for r in again["rules"].values()) == 0 and len(sink.read_text().splitlines()) == sent
+    bad = loglake("alerts", "run", "--lake", out, "--sink", "slack")
+    assert bad.returncode == 2 and "expected file:PATH" in bad.stderr
+    unknown = loglake("alerts", "run", "--lake", out, "--sink", f"file:{sink}", "--rule", "nope")
+    assert unknown.returncode == 2 and "no alert rule 'nope'" in unknown.stderr
+
+
 def test_every_subcommand_has_a_test_here():
     from loglake import cli
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    tested = {"run", "contract", "quality", "query", "config", "ddl", "lookup", "generate", "addapart", "compact"}
+    tested = {"run", "contract", "quality", "query", "config", "ddl", "lookup", "generate", "addapart", "compact",
+              "alerts"}
     assert set(sub.choices) - {"demo", "bench"} == tested, "a new command needs a process test here"

@@ -209,6 +209,35 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--workgroup", metavar="NAME", help="Athena workgroup")
     _add_config(query)
 
+    al = sub.add_parser("alerts", help="detection rules (ddl/alerts) over newly published rows, sent to sinks")
+    alsub = al.add_subparsers(dest="action", metavar="ACTION", required=True)
+    alsub.add_parser("list", help="list the rules: name, severity, table, key, message, description",
+                     description="Prints every rule of ddl/alerts as JSON lines.")
+    arun = alsub.add_parser(
+        "run",
+        help="run the rules over the rows published since the last alerts run; send each new match",
+        description="Runs each rule of ddl/alerts (Athena SQL) over the readready files published since the last "
+        "alerts run, by publish order (the runs table's published_files), not by event time, so late events are "
+        "not missed; a lake's first run looks back alerts.first_run_lookback_hours of publishing, --since "
+        "overrides. Each new match goes to every --sink (file:PATH appends JSON lines; sns:TOPIC_ARN publishes; "
+        "webhook:URL posts Slack-compatible {\"text\": ...}, 3 attempts, 10 s timeout) and is recorded under "
+        "<lake>/_state/alerts/: a rerun, or an overlapping window, does not send it again. Delivery is at least "
+        "once. Prints a JSON summary (per rule: matches, sent, already_sent, failed); exit 1 when anything "
+        "failed (those matches stay unrecorded and are sent by the next run).",
+    )
+    arun.add_argument("--sink", action="append", required=True, metavar="SINK",
+                      help="file:PATH, sns:TOPIC_ARN or webhook:URL; repeatable (a match is recorded once every sink "
+                      "took it)")
+    arun.add_argument("--rule", action="append", metavar="NAME", help="only this rule; repeatable (default: all)")
+    arun.add_argument("--since", metavar="TIMESTAMP",
+                      help="take every run finished since this time (ISO 8601, UTC), not only the new ones")
+    arun.add_argument("--lake", metavar="DIR_OR_URI", help="lake root (default: readready.location)")
+    arun.add_argument("--engine", choices=["spark", "athena"], default="spark",
+                      help="run the rules on local Spark over the lake's files (default) or through Athena")
+    arun.add_argument("--athena-output", metavar="S3_URI", help="Athena query result location (else the workgroup's)")
+    arun.add_argument("--workgroup", metavar="NAME", help="Athena workgroup")
+    _add_config(arun)
+
     lk = sub.add_parser("lookup", help="load lookup tables the query library joins to")
     lksub = lk.add_subparsers(dest="action", metavar="ACTION", required=True)
     load = lksub.add_parser(
@@ -298,6 +327,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _query(args, config)
     if args.command == "lookup":
         return _lookup(args, config)
+    if args.command == "alerts":
+        return _alerts(args, config)
     if args.command == "addapart":
         from loglake import addapart
         from loglake.sources import get_source
@@ -468,6 +499,46 @@ def _query(args: argparse.Namespace, config) -> int:
     else:
         print(athena_runs.format_table(columns, rows))
     return 0
+
+
+def _alerts(args: argparse.Namespace, config) -> int:
+    from loglake import alert_rules, alert_sinks, alerts
+
+    if args.action == "list":
+        for name in alert_rules.list_rules():
+            print(json.dumps(alert_rules.load_rule(name).as_dict()))
+        return 0
+    lake = args.lake or config.readready.location
+    if not lake:
+        raise ValueError("--lake is required (or set readready.location)")
+    for name in args.rule or []:
+        alert_rules.load_rule(name)  # an unknown rule fails before anything runs
+    since = None
+    if args.since:
+        try:
+            since = alerts.parse_time(args.since)
+        except ValueError:
+            raise ValueError(f"--since {args.since!r}: expected an ISO 8601 time, e.g. 2026-11-30T08:00:00Z") from None
+    sinks = [alert_sinks.parse_sink(s, lambda: storage.client("sns", config.aws.endpoint_url, config.aws.region))
+             for s in args.sink]
+    if args.engine == "athena":
+        athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
+
+        def matches(rule, files):
+            return alerts.athena_matches(athena, rule, config, files, output_location=args.athena_output,
+                                         workgroup=args.workgroup)
+    else:
+        from loglake import runtime
+
+        spark = None
+
+        def matches(rule, files):
+            nonlocal spark
+            spark = spark or runtime.local_spark("loglake-alerts")  # started only when there is something to read
+            return alerts.spark_matches(spark, rule, config, lake, files)
+    summary = alerts.run(config, lake, sinks, matches, rules=args.rule, since=since)
+    _emit(summary)
+    return 1 if summary["failed"] else 0
 
 
 def _lookup(args: argparse.Namespace, config) -> int:

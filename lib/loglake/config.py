@@ -165,6 +165,16 @@ class AwsConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """``alerts`` (``loglake alerts run``)."""
+
+    # The first alerts run of a lake looks back this far in publishing (runs finished).
+    first_run_lookback_hours: int = 24
+    # How long a sent match is remembered (a rebuilt partition publishes it again).
+    retain_sent_days: int = 90
+
+
+@dataclass(frozen=True)
 class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
@@ -176,6 +186,7 @@ class Config:
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def source(self, name: str) -> SourceConfig:
         return getattr(self.sources, name)

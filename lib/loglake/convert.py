@@ -115,6 +115,7 @@ def convert(
         if scheduled is not None:
             summary["scheduled"] = scheduled
         status = "published"
+        published_files: list[str] | None = None
         if not summary["balanced"]:
             status = "rejected_unbalanced"
         elif staged.quality is not None and not staged.quality.success:
@@ -132,10 +133,11 @@ def convert(
             out, published = _publish(source, config, plan, staged, staging, out_root, table, run_date, run_id,
                                       glue, mode)
             summary.update(out)
+            published_files = published.files
             if on_published is not None:
                 on_published(published)
         faults.point("record")
-        _record_run(config, source, summary, out_root, run_date, glue)
+        _record_run(config, source, summary, out_root, run_date, glue, published_files=published_files)
         if status == "published" and rejected is None:  # their keys are in the published quarantine now
             rejected_keys.release(claimed)
     finally:
@@ -181,6 +183,9 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
     with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
         done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
     for values, path, part, pairs, before, after, added in done:
+        if after is not None:  # this input's files (an earlier attempt's too: its runs row may be missing)
+            mine = set(raw_of.get(values, ()))
+            result.files += [f"{path}/{f.name}" for f in after.files if mode == publish.REPLACE or mine & set(f.raw)]
         if not added:  # an earlier attempt of this input had committed it, maybe not its
             result.skipped += 1  # index update and catalog registration: those are redone
             if pairs:
@@ -226,8 +231,10 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
 
 
 def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue,
-                job: str | None = None) -> None:
-    """One row in the runs table (ORC), published or not: the reconciliation history."""
+                job: str | None = None, published_files: list[str] | None = None) -> None:
+    """One row in the runs table (ORC), published or not: the reconciliation history, and
+    the files whose rows a run published (NULL for a compaction, which publishes the same
+    rows again, and for a run that published nothing)."""
     import io
 
     import pyarrow.orc as orc
@@ -249,6 +256,7 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
         "balanced": summary["balanced"], "quality_success": summary["quality"]["success"],
         "quality_failed": json.dumps(summary["quality"]["failed"]), "output": summary["output"],
         "raw_bytes_read": summary["raw_bytes_read"],
+        "published_files": json.dumps(sorted(published_files)) if published_files is not None else None,
     }
     table = pa.Table.from_pylist([row], schema=RUNS.orc_arrow())
     buf = io.BytesIO()

@@ -43,6 +43,7 @@ class Published:
     opened: set[str] = field(default_factory=set)  # partition paths with new files since compaction
     expiring: dict[str, float] = field(default_factory=dict)  # partition path -> removable after
     expiring_now: list[str] = field(default_factory=list)  # no retention: removed once the catalog moved
+    files: list[str] = field(default_factory=list)  # the files holding this run's rows, relative to the table
 
 
 def staged_files(staging_part: str) -> list[str]:

@@ -63,6 +63,8 @@ RUNS_COLUMNS: tuple[Column, ...] = (
     column("quality_failed", doc="JSON list of failed expectations"),
     column("output", doc="readready table location"),
     column("raw_bytes_read", "bigint", "bytes of the raw objects read, as stored (gzip): the read amplification"),
+    column("published_files", doc="JSON array of the readready files this run made current, relative to the "
+                                  "table's location: the rows it published (what `loglake alerts` reads)"),
 )
 
 def _arrow_type(name: str, tz: str | None = "UTC"):

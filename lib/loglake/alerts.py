@@ -1,0 +1,269 @@
+"""``loglake alerts run``: detection rules over the rows published since the last alerts run.
+
+Why publish order and not event time: CloudTrail delivers late, and a scheduled run may
+publish events hours old. A rule that looked at "events of the last hour" would miss
+them; one that looks at the *files published* since the last alerts run misses nothing.
+The ``runs`` table says which files each run published (``published_files``), in the
+order runs finished; compactions publish the same rows again and are left out.
+
+State, under ``<lake>/_state/alerts/``:
+
+* ``cursor.json``: the latest ``finished_at`` seen and the run ids already taken within
+  the overlap before it (a run whose row appears late, finished before a run seen
+  already, is still taken);
+* ``sent/<rule>.json``: the matches sent, by identity (the rule's key columns), with
+  when; older than ``alerts.retain_sent_days`` they are forgotten.
+
+Delivery is at least once: a match is recorded after every sink took it, so a crash
+between the two sends it again (at most the matches in flight). A sink failure leaves
+its matches unrecorded and the cursor where it was: the next run sends them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from loglake import alert_rules, storage
+from loglake.alert_rules import Rule
+from loglake.alert_sinks import Sink
+from loglake.config import Config
+from loglake.sources import SOURCES
+
+log = logging.getLogger("loglake.alerts")
+
+# A run's row can appear after a later run's (another source's, or written after a
+# crash): runs finished this long before the latest seen are looked at again.
+OVERLAP = dt.timedelta(hours=1)
+
+
+@dataclass
+class Window:
+    """The runs an alerts run takes, and the files they published, by readready table."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)  # table key -> file URIs
+    since: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat() + "Z" if self.since else None, "runs": len(self.runs),
+                "files": {k: len(v) for k, v in sorted(self.files.items())}}
+
+
+def _state(lake: str, *parts: str) -> str:
+    return storage.join(lake, "_state", "alerts", *parts)
+
+
+def _read_json(uri: str) -> dict:
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _iso(ts: dt.datetime) -> str:
+    return ts.isoformat(timespec="seconds") + "Z"
+
+
+def parse_time(text: str) -> dt.datetime:
+    ts = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return ts.astimezone(dt.UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _runs_rows(lake: str, config: Config, source: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """The runs rows of ``source`` in run_date folders from the day before ``since`` on
+    (a run started before midnight finishes after it)."""
+    import pyarrow.orc as orc
+
+    root = storage.join(lake, config.catalog.tables.runs, f"source={source}")
+    rows = []
+    day, today = since.date() - dt.timedelta(days=1), _now().date()
+    while day <= today:
+        folder = storage.join(root, f"run_date={day.isoformat()}")
+        for obj in storage.list_objects(folder):
+            if obj.uri.endswith(".orc"):
+                rows += orc.ORCFile(io.BytesIO(storage.read_bytes(obj.uri))).read().to_pylist()
+        day += dt.timedelta(days=1)
+    return rows
+
+
+def window(lake: str, config: Config, tables: Sequence[str], since: dt.datetime | None = None,
+           now: dt.datetime | None = None) -> Window:
+    """The published readready runs not yet taken (or every one since ``since``), and the
+    files they published, for the sources of ``tables``."""
+    cursor = _read_json(_state(lake, "cursor.json"))
+    now = now or _now()
+    if since is not None:
+        cutoff = since
+    elif cursor.get("last_finished_at"):
+        cutoff = parse_time(cursor["last_finished_at"]) - OVERLAP
+    else:
+        cutoff = now - dt.timedelta(hours=config.alerts.first_run_lookback_hours)
+    taken = set(cursor.get("taken", {})) if since is None else set()
+    out = Window(since=cutoff)
+    for source in SOURCES.values():
+        table_key = f"{source.name}_readready"
+        if table_key not in tables:
+            continue
+        location = storage.join(lake, config.table(source.name, "readready"))
+        for row in _runs_rows(lake, config, source.name, cutoff):
+            if (row["status"] != "published" or row["job"] != table_key or row["finished_at"] < cutoff
+                    or row["run_id"] in taken or not row.get("published_files")):
+                continue
+            out.runs.append({"run_id": row["run_id"], "source": source.name, "finished_at": row["finished_at"]})
+            files = out.files.setdefault(table_key, [])
+            files += [storage.join(location, f) for f in json.loads(row["published_files"])]
+    for key, files in out.files.items():
+        out.files[key] = _still_there(sorted(set(files)))
+    return out
+
+
+def _still_there(files: list[str]) -> list[str]:
+    """The files, or for one a compaction has replaced (and removed), its partition's
+    current files: the same rows, with others already looked at (sent ones are known)."""
+    out: set[str] = set()
+    from loglake import manifest
+
+    for f in files:
+        if storage.exists(f):
+            out.add(f)
+        else:  # <partition>/<generation>/<file>
+            out.update(manifest.current_files(f.rsplit("/", 2)[0]))
+    return sorted(out)
+
+
+def advance(lake: str, win: Window) -> None:
+    """Record the window's runs as taken (after every match was delivered)."""
+    uri = _state(lake, "cursor.json")
+    cursor = _read_json(uri)
+    taken = {k: parse_time(v) for k, v in cursor.get("taken", {}).items()}
+    taken.update({r["run_id"]: r["finished_at"] for r in win.runs})
+    last = max([*taken.values(), *([parse_time(cursor["last_finished_at"])] if cursor.get("last_finished_at") else [])],
+               default=None)
+    if last is None:
+        return
+    keep = {k: _iso(v) for k, v in taken.items() if v >= last - 2 * OVERLAP}
+    storage.write_bytes(uri, json.dumps({"last_finished_at": _iso(last), "taken": keep}, indent=1).encode())
+
+
+# --------------------------------------------------------------------------- matches
+
+
+def identity(rule: Rule, row: dict[str, Any]) -> str:
+    values = [None if row.get(k) is None else str(row[k]) for k in rule.key]
+    return hashlib.sha256(json.dumps([rule.name, values]).encode()).hexdigest()[:32]
+
+
+def alert_record(rule: Rule, row: dict[str, Any]) -> dict[str, Any]:
+    """What a sink gets: rule, severity, the identifying ids, eventtime, message and the row."""
+    plain = {k: (_iso(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+    out = {"rule": rule.name, "severity": rule.severity, "message": rule.format_message(plain),
+           "eventtime": plain.get("eventtime"), "match": plain}
+    for k in ("eventid", "sessionid"):
+        if k in plain:
+            out[k] = plain[k]
+    return out
+
+
+@dataclass
+class RuleResult:
+    matches: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"matches": self.matches, "sent": self.sent, "already_sent": self.already_sent,
+                               "failed": self.failed}
+        if self.errors:
+            out["errors"] = self.errors[:5]
+        return out
+
+
+def deliver(lake: str, rule: Rule, rows: list[dict[str, Any]], sinks: Sequence[Sink], retain_days: int,
+            now: float | None = None) -> RuleResult:
+    """Send each row not sent before to every sink; record the ones every sink took."""
+    result = RuleResult(matches=len(rows))
+    uri = _state(lake, "sent", f"{rule.name}.json")
+    now = time.time() if now is None else now
+    sent = {k: v for k, v in _read_json(uri).items() if v >= now - retain_days * 86400}
+    seen: set[str] = set()
+    for row in rows:
+        ident = identity(rule, row)
+        if ident in sent or ident in seen:
+            result.already_sent += 1
+            continue
+        seen.add(ident)
+        alert = alert_record(rule, row)
+        problems = [p for p in (s.send(alert) for s in sinks) if p]
+        if problems:
+            result.failed += 1
+            result.errors += problems
+            continue
+        sent[ident] = now
+        result.sent += 1
+        # recorded as it goes: a crash resends at most the match in flight
+        storage.write_bytes(uri, json.dumps(sent, sort_keys=True).encode())
+    return result
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def spark_matches(spark, rule: Rule, config: Config, lake: str, files: list[str]) -> list[dict[str, Any]]:
+    """The rule on local Spark over a view of only ``files`` (their table's declared
+    columns: a file written before a column was appended reads it as NULL)."""
+    from loglake.sql import to_spark
+
+    source = SOURCES[rule.table.removesuffix("_readready")]
+    location = storage.join(lake, config.table(source.name, "readready"))
+    df = (spark.read.schema(source.schema.spark_ddl()).option("basePath", storage.spark_uri(location))
+          .orc([storage.spark_uri(f) for f in files]))
+    df.createOrReplaceTempView(config.table(source.name, "readready"))
+    sql_text = alert_rules.render_rule(rule, config, "TRUE", database="")
+    return [r.asDict() for r in spark.sql(to_spark(sql_text)).collect()]
+
+
+def athena_matches(athena, rule: Rule, config: Config, files: list[str], **kw) -> list[dict[str, Any]]:
+    """The rule through Athena, limited to ``files`` with ``"$path"`` (strings come back)."""
+    from loglake.athena import run_athena
+
+    sql_text = alert_rules.render_rule(rule, config, alert_rules.path_filter(files))
+    columns, rows = run_athena(athena, sql_text, database=config.catalog.database, **kw)
+    return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+def run(config: Config, lake: str, sinks: Sequence[Sink], matches: Callable[[Rule, list[str]], list[dict]],
+        rules: Sequence[str] | None = None, since: dt.datetime | None = None) -> dict[str, Any]:
+    """Every rule (or ``rules``) over the window; the JSON summary. ``matches(rule, files)``
+    runs one rule over the files (:func:`spark_matches`, :func:`athena_matches`)."""
+    chosen = [alert_rules.load_rule(n) for n in (rules or alert_rules.list_rules())]
+    win = window(lake, config, sorted({r.table for r in chosen}), since=since)
+    log.info("alerts: %d runs since %s, files %s", len(win.runs), win.since, win.as_dict()["files"])
+    results: dict[str, dict] = {}
+    failed = 0
+    for rule in chosen:
+        files = win.files.get(rule.table, [])
+        try:
+            rows = matches(rule, files) if files else []
+        except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
+            log.error("alert rule %s failed: %s", rule.name, exc)
+            results[rule.name] = {**RuleResult().as_dict(), "error": str(exc)[:500]}
+            failed += 1
+            continue
+        res = deliver(lake, rule, rows, sinks, config.alerts.retain_sent_days)
+        for e in res.errors[:3]:
+            log.error("alert rule %s: %s", rule.name, e)
+        results[rule.name] = res.as_dict()
+        failed += res.failed
+    if not failed:
+        advance(lake, win)
+    return {"window": win.as_dict(), "rules": results, "sinks": [s.name for s in sinks], "failed": failed}
