@@ -191,3 +191,60 @@ def test_sns_sink_publishes_to_the_topic_on_moto(aws):
 def test_bad_sinks_are_refused(spec, error):
     with pytest.raises(ValueError, match=error):
         alert_sinks.parse_sink(spec)
+
+
+def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, monkeypatch, capsys):
+    """The lake on the moto S3 (a runs row naming the file a run published), Athena on moto
+    (canned rows: it runs no SQL), the matches to the SNS topic: the query Athena gets reads
+    only that file ("$path"), and the match is recorded in the lake's alert state."""
+    import datetime as dt
+    import io
+
+    import pyarrow as pa
+    import pyarrow.orc as orc
+
+    from loglake.schema import RUNS
+    from loglake.sources.cloudtrail import CLOUDTRAIL
+    from test_queries import _moto_athena_results
+
+    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    aws.s3.create_bucket(Bucket="lake")
+    part = "org=o-x7k2m9q4z/account=294599468799/region=us-east-1/dt=2024-12-01"
+    data = io.BytesIO()  # a readready file as the run wrote it (its rows do not matter here: Athena is canned)
+    orc.write_table(pa.Table.from_pylist([], schema=CLOUDTRAIL.orc_arrow()), data, compression="zlib")
+    aws.s3.put_object(Bucket="lake", Key=f"from_cloudtrail_readready/{part}/g-1/i-1-0.zlib.orc", Body=data.getvalue())
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    row = {c.name: None for c in RUNS.columns} | {
+        "run_id": "20261130T000000Z-abc", "job": "cloudtrail_readready", "status": "published",
+        "started_at": now, "finished_at": now, "published_files": json.dumps([f"{part}/g-1/i-1-0.zlib.orc"])}
+    buf = io.BytesIO()
+    orc.write_table(pa.Table.from_pylist([row], schema=RUNS.orc_arrow()), buf, compression="zlib")
+    aws.s3.put_object(Bucket="lake", Key=f"runs/source=cloudtrail/run_date={now.date()}/r.orc", Body=buf.getvalue())
+    sns = alerts.storage.client("sns", aws.endpoint, "us-east-1")
+    topic = sns.create_topic(Name="loglake-alarms")["TopicArn"]
+    queue = aws.sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    columns = ["eventid", "eventtime", "eventname", "trail", "principal", "account", "outcome"]
+    _moto_athena_results(aws.endpoint, columns, [["e-1", "2024-12-01 10:00:00.000", "StopLogging", "org-trail",
+                                                  "arn:aws:iam::294599468799:user/mallory", "294599468799",
+                                                  "succeeded"]])
+    argv = ["-q", "alerts", "run", "--lake", "s3://lake", "--engine", "athena", "--rule", "cloudtrail_tampering",
+            "--sink", f"sns:{topic}", "--athena-output", "s3://athena-results/"]
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rules"]["cloudtrail_tampering"] == {"matches": 1, "sent": 1, "already_sent": 0, "failed": 0}
+    athena = alerts.storage.client("athena", aws.endpoint, "us-east-1")
+    [qid] = athena.list_query_executions()["QueryExecutionIds"]
+    query = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Query"]
+    assert f"\"$path\" IN ('s3://lake/from_cloudtrail_readready/{part}/g-1/i-1-0.zlib.orc')" in query
+    assert "FROM loglake.from_cloudtrail_readready" in query
+    [msg] = aws.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    assert msg["Body"].startswith("[high] cloudtrail_tampering: StopLogging on trail org-trail by "
+                                  "arn:aws:iam::294599468799:user/mallory")
+    state = json.loads(aws.s3.get_object(Bucket="lake", Key="_state/alerts/sent/cloudtrail_tampering.json")["Body"]
+                       .read())
+    assert len(state) == 1
+    assert cli.main(argv) == 0  # the run was taken: nothing new, no query
+    assert json.loads(capsys.readouterr().out)["window"]["runs"] == 0
+    assert len(athena.list_query_executions()["QueryExecutionIds"]) == 1
