@@ -19,13 +19,12 @@ table itself holds only those files; on Athena, a ``"$path"`` filter).
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import re
 import string
 from typing import Any
 
 from loglake.config import Config
-from loglake.sql import render
+from loglake.sql import read_template, render, template_names
 
 SEVERITIES = ("low", "medium", "high", "critical")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -56,15 +55,13 @@ class Rule:
 
 
 def list_rules() -> list[str]:
-    folder = importlib.resources.files("loglake.ddl").joinpath("alerts")
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
+    return template_names("alerts")
 
 
 def load_rule(name: str) -> Rule:
     if not _NAME.match(name or "") or name not in list_rules():
         raise ValueError(f"no alert rule {name!r} (known: {', '.join(list_rules())})")
-    text = importlib.resources.files("loglake.ddl").joinpath("alerts", f"{name}.sql").read_text(encoding="utf-8")
-    return parse_rule(name, text)
+    return parse_rule(name, read_template(f"alerts/{name}.sql"))
 
 
 def parse_rule(name: str, text: str) -> Rule:

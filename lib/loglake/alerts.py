@@ -83,14 +83,18 @@ def _runs_rows(lake: str, config: Config, source: str, since: dt.datetime) -> li
     import pyarrow.orc as orc
 
     root = storage.join(lake, config.catalog.tables.runs, f"source={source}")
+    first, today = since.date() - dt.timedelta(days=1), _now().date()
+    if (today - first).days > 31:  # a long look back (--since): one listing of the source's runs
+        folders = [root]
+    else:  # the usual hourly window: a listing of each day's folder, not of every run ever
+        folders = [storage.join(root, f"run_date={first + dt.timedelta(days=i)}")
+                   for i in range((today - first).days + 1)]
     rows = []
-    day, today = since.date() - dt.timedelta(days=1), _now().date()
-    while day <= today:
-        folder = storage.join(root, f"run_date={day.isoformat()}")
+    for folder in folders:
         for obj in storage.list_objects(folder):
-            if obj.uri.endswith(".orc"):
+            day = obj.uri.rsplit("run_date=", 1)[-1].split("/", 1)[0]
+            if obj.uri.endswith(".orc") and day >= first.isoformat():
                 rows += orc.ORCFile(io.BytesIO(storage.read_bytes(obj.uri))).read().to_pylist()
-        day += dt.timedelta(days=1)
     return rows
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loglake.config import Config
 from loglake.sources import REGISTRY
-from loglake.sql import read_template, register_lake, register_raw, render, to_spark  # noqa: E402
+from loglake.sql import read_template, register_lake, register_raw, render, template_names, to_spark  # noqa: E402
 
 PARAM_TYPES = ("string", "int", "timestamp", "date")
 _QUERY_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -60,8 +59,7 @@ def _connect_users_name() -> str:
 
 
 def list_queries() -> list[str]:
-    folder = importlib.resources.files("loglake.ddl").joinpath("queries")
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
+    return template_names("queries")
 
 
 def load_query(name: str) -> Query:

@@ -44,6 +44,12 @@ def read_template(name: str) -> str:
     return importlib.resources.files("loglake.ddl").joinpath(name).read_text(encoding="utf-8")
 
 
+def template_names(folder: str) -> list[str]:
+    """The ``.sql`` templates of a ddl/ folder (``queries``, ``alerts``), without the suffix."""
+    found = importlib.resources.files("loglake.ddl").joinpath(folder)
+    return sorted(p.name[:-4] for p in found.iterdir() if p.name.endswith(".sql"))
+
+
 def render(template: str, config: Config, database: str | None = None, **extra: str) -> str:
     """Fill ``{database}`` and table placeholders. ``database=''`` drops the qualifier
     (Spark temp views have none)."""
