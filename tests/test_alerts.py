@@ -193,10 +193,10 @@ def test_bad_sinks_are_refused(spec, error):
         alert_sinks.parse_sink(spec)
 
 
-def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, monkeypatch, capsys):
-    """The lake on the moto S3 (a runs row naming the file a run published), Athena on moto
-    (canned rows: it runs no SQL), the matches to the SNS topic: the query Athena gets reads
-    only that file ("$path"), and the match is recorded in the lake's alert state."""
+def _s3_lake(aws) -> tuple[str, str, str]:
+    """A lake on the moto S3: one readready file and the runs row of the run that
+    published it; an SNS topic with an SQS queue subscribed (raw delivery). Returns the
+    file's partition path, the topic ARN and the queue URL."""
     import datetime as dt
     import io
 
@@ -205,9 +205,7 @@ def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, 
 
     from loglake.schema import RUNS
     from loglake.sources.cloudtrail import CLOUDTRAIL
-    from test_queries import _moto_athena_results
 
-    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
     aws.s3.create_bucket(Bucket="lake")
     part = "org=o-x7k2m9q4z/account=294599468799/region=us-east-1/dt=2024-12-01"
     data = io.BytesIO()  # a readready file as the run wrote it (its rows do not matter here: Athena is canned)
@@ -225,10 +223,25 @@ def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, 
     queue = aws.sqs.create_queue(QueueName="inbox")["QueueUrl"]
     arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return part, topic, queue
+
+
+def _canned_tampering(aws) -> None:
+    from test_queries import _moto_athena_results
+
     columns = ["eventid", "eventtime", "eventname", "trail", "principal", "account", "outcome"]
     _moto_athena_results(aws.endpoint, columns, [["e-1", "2024-12-01 10:00:00.000", "StopLogging", "org-trail",
                                                   "arn:aws:iam::294599468799:user/mallory", "294599468799",
                                                   "succeeded"]])
+
+
+def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, monkeypatch, capsys):
+    """The lake on the moto S3 (a runs row naming the file a run published), Athena on moto
+    (canned rows: it runs no SQL), the matches to the SNS topic: the query Athena gets reads
+    only that file ("$path"), and the match is recorded in the lake's alert state."""
+    monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
+    part, topic, queue = _s3_lake(aws)
+    _canned_tampering(aws)
     argv = ["-q", "alerts", "run", "--lake", "s3://lake", "--engine", "athena", "--rule", "cloudtrail_tampering",
             "--sink", f"sns:{topic}", "--athena-output", "s3://athena-results/"]
     assert cli.main(argv) == 0
@@ -248,3 +261,29 @@ def test_the_athena_engine_limits_each_rule_to_the_published_files_on_moto(aws, 
     assert cli.main(argv) == 0  # the run was taken: nothing new, no query
     assert json.loads(capsys.readouterr().out)["window"]["runs"] == 0
     assert len(athena.list_query_executions()["QueryExecutionIds"]) == 1
+
+
+def test_the_alerts_glue_job_publishes_to_its_topic_and_fails_when_it_cannot(aws, tmp_path, capsys):
+    """glue_jobs/alerts.py's entry point with the arguments the stack gives it (Glue's
+    argument parser, the config from a file): all rules through Athena on moto."""
+    from loglake import jobs
+
+    _, topic, queue = _s3_lake(aws)
+    config = tmp_path / "loglake.yaml"
+    config.write_text(json.dumps({"readready": {"location": "s3://lake"},
+                                  "aws": {"endpoint_url": aws.endpoint, "region": "us-east-1"}}))
+    base = ["alerts.py", "--JOB_NAME", "alerts", "--config", str(config), "--athena-output", "s3://athena-results/",
+            "--workgroup", "primary"]
+    gone = "arn:aws:sns:us-east-1:123456789012:deleted-topic"
+    _canned_tampering(aws)  # the first rule Athena answers (cloudtrail_tampering, in name order)
+    with pytest.raises(RuntimeError, match="1 failed"):
+        jobs.alerts([*base, "--sink", f"sns:{gone}"])
+    failed = json.loads(capsys.readouterr().out)  # the summary, printed before the job fails
+    assert failed["rules"]["cloudtrail_tampering"] == {**failed["rules"]["cloudtrail_tampering"], "matches": 1,
+                                                       "sent": 0, "failed": 1}
+    assert not aws.s3.list_objects_v2(Bucket="lake", Prefix="_state/alerts/sent/").get("Contents")
+    _canned_tampering(aws)  # the same match, Athena answering again
+    summary = jobs.alerts([*base, "--sink", f"sns:{topic}"])
+    assert summary["failed"] == 0 and summary["rules"]["cloudtrail_tampering"]["sent"] == 1
+    [msg] = aws.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    assert msg["Body"].startswith("[high] cloudtrail_tampering: StopLogging")

@@ -90,8 +90,8 @@ def test_glue_tables_are_the_catalog_definitions(template):
 
 
 def test_one_scheduled_glue_job_per_source(template):
-    jobs = _resources(template, "AWS::Glue::Job")
-    triggers = _resources(template, "AWS::Glue::Trigger")
+    jobs = {k: v for k, v in _resources(template, "AWS::Glue::Job").items() if k != "AlertsJob"}
+    triggers = {k: v for k, v in _resources(template, "AWS::Glue::Trigger").items() if k != "AlertsTrigger"}
     assert len(jobs) == len(triggers) == len(SOURCES)
     scripts = {_unsub(j["Properties"]["Command"]["ScriptLocation"]) for j in jobs.values()}
     assert scripts == {f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/glue_jobs/{s}_readready.py" for s in SOURCES}
@@ -115,6 +115,32 @@ def test_one_scheduled_glue_job_per_source(template):
         assert all(set(action) == {"JobName"} for action in props["Actions"])
 
 
+def test_the_alerts_runner_is_off_by_default_and_runs_after_each_conversion(template):
+    assert template["Parameters"]["AlertsRunner"]["Default"] == "off"
+    assert template["Conditions"]["RunAlerts"] == {"Fn::Equals": [{"Ref": "AlertsRunner"}, "on"]}
+    alerts = {k: v for k, v in template["Resources"].items() if k.startswith("Alerts")}
+    assert sorted(alerts) == ["AlertsJob", "AlertsRole", "AlertsTrigger"]
+    assert all(r["Condition"] == "RunAlerts" for r in alerts.values())
+    job = alerts["AlertsJob"]["Properties"]
+    assert _unsub(job["Command"]["ScriptLocation"]).endswith("/glue_jobs/alerts.py")
+    assert deploy.ALERTS_SCRIPT in deploy.artifacts() and (ROOT / deploy.ALERTS_SCRIPT).exists()
+    assert _unsub(job["DefaultArguments"]["--sink"]) == "sns:${AlarmTopic}"
+    trigger = alerts["AlertsTrigger"]["Properties"]
+    assert trigger["Type"] == "CONDITIONAL" and trigger["Predicate"]["Logical"] == "ANY"
+    conditions = [c["Fn::If"] for c in trigger["Predicate"]["Conditions"]]
+    assert [(c[0], c[1]["JobName"], c[1]["State"]) for c in conditions] == [
+        (f"Has{deploy._camel(s)}", {"Ref": f"{deploy._camel(s)}Job"}, "SUCCEEDED") for s in SOURCES]
+    # least privilege: reads the lake, writes only its state and Athena's results, deletes nothing
+    statements = {s["Sid"]: s for s in _statements(alerts["AlertsRole"]["Properties"]["Policies"][0]["PolicyDocument"])}
+    actions = {a for s in statements.values() for a in s["Action"]}
+    assert not {"s3:DeleteObject", "glue:BatchCreatePartition", "glue:UpdateTable"} & actions
+    writes = statements["WriteAlertStateAndResults"]
+    assert writes["Action"] == ["s3:PutObject"] and sorted(_unsub(r) for r in writes["Resource"]) == sorted(
+        f"arn:${{AWS::Partition}}:s3:::${{ReadreadyBucket}}/${{ReadreadyPrefix}}/{p}" for p in ("_state/alerts/*",
+                                                                                              "_athena/*"))
+    assert statements["PublishAlerts"]["Resource"] == [{"Ref": "AlarmTopic"}]
+
+
 def test_addapart_function_and_queue(template):
     fn = template["Resources"]["AddAPartFunction"]["Properties"]
     assert fn["Handler"] == "handler.handler" and fn["Runtime"] == "python3.11"
@@ -132,26 +158,26 @@ def test_addapart_function_and_queue(template):
 # --------------------------------------------------------------------------- IAM vs code
 
 SCANNED = ("lib/loglake", "addapart", "glue_jobs")
-SERVICES = ("glue", "s3", "sqs", "athena")
+SERVICES = ("glue", "s3", "sqs", "athena", "sns")
 # Modules whose AWS calls never run in the deployment: they are excluded by name.
 NOT_DEPLOYED = {
     "lib/loglake/demo.py": "the local demo (creates buckets, queues, notifications on moto)",
     "lib/loglake/localaws.py": "the local moto server",
     "lib/loglake/cli.py": "the operator's `loglake` command",
 }
-LAMBDA, JOB, OPERATOR = "lambda", "job", "operator"
-ROLES = {LAMBDA: "AddAPartRole", JOB: "JobRole"}
+LAMBDA, JOB, ALERTS, OPERATOR = "lambda", "job", "alerts", "operator"
+ROLES = {LAMBDA: "AddAPartRole", JOB: "JobRole", ALERTS: "AlertsRole"}
 # Every function that calls AWS -> the components that run it. OPERATOR = only the
 # `loglake` command on someone's machine (drain, backfill, table set-up), no role.
 CALL_SITES = {
-    "lib/loglake/storage.py:read_bytes": {LAMBDA, JOB},  # the s3:// config (both); raw objects (job)
-    "lib/loglake/storage.py:list_objects": {JOB},  # objects of raw partitions; backfill (operator)
-    "lib/loglake/storage.py:exists": {JOB, OPERATOR},  # listing plans (`loglake run`); the job may list anyway
-    "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB},  # AddAPart: inbox, key errors; job: summaries, state
+    "lib/loglake/storage.py:read_bytes": {LAMBDA, JOB, ALERTS},  # the config (all); raw objects; runs rows, state
+    "lib/loglake/storage.py:list_objects": {JOB, ALERTS},  # raw partitions; the runs rows (alerts); backfill
+    "lib/loglake/storage.py:exists": {JOB, ALERTS, OPERATOR},  # listing plans; alert state and published files
+    "lib/loglake/storage.py:write_bytes": {LAMBDA, JOB, ALERTS},  # inbox, key errors; summaries, state; alert state
     "lib/loglake/storage.py:move_file": {JOB},  # readready ORC files, from the job's tasks (orcwrite)
     "lib/loglake/storage.py:_delete_keys": {JOB},  # delete_tree: replaced generation folders, staging
     "lib/loglake/storage.py:copy_object": {JOB},  # staged files into generation folders, quarantine files
-    "lib/loglake/storage.py:read_versioned": {JOB},  # watermark, lock, intent, index, manifests
+    "lib/loglake/storage.py:read_versioned": {JOB, ALERTS},  # watermark, lock, intent, index, manifests
     "lib/loglake/storage.py:put_conditional": {JOB},  # the lock and the manifests (If-None-Match / If-Match)
     "lib/loglake/storage.py:delete": {JOB},  # the lock, claimed inbox files, the intent
     "lib/loglake/catalog.py:PartitionRegistrar.storage_descriptor": {LAMBDA, JOB},
@@ -162,7 +188,8 @@ CALL_SITES = {
     "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
     "lib/loglake/catalog.py:table_location": {OPERATOR},
     "lib/loglake/addapart.py:drain": {OPERATOR},  # in Lambda the event source mapping polls
-    "lib/loglake/athena.py:run_athena": {OPERATOR},  # `loglake query/ddl --engine athena`, an analyst's credentials
+    "lib/loglake/athena.py:run_athena": {OPERATOR, ALERTS},  # `loglake query/ddl --engine athena`; the alerts job
+    "lib/loglake/alert_sinks.py:SnsSink.send": {OPERATOR, ALERTS},  # `loglake alerts run --sink sns:`; the alerts job
 }
 # What the platform does for a component with its role, beyond the code's own calls.
 PLATFORM = {
@@ -171,6 +198,9 @@ PLATFORM = {
     JOB: {"s3:GetObject",  # the script and the wheel
           "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",  # Spark writing quarantine ORC
           "logs:CreateLogStream", "logs:PutLogEvents"},
+    # Athena reads the catalog and the data, and writes its results, with the caller's permissions
+    ALERTS: {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject",
+             "glue:GetDatabase", "glue:GetTable", "glue:GetPartitions", "logs:CreateLogStream", "logs:PutLogEvents"},
 }
 # Operations whose IAM actions are not the one named like the operation.
 IAM_ACTIONS = {
@@ -326,7 +356,7 @@ def test_every_aws_call_is_classified():
     assert not stale, f"CALL_SITES lists {stale}, which no longer call AWS: remove them"
 
 
-@pytest.mark.parametrize("component", [LAMBDA, JOB])
+@pytest.mark.parametrize("component", [LAMBDA, JOB, ALERTS])
 def test_roles_allow_every_call_their_component_makes(template, component):
     allowed = _role_actions(template, ROLES[component])
     needed = {(c["action"], f"{c['site']} ({c['method']}, line {c['line']})")

@@ -64,6 +64,9 @@ def job_script(source: str) -> str:
     return f"glue_jobs/{source}_readready.py"
 
 
+ALERTS_SCRIPT = "glue_jobs/alerts.py"  # the optional alerts runner (AlertsRunner=on)
+
+
 def glue_wheels(root: Path = ROOT) -> list[tuple[str, str]]:
     """(sha256, file name) of each third-party wheel the Glue jobs install, from the lock."""
     out = []
@@ -83,7 +86,7 @@ def glue_modules(root: Path = ROOT) -> list[str]:
 
 def artifacts(root: Path = ROOT) -> list[str]:
     """Paths below dist/ (and below ArtifactPrefix once uploaded) the template uses."""
-    return [LAMBDA_ZIP] + [job_script(name) for name in SOURCES] + glue_modules(root)
+    return [LAMBDA_ZIP] + [job_script(name) for name in SOURCES] + [ALERTS_SCRIPT] + glue_modules(root)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -215,6 +218,14 @@ def _parameters(config: Config) -> dict:
         "MaxConcurrency": {"Type": "Number", "Default": 5, "MinValue": 2, "MaxValue": 1000,
                            "Description": "concurrent AddAPart invocations at most (bounds Glue API load)"},
         "AlarmEmail": {"Type": "String", "Default": "", "Description": "optional address the alarm topic mails"},
+        "AlertsRunner": {
+            "Type": "String", "Default": "off", "AllowedValues": ["off", "on"],
+            "Description": "on: after each successful conversion run, a small Glue job runs the detection rules "
+                           "(ddl/alerts) through Athena over the rows just published and publishes each new match "
+                           "to the alarm topic",
+        },
+        "AthenaWorkGroup": {"Type": "String", "Default": "primary",
+                            "Description": "Athena workgroup the alerts runner queries in (AlertsRunner on)"},
     })
     return params
 
@@ -226,6 +237,7 @@ def _conditions() -> dict:
         "UseEventBridge": {"Fn::Equals": [_ref("NotificationSource"), "EventBridge"]},
         "HasOrgId": {"Fn::Not": [{"Fn::Equals": [_ref("OrgId"), ""]}]},
         "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmEmail"), ""]}]},
+        "RunAlerts": {"Fn::Equals": [_ref("AlertsRunner"), "on"]},
     }
     for name in SOURCES:
         src = _camel(name)
@@ -495,6 +507,81 @@ def _job_resources() -> dict:
     return out
 
 
+def _alerts_statements(config: Config) -> list:
+    """The alerts runner: read the lake and the catalog and query them through Athena
+    (which reads with the caller's permissions), write its own state and Athena's
+    results, publish to the alarm topic. No write to data, no delete."""
+    readready = "${ReadreadyBucket}/${ReadreadyPrefix}"
+    tables = [_glue_arn(f"table/${{DatabaseName}}/{config.table(name, 'readready')}") for name in SOURCES]
+    return [
+        _statement("ReadArtifactsAndConfig", ["s3:GetObject"],
+                   [_s3_arn("${ArtifactBucket}/${ArtifactPrefix}/*"), _config_object_arn()]),
+        _statement("ReadLake", ["s3:GetObject"], [_s3_arn(f"{readready}/*")]),
+        _statement("ListLake", ["s3:ListBucket", "s3:GetBucketLocation"], [_s3_arn("${ReadreadyBucket}")],
+                   {"StringLike": {"s3:prefix": [_sub("${ReadreadyPrefix}"), _sub("${ReadreadyPrefix}/*")]}}),
+        _statement("WriteAlertStateAndResults", ["s3:PutObject"],
+                   [_s3_arn(f"{readready}/_state/alerts/*"), _s3_arn(f"{readready}/_athena/*")]),
+        _statement("QueryAthena", ["athena:StartQueryExecution", "athena:GetQueryExecution",
+                                   "athena:GetQueryResults", "athena:StopQueryExecution"],
+                   [_sub("arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/${AthenaWorkGroup}")]),
+        _statement("ReadCatalog", ["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                   [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}")] + tables),
+        _statement("PublishAlerts", ["sns:Publish"], [_ref("AlarmTopic")]),
+        _statement("GlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                   [_sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*")]),
+    ]
+
+
+def _alerts_resources(config: Config) -> dict:
+    """The optional alerts runner: a Glue 5.0 job (loglake needs Python 3.11, which Glue's
+    Python shell lacks) started by a conditional trigger after any conversion job succeeds."""
+    role = _role("glue.amazonaws.com", "loglake-alerts", _alerts_statements(config))
+    conditions = [_if(f"Has{_camel(name)}", {"LogicalOperator": "EQUALS", "JobName": _ref(f"{_camel(name)}Job"),
+                                             "State": "SUCCEEDED"}) for name in SOURCES]
+    return {
+        "AlertsRole": {**role, "Condition": "RunAlerts"},
+        "AlertsJob": {
+            "Type": "AWS::Glue::Job",
+            "Condition": "RunAlerts",
+            "Properties": {
+                "Name": _sub("${AWS::StackName}-alerts"),
+                "Description": "detection rules (ddl/alerts) over newly published rows -> the alarm topic (loglake)",
+                "Role": _att("AlertsRole", "Arn"),
+                "GlueVersion": "5.0",
+                "Command": {"Name": "glueetl", "PythonVersion": "3",
+                            "ScriptLocation": _sub(f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{ALERTS_SCRIPT}")},
+                "WorkerType": "G.1X",
+                "NumberOfWorkers": 2,
+                "Timeout": 30,
+                "MaxRetries": 0,
+                "ExecutionProperty": {"MaxConcurrentRuns": 1},
+                "DefaultArguments": {
+                    "--config": _ref("ConfigUri"),
+                    "--sink": _sub("sns:${AlarmTopic}"),
+                    "--athena-output": _sub("s3://${ReadreadyBucket}/${ReadreadyPrefix}/_athena/"),
+                    "--workgroup": _ref("AthenaWorkGroup"),
+                    "--additional-python-modules": {"Fn::Join": [",", [
+                        _sub(f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{path}") for path in glue_modules()]]},
+                    "--python-modules-installer-option": "--no-index",
+                    "--job-language": "python",
+                    "--enable-continuous-cloudwatch-log": "true",
+                },
+            },
+        },
+        "AlertsTrigger": {
+            "Type": "AWS::Glue::Trigger",
+            "Condition": "RunAlerts",
+            "Properties": {
+                "Description": "runs the alerts job after each successful conversion run",
+                "Type": "CONDITIONAL",
+                "StartOnCreation": True,
+                "Predicate": {"Logical": "ANY", "Conditions": conditions},
+                "Actions": [{"JobName": _ref("AlertsJob")}],
+            },
+        },
+    }
+
+
 def _alarm_resources() -> dict:
     alarm_defaults = {"EvaluationPeriods": 1, "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold",
                       "TreatMissingData": "notBreaching", "AlarmActions": [_ref("AlarmTopic")]}
@@ -578,6 +665,7 @@ def _outputs() -> dict:
     for name in SOURCES:
         src = _camel(name)
         out[f"{src}JobName"] = {"Condition": f"Has{src}", "Value": _ref(f"{src}Job")}
+    out["AlertsJobName"] = {"Condition": "RunAlerts", "Value": _ref("AlertsJob")}
     return out
 
 
@@ -586,7 +674,7 @@ def render_template(config: Config | None = None) -> dict:
     config = config or Config()
     resources: dict[str, dict] = {}
     for part in (_queue_resources(), _lambda_resources(config), _catalog_resources(config), _job_resources(),
-                 _alarm_resources()):
+                 _alarm_resources(), _alerts_resources(config)):
         resources.update(part)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",

@@ -66,3 +66,32 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
         storage.write_bytes(args["summary_json"], text.encode())
     rt.commit()
     return summary
+
+
+def alerts(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The alerts job: the detection rules through Athena over the rows published since
+    the last alerts run, each new match to ``--sink`` (the stack's alarm topic). Fails
+    (so that the job's failure alarm fires) when a rule or a sink failed; the matches not
+    sent stay for the next run."""
+    from loglake import alert_sinks
+    from loglake import alerts as alert_runs
+
+    logs.setup()
+    args = runtime.resolve_job_args(sys.argv if argv is None else argv)
+    config = load_config(args["config"])
+    storage.configure(config.aws.endpoint_url, config.aws.region)
+    if not config.readready.location or not args.get("sink"):
+        raise planning.SelectionError("the alerts job needs readready.location in the config and --sink")
+    sink = alert_sinks.parse_sink(args["sink"], lambda: storage.client("sns", config.aws.endpoint_url,
+                                                                         config.aws.region))
+    athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
+
+    def matches(rule, files):
+        return alert_runs.athena_matches(athena, rule, config, files, output_location=args.get("athena_output"),
+                                         workgroup=args.get("workgroup"))
+
+    summary = alert_runs.run(config, config.readready.location, [sink], matches)
+    print(json.dumps(summary, indent=2, default=str))
+    if summary["failed"]:
+        raise RuntimeError(f"alerts: {summary['failed']} failed (rules or deliveries); they are retried next run")
+    return summary

@@ -40,7 +40,16 @@ import time
 import zipfile
 from pathlib import Path
 
-from loglake.deploy import GLUE_WHEELS, GLUE_WHEELS_LOCK, LAMBDA_ZIP, artifacts, glue_wheels, job_script, wheel_name
+from loglake.deploy import (
+    ALERTS_SCRIPT,
+    GLUE_WHEELS,
+    GLUE_WHEELS_LOCK,
+    LAMBDA_ZIP,
+    artifacts,
+    glue_wheels,
+    job_script,
+    wheel_name,
+)
 from loglake.sources import SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,6 +239,7 @@ def build(out: Path, root: Path = ROOT, glue_wheels_from: Path | None = None) ->
     (out / "glue_jobs").mkdir()
     for name in SOURCES:
         shutil.copyfile(root / job_script(name), out / job_script(name))
+    shutil.copyfile(root / ALERTS_SCRIPT, out / ALERTS_SCRIPT)
     files = sorted(p for p in out.rglob("*") if p.is_file())
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n" for p in files)
     (out / "SHA256SUMS").write_text(sums)

@@ -29,6 +29,7 @@ SPARK_CONF = {
 # Glue job arguments loglake understands besides the required ones.
 OPTIONAL_ARGS = (
     "date", "from-date", "to-date", "partitions-since", "summary-json", "runtime", "max-partitions", "max-files",
+    "sink", "athena-output", "workgroup",  # the alerts job
 )
 REQUIRED_ARGS = ("JOB_NAME", "config")
 
