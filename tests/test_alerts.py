@@ -106,6 +106,12 @@ def test_rules_find_what_the_raw_samples_hold_once(spark, lake, tmp_path):
 
     again = _run(spark, lake, [sink], rules=["cloudtrail_tampering", "session_credential_access"])
     assert again["window"]["runs"] == 0 and all(r["sent"] == 0 for r in again["rules"].values())
+    # each rule keeps its own place: a rule not run yet still takes the runs the others took
+    others = _run(spark, lake, [sink], rules=["cloudtrail_tampering", "console_signin_without_mfa"])
+    assert others["window"]["runs"] == 1 and others["rules"]["cloudtrail_tampering"]["matches"] == 0
+    mfa = others["rules"]["console_signin_without_mfa"]
+    assert mfa["sent"] == mfa["matches"] >= 1
+    lines = [a for a in (json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines())]
     # a window over the same runs again (--since): every match is known, nothing is sent
     since = _run(spark, lake, [sink], rules=["cloudtrail_tampering"], since=alerts.parse_time("2000-01-01"))
     assert since["rules"]["cloudtrail_tampering"] == {"matches": len(tampering), "sent": 0,

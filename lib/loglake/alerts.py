@@ -8,9 +8,9 @@ order runs finished; compactions publish the same rows again and are left out.
 
 State, under ``<lake>/_state/alerts/``:
 
-* ``cursor.json``: the latest ``finished_at`` seen and the run ids already taken within
-  the overlap before it (a run whose row appears late, finished before a run seen
-  already, is still taken);
+* ``cursor/<rule>.json``: per rule (a run of some rules must not move the others on),
+  the latest ``finished_at`` taken and the run ids taken within the overlap before it (a
+  run whose row appears late, finished before one taken already, is still taken);
 * ``sent/<rule>.json``: the matches sent, by identity (the rule's key columns), with
   when; older than ``alerts.retain_sent_days`` they are forgotten.
 
@@ -98,12 +98,19 @@ def _runs_rows(lake: str, config: Config, source: str, since: dt.datetime) -> li
     return rows
 
 
-def window(lake: str, config: Config, tables: Sequence[str], since: dt.datetime | None = None,
-           now: dt.datetime | None = None) -> Window:
-    """The published readready runs not yet taken (or every one since ``since``), and the
-    files they published, for the sources of ``tables``."""
-    cursor = _read_json(_state(lake, "cursor.json"))
+def _cursor_uri(lake: str, rule: str) -> str:
+    return _state(lake, "cursor", f"{rule}.json")
+
+
+def window(lake: str, config: Config, rule: str, tables: Sequence[str], since: dt.datetime | None = None,
+           now: dt.datetime | None = None, runs_rows: Callable[[str, dt.datetime], list[dict]] | None = None
+           ) -> Window:
+    """The published readready runs ``rule`` has not taken yet (or every one since
+    ``since``), and the files they published, for the sources of ``tables``.
+    ``runs_rows(source, since)``: the runs rows (default: read from the lake)."""
+    cursor = _read_json(_cursor_uri(lake, rule))
     now = now or _now()
+    runs_rows = runs_rows or (lambda source, cutoff: _runs_rows(lake, config, source, cutoff))
     if since is not None:
         cutoff = since
     elif cursor.get("last_finished_at"):
@@ -117,7 +124,7 @@ def window(lake: str, config: Config, tables: Sequence[str], since: dt.datetime 
         if table_key not in tables:
             continue
         location = storage.join(lake, config.table(source.name, "readready"))
-        for row in _runs_rows(lake, config, source.name, cutoff):
+        for row in runs_rows(source.name, cutoff):
             if (row["status"] != "published" or row["job"] != table_key or row["finished_at"] < cutoff
                     or row["run_id"] in taken or not row.get("published_files")):
                 continue
@@ -143,9 +150,9 @@ def _still_there(files: list[str]) -> list[str]:
     return sorted(out)
 
 
-def advance(lake: str, win: Window) -> None:
-    """Record the window's runs as taken (after every match was delivered)."""
-    uri = _state(lake, "cursor.json")
+def advance(lake: str, rule: str, win: Window) -> None:
+    """Record the window's runs as taken by ``rule`` (after every match was delivered)."""
+    uri = _cursor_uri(lake, rule)
     cursor = _read_json(uri)
     taken = {k: parse_time(v) for k, v in cursor.get("taken", {}).items()}
     taken.update({r["run_id"]: r["finished_at"] for r in win.runs})
@@ -250,11 +257,25 @@ def run(config: Config, lake: str, sinks: Sequence[Sink], matches: Callable[[Rul
     """Every rule (or ``rules``) over the window; the JSON summary. ``matches(rule, files)``
     runs one rule over the files (:func:`spark_matches`, :func:`athena_matches`)."""
     chosen = [alert_rules.load_rule(n) for n in (rules or alert_rules.list_rules())]
-    win = window(lake, config, sorted({r.table for r in chosen}), since=since)
-    log.info("alerts: %d runs since %s, files %s", len(win.runs), win.since, win.as_dict()["files"])
+    read: dict[tuple[str, dt.date], list[dict]] = {}
+
+    def runs_rows(source: str, cutoff: dt.datetime) -> list[dict]:  # each source's rows read once
+        key = (source, cutoff.date())
+        if key not in read:
+            read[key] = _runs_rows(lake, config, source, cutoff)
+        return read[key]
+
     results: dict[str, dict] = {}
+    taken: dict[str, dict] = {}
+    files_seen: dict[str, set[str]] = {}
+    earliest = None
     failed = 0
     for rule in chosen:
+        win = window(lake, config, rule.name, [rule.table], since=since, runs_rows=runs_rows)
+        earliest = win.since if earliest is None else min(earliest, win.since)
+        taken.update({r["run_id"]: r for r in win.runs})
+        for table, fs in win.files.items():
+            files_seen.setdefault(table, set()).update(fs)
         files = win.files.get(rule.table, [])
         try:
             rows = matches(rule, files) if files else []
@@ -268,6 +289,8 @@ def run(config: Config, lake: str, sinks: Sequence[Sink], matches: Callable[[Rul
             log.error("alert rule %s: %s", rule.name, e)
         results[rule.name] = res.as_dict()
         failed += res.failed
-    if not failed:
-        advance(lake, win)
-    return {"window": win.as_dict(), "rules": results, "sinks": [s.name for s in sinks], "failed": failed}
+        if not res.failed:  # else its window stays, and the next run sends what this one could not
+            advance(lake, rule.name, win)
+    summary = Window(runs=list(taken.values()), files={k: sorted(v) for k, v in files_seen.items()}, since=earliest)
+    log.info("alerts: %d runs since %s, files %s", len(taken), earliest, summary.as_dict()["files"])
+    return {"window": summary.as_dict(), "rules": results, "sinks": [s.name for s in sinks], "failed": failed}
