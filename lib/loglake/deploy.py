@@ -459,6 +459,16 @@ def _catalog_resources(config: Config) -> dict:
     return out
 
 
+def _job_modules() -> dict:
+    """Every wheel a job needs, and no index: a job in a private subnet never reaches
+    PyPI, and pip replaces none of Glue's own modules."""
+    return {
+        "--additional-python-modules": {"Fn::Join": [",", [
+            _sub(f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{path}") for path in glue_modules()]]},
+        "--python-modules-installer-option": "--no-index",
+    }
+
+
 def _job_resources() -> dict:
     out: dict[str, dict] = {"JobRole": _role("glue.amazonaws.com", "loglake-jobs", _job_statements())}
     for name in SOURCES:
@@ -481,11 +491,7 @@ def _job_resources() -> dict:
                 "ExecutionProperty": {"MaxConcurrentRuns": 1},
                 "DefaultArguments": {
                     "--config": _ref("ConfigUri"),
-                    # Every wheel the job needs, and no index: a job in a private subnet
-                    # never reaches PyPI, and pip replaces none of Glue's own modules.
-                    "--additional-python-modules": {"Fn::Join": [",", [
-                        _sub(f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{path}") for path in glue_modules()]]},
-                    "--python-modules-installer-option": "--no-index",
+                    **_job_modules(),
                     "--job-language": "python",
                     "--enable-metrics": "true",
                     "--enable-continuous-cloudwatch-log": "true",
@@ -560,9 +566,7 @@ def _alerts_resources(config: Config) -> dict:
                     "--sink": _sub("sns:${AlarmTopic}"),
                     "--athena-output": _sub("s3://${ReadreadyBucket}/${ReadreadyPrefix}/_athena/"),
                     "--workgroup": _ref("AthenaWorkGroup"),
-                    "--additional-python-modules": {"Fn::Join": [",", [
-                        _sub(f"s3://${{ArtifactBucket}}/${{ArtifactPrefix}}/{path}") for path in glue_modules()]]},
-                    "--python-modules-installer-option": "--no-index",
+                    **_job_modules(),
                     "--job-language": "python",
                     "--enable-continuous-cloudwatch-log": "true",
                 },
