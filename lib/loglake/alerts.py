@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loglake import alert_rules, storage
+from loglake import alert_rules, storage, transforms
 from loglake.alert_rules import Rule
 from loglake.alert_sinks import Sink
 from loglake.config import Config
@@ -73,8 +73,11 @@ def _iso(ts: dt.datetime) -> str:
 
 
 def parse_time(text: str) -> dt.datetime:
-    ts = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return ts.astimezone(dt.UTC).replace(tzinfo=None) if ts.tzinfo else ts
+    """ISO 8601 (UTC when no offset) -> naive UTC, as the runs table's timestamps read."""
+    ts = transforms.parse_time(text.strip())
+    if ts is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 time")
+    return ts.replace(tzinfo=None)
 
 
 def _runs_rows(lake: str, config: Config, source: str, since: dt.datetime) -> list[dict[str, Any]]:
@@ -102,13 +105,14 @@ def _cursor_uri(lake: str, rule: str) -> str:
     return _state(lake, "cursor", f"{rule}.json")
 
 
-def window(lake: str, config: Config, rule: str, tables: Sequence[str], since: dt.datetime | None = None,
+def window(lake: str, config: Config, rule: Rule, since: dt.datetime | None = None,
            now: dt.datetime | None = None, runs_rows: Callable[[str, dt.datetime], list[dict]] | None = None
            ) -> Window:
-    """The published readready runs ``rule`` has not taken yet (or every one since
-    ``since``), and the files they published, for the sources of ``tables``.
-    ``runs_rows(source, since)``: the runs rows (default: read from the lake)."""
-    cursor = _read_json(_cursor_uri(lake, rule))
+    """The published runs of ``rule``'s table that the rule has not taken yet (or every
+    one since ``since``), and the files they published, as the runs recorded them (a file
+    compacted away since: :func:`_still_there`). ``runs_rows(source, since)``: the runs
+    rows (default: read from the lake)."""
+    cursor = _read_json(_cursor_uri(lake, rule.name))
     now = now or _now()
     runs_rows = runs_rows or (lambda source, cutoff: _runs_rows(lake, config, source, cutoff))
     if since is not None:
@@ -118,36 +122,29 @@ def window(lake: str, config: Config, rule: str, tables: Sequence[str], since: d
     else:
         cutoff = now - dt.timedelta(hours=config.alerts.first_run_lookback_hours)
     taken = set(cursor.get("taken", {})) if since is None else set()
+    source = SOURCES[rule.table.removesuffix("_readready")]
+    location = storage.join(lake, config.table(source.name, "readready"))
     out = Window(since=cutoff)
-    for source in SOURCES.values():
-        table_key = f"{source.name}_readready"
-        if table_key not in tables:
+    files: set[str] = set()
+    for row in runs_rows(source.name, cutoff):
+        if (row["status"] != "published" or row["job"] != rule.table or row["finished_at"] < cutoff
+                or row["run_id"] in taken or not row.get("published_files")):
             continue
-        location = storage.join(lake, config.table(source.name, "readready"))
-        for row in runs_rows(source.name, cutoff):
-            if (row["status"] != "published" or row["job"] != table_key or row["finished_at"] < cutoff
-                    or row["run_id"] in taken or not row.get("published_files")):
-                continue
-            out.runs.append({"run_id": row["run_id"], "source": source.name, "finished_at": row["finished_at"]})
-            files = out.files.setdefault(table_key, [])
-            files += [storage.join(location, f) for f in json.loads(row["published_files"])]
-    for key, files in out.files.items():
-        out.files[key] = _still_there(sorted(set(files)))
+        out.runs.append({"run_id": row["run_id"], "source": source.name, "finished_at": row["finished_at"]})
+        files.update(storage.join(location, f) for f in json.loads(row["published_files"]))
+    if files:
+        out.files[rule.table] = sorted(files)
     return out
 
 
-def _still_there(files: list[str]) -> list[str]:
-    """The files, or for one a compaction has replaced (and removed), its partition's
-    current files: the same rows, with others already looked at (sent ones are known)."""
-    out: set[str] = set()
+def _still_there(f: str) -> list[str]:
+    """The file, or if a compaction has replaced (and removed) it, its partition's current
+    files: the same rows, with others already looked at (sent ones are known)."""
     from loglake import manifest
 
-    for f in files:
-        if storage.exists(f):
-            out.add(f)
-        else:  # <partition>/<generation>/<file>
-            out.update(manifest.current_files(f.rsplit("/", 2)[0]))
-    return sorted(out)
+    if storage.exists(f):
+        return [f]
+    return manifest.current_files(f.rsplit("/", 2)[0])  # <partition>/<generation>/<file>
 
 
 def advance(lake: str, rule: str, win: Window) -> None:
@@ -252,6 +249,24 @@ def athena_matches(athena, rule: Rule, config: Config, files: list[str], **kw) -
     return [dict(zip(columns, r, strict=True)) for r in rows]
 
 
+def athena_engine(config: Config, output_location: str | None = None, workgroup: str | None = None):
+    """``matches`` for :func:`run`: each rule through Athena (the CLI's ``--engine athena``,
+    the alerts job)."""
+    athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
+
+    def matches(rule: Rule, files: list[str]) -> list[dict[str, Any]]:
+        return athena_matches(athena, rule, config, files, output_location=output_location, workgroup=workgroup)
+
+    return matches
+
+
+def sinks_of(specs: Sequence[str], config: Config) -> list[Sink]:
+    """``--sink`` values -> sinks (an SNS client from the config's endpoint and region)."""
+    from loglake.alert_sinks import parse_sink
+
+    return [parse_sink(s, lambda: storage.client("sns", config.aws.endpoint_url, config.aws.region)) for s in specs]
+
+
 def run(config: Config, lake: str, sinks: Sequence[Sink], matches: Callable[[Rule, list[str]], list[dict]],
         rules: Sequence[str] | None = None, since: dt.datetime | None = None) -> dict[str, Any]:
     """Every rule (or ``rules``) over the window; the JSON summary. ``matches(rule, files)``
@@ -265,18 +280,26 @@ def run(config: Config, lake: str, sinks: Sequence[Sink], matches: Callable[[Rul
             read[key] = _runs_rows(lake, config, source, cutoff)
         return read[key]
 
+    current: dict[str, list[str]] = {}  # a published file -> what to read for it, checked once a run
+
+    def readable(files: list[str]) -> list[str]:
+        for f in files:
+            if f not in current:
+                current[f] = _still_there(f)
+        return sorted({c for f in files for c in current[f]})
+
     results: dict[str, dict] = {}
     taken: dict[str, dict] = {}
     files_seen: dict[str, set[str]] = {}
     earliest = None
     failed = 0
     for rule in chosen:
-        win = window(lake, config, rule.name, [rule.table], since=since, runs_rows=runs_rows)
+        win = window(lake, config, rule, since=since, runs_rows=runs_rows)
         earliest = win.since if earliest is None else min(earliest, win.since)
         taken.update({r["run_id"]: r for r in win.runs})
-        for table, fs in win.files.items():
-            files_seen.setdefault(table, set()).update(fs)
-        files = win.files.get(rule.table, [])
+        files = readable(win.files.get(rule.table, []))
+        if files:
+            files_seen.setdefault(rule.table, set()).update(files)
         try:
             rows = matches(rule, files) if files else []
         except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others

@@ -502,7 +502,7 @@ def _query(args: argparse.Namespace, config) -> int:
 
 
 def _alerts(args: argparse.Namespace, config) -> int:
-    from loglake import alert_rules, alert_sinks, alerts
+    from loglake import alert_rules, alerts
 
     if args.action == "list":
         for name in alert_rules.list_rules():
@@ -519,14 +519,9 @@ def _alerts(args: argparse.Namespace, config) -> int:
             since = alerts.parse_time(args.since)
         except ValueError:
             raise ValueError(f"--since {args.since!r}: expected an ISO 8601 time, e.g. 2026-11-30T08:00:00Z") from None
-    sinks = [alert_sinks.parse_sink(s, lambda: storage.client("sns", config.aws.endpoint_url, config.aws.region))
-             for s in args.sink]
+    sinks = alerts.sinks_of(args.sink, config)
     if args.engine == "athena":
-        athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
-
-        def matches(rule, files):
-            return alerts.athena_matches(athena, rule, config, files, output_location=args.athena_output,
-                                         workgroup=args.workgroup)
+        matches = alerts.athena_engine(config, args.athena_output, args.workgroup)
     else:
         from loglake import runtime
 

@@ -73,7 +73,6 @@ def alerts(argv: Sequence[str] | None = None) -> dict[str, Any]:
     the last alerts run, each new match to ``--sink`` (the stack's alarm topic). Fails
     (so that the job's failure alarm fires) when a rule or a sink failed; the matches not
     sent stay for the next run."""
-    from loglake import alert_sinks
     from loglake import alerts as alert_runs
 
     logs.setup()
@@ -82,15 +81,8 @@ def alerts(argv: Sequence[str] | None = None) -> dict[str, Any]:
     storage.configure(config.aws.endpoint_url, config.aws.region)
     if not config.readready.location or not args.get("sink"):
         raise planning.SelectionError("the alerts job needs readready.location in the config and --sink")
-    sink = alert_sinks.parse_sink(args["sink"], lambda: storage.client("sns", config.aws.endpoint_url,
-                                                                         config.aws.region))
-    athena = storage.client("athena", config.aws.endpoint_url, config.aws.region)
-
-    def matches(rule, files):
-        return alert_runs.athena_matches(athena, rule, config, files, output_location=args.get("athena_output"),
-                                         workgroup=args.get("workgroup"))
-
-    summary = alert_runs.run(config, config.readready.location, [sink], matches)
+    matches = alert_runs.athena_engine(config, args.get("athena_output"), args.get("workgroup"))
+    summary = alert_runs.run(config, config.readready.location, alert_runs.sinks_of([args["sink"]], config), matches)
     print(json.dumps(summary, indent=2, default=str))
     if summary["failed"]:
         raise RuntimeError(f"alerts: {summary['failed']} failed (rules or deliveries); they are retried next run")
