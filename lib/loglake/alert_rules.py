@@ -24,10 +24,9 @@ import string
 from typing import Any
 
 from loglake.config import Config
-from loglake.sql import read_template, render, template_names
+from loglake.sql import named_template, render, template_names
 
 SEVERITIES = ("low", "medium", "high", "critical")
-_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _FIELD = re.compile(r"^--\s*(?P<field>Alert|Severity|Description|Key|Message):\s*(?P<rest>.*)$")
 _TABLE = re.compile(r"\{database\}\.\{(\w+)\}")
 
@@ -59,9 +58,7 @@ def list_rules() -> list[str]:
 
 
 def load_rule(name: str) -> Rule:
-    if not _NAME.match(name or "") or name not in list_rules():
-        raise ValueError(f"no alert rule {name!r} (known: {', '.join(list_rules())})")
-    return parse_rule(name, read_template(f"alerts/{name}.sql"))
+    return parse_rule(name, named_template("alerts", name, "alert rule"))
 
 
 def parse_rule(name: str, text: str) -> Rule:

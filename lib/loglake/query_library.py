@@ -10,10 +10,9 @@ from typing import Any
 
 from loglake.config import Config
 from loglake.sources import REGISTRY
-from loglake.sql import read_template, register_lake, register_raw, render, template_names, to_spark  # noqa: E402
+from loglake.sql import named_template, register_lake, register_raw, render, template_names, to_spark  # noqa: E402
 
 PARAM_TYPES = ("string", "int", "timestamp", "date")
-_QUERY_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _PARAM_LINE = re.compile(
     r"^--\s+:(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>\w+)(?:\s*=\s*(?P<default>\S+))?\s*(?P<doc>.*)$")
 _SECTION = re.compile(r"^--\s*(?P<section>Query|Question|Parameters|Returns|Notes):\s*(?P<rest>.*)$")
@@ -63,9 +62,7 @@ def list_queries() -> list[str]:
 
 
 def load_query(name: str) -> Query:
-    if not _QUERY_NAME.match(name or "") or name not in list_queries():
-        raise ValueError(f"no query {name!r} (known: {', '.join(list_queries())})")
-    return parse_query(name, read_template(f"queries/{name}.sql"))
+    return parse_query(name, named_template("queries", name, "query"))
 
 
 def parse_query(name: str, text: str) -> Query:

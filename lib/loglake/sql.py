@@ -44,10 +44,22 @@ def read_template(name: str) -> str:
     return importlib.resources.files("loglake.ddl").joinpath(name).read_text(encoding="utf-8")
 
 
+_TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
 def template_names(folder: str) -> list[str]:
     """The ``.sql`` templates of a ddl/ folder (``queries``, ``alerts``), without the suffix."""
     found = importlib.resources.files("loglake.ddl").joinpath(folder)
     return sorted(p.name[:-4] for p in found.iterdir() if p.name.endswith(".sql"))
+
+
+def named_template(folder: str, name: str, what: str) -> str:
+    """The text of ``<folder>/<name>.sql``; a name that is not one of them (or not a plain
+    name: it never becomes a path) is a ValueError naming the known ones."""
+    known = template_names(folder)
+    if not _TEMPLATE_NAME.match(name or "") or name not in known:
+        raise ValueError(f"no {what} {name!r} (known: {', '.join(known)})")
+    return read_template(f"{folder}/{name}.sql")
 
 
 def render(template: str, config: Config, database: str | None = None, **extra: str) -> str:
