@@ -26,14 +26,11 @@ from typing import Any
 
 
 def _deal(items: list[tuple[str, int]], parts: int) -> list[list[str]]:
-    """Paths with sizes -> ``parts`` lists of paths with about equal bytes."""
-    shares: list[list[str]] = [[] for _ in range(parts)]
-    loads = [0] * parts
-    for path, size in sorted(items, key=lambda kv: -kv[1]):
-        i = loads.index(min(loads))
-        shares[i].append(path)
-        loads[i] += size
-    return shares
+    """Paths with sizes -> up to ``parts`` lists of paths with about equal bytes (as runs
+    deal partitions to tasks)."""
+    from loglake.orcwrite import deal_largest_first
+
+    return deal_largest_first(dict(items), parts)
 
 
 def _json_steps(paths: list[str]) -> tuple[float, float, int]:
