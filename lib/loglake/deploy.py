@@ -287,11 +287,21 @@ def _lambda_statements(config: Config) -> list:
     ]
 
 
+def _read_artifacts_and_config() -> dict:
+    """A Glue job's script, wheels and config."""
+    return _statement("ReadArtifactsAndConfig", ["s3:GetObject"],
+                      [_s3_arn("${ArtifactBucket}/${ArtifactPrefix}/*"), _config_object_arn()])
+
+
+def _glue_logs() -> dict:
+    return _statement("GlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                      [_sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*")])
+
+
 def _job_statements() -> list:
     readready = "${ReadreadyBucket}/${ReadreadyPrefix}"
     statements = [
-        _statement("ReadArtifactsAndConfig", ["s3:GetObject"],
-                   [_s3_arn("${ArtifactBucket}/${ArtifactPrefix}/*"), _config_object_arn()]),
+        _read_artifacts_and_config(),
         _statement("WriteReadready",
                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
                    [_s3_arn(f"{readready}/*")]),
@@ -306,8 +316,7 @@ def _job_statements() -> list:
                                "glue:BatchUpdatePartition"],
                    [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}"),
                     _glue_arn("table/${DatabaseName}/*")]),
-        _statement("GlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                   [_sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*")]),
+        _glue_logs(),
         _statement("GlueMetrics", ["cloudwatch:PutMetricData"], ["*"],
                    {"StringEquals": {"cloudwatch:namespace": "Glue"}}),
     ]
@@ -520,8 +529,7 @@ def _alerts_statements(config: Config) -> list:
     readready = "${ReadreadyBucket}/${ReadreadyPrefix}"
     tables = [_glue_arn(f"table/${{DatabaseName}}/{config.table(name, 'readready')}") for name in SOURCES]
     return [
-        _statement("ReadArtifactsAndConfig", ["s3:GetObject"],
-                   [_s3_arn("${ArtifactBucket}/${ArtifactPrefix}/*"), _config_object_arn()]),
+        _read_artifacts_and_config(),
         _statement("ReadLake", ["s3:GetObject"], [_s3_arn(f"{readready}/*")]),
         _statement("ListLake", ["s3:ListBucket", "s3:GetBucketLocation"], [_s3_arn("${ReadreadyBucket}")],
                    {"StringLike": {"s3:prefix": [_sub("${ReadreadyPrefix}"), _sub("${ReadreadyPrefix}/*")]}}),
@@ -533,8 +541,7 @@ def _alerts_statements(config: Config) -> list:
         _statement("ReadCatalog", ["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
                    [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}")] + tables),
         _statement("PublishAlerts", ["sns:Publish"], [_ref("AlarmTopic")]),
-        _statement("GlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                   [_sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*")]),
+        _glue_logs(),
     ]
 
 
