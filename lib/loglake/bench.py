@@ -880,7 +880,7 @@ def _batch_create_floor(objects: list[tuple], config, batch_size: int) -> int:
 SCHEDULE: dict[str, dict[str, int]] = {
     "tiny": {"events": 1_000, "accounts": 1, "regions": 2, "slices": 2},
     "small": {"events": 50_000, "accounts": 5, "regions": 3, "slices": 24},
-    "medium": {"events": 200_000, "accounts": 10, "regions": 4, "slices": 24},
+    "medium": {"events": 500_000, "accounts": 20, "regions": 4, "slices": 24},
     "large": {"events": 500_000, "accounts": 20, "regions": 4, "slices": 24},
 }
 LATE_SHARE = 0.005  # of the day's files: held back, delivered after midnight with the next day's first files
