@@ -403,3 +403,21 @@ def test_one_pass_deals_objects_of_unknown_size_by_count():
 
     files = [(f"s3://b/p{p}/f{i}", 0, (f"p{p}",)) for p in range(6) for i in range(3)]
     assert sorted(len(chunk) for chunk in onepass.deal(files, slices=3)) == [6, 6, 6]
+
+
+def test_a_clean_run_converts_and_writes_in_one_spark_job(spark, tmp_path):
+    """A clean run is one Spark job: the conversion's output is persisted (for the
+    quarantine) and read by the collect in the same job, not filled by a job of its own
+    first (what Spark 3.5's adaptive execution of cached plans does unless told not to)."""
+    raw = tmp_path / "raw"
+    place(raw, STRATUS_KEY, STRATUS_GZ)
+    place(raw, ELASTIC_KEY, ELASTIC_GZ)
+    group = f"one-job-{tmp_path.name}"
+    spark.sparkContext.setJobGroup(group, "test")
+    try:
+        summary = run_cli(tmp_path, raw, tmp_path / "out")
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert summary["status"] == "published" and summary["written"] > 0
+    assert summary["quarantined"]["total"] == 0
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup(group)) == 1
