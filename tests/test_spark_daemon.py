@@ -2,7 +2,6 @@
 before each task, and still see an archive that changed."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -71,17 +70,26 @@ def test_without_the_patch_every_invalidation_reads_the_archive_again(tmp_path):
     assert int(done.stdout.strip()) == expected
 
 
-def test_local_spark_starts_workers_through_the_daemon_only_when_they_run_this_python(monkeypatch):
+def test_local_spark_uses_the_daemon_only_when_the_workers_can_import_it(monkeypatch, tmp_path):
     from loglake import runtime
 
+    monkeypatch.setattr(runtime, "_DAEMON_IMPORTS", {})
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.delenv("LOGLAKE_SPARK_DAEMON", raising=False)
     assert runtime._workers_import_loglake()
     monkeypatch.setenv("LOGLAKE_SPARK_DAEMON", "0")
     assert not runtime._workers_import_loglake()
     monkeypatch.delenv("LOGLAKE_SPARK_DAEMON")
-    # another interpreter may not have loglake: Spark's own daemon then
-    monkeypatch.setenv("PYSPARK_PYTHON", os.path.realpath(sys.executable) + "-other")
+    # an interpreter without loglake (here: one that cannot start), or none set: Spark's own
+    monkeypatch.setenv("PYSPARK_PYTHON", str(tmp_path / "no-such-python"))
+    assert not runtime._workers_import_loglake()
+    # a Python without loglake on its path: the base interpreter of this venv, isolated
+    bare = tmp_path / "bare-python"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    bare.chmod(0o755)
+    monkeypatch.setenv("PYSPARK_PYTHON", str(bare))
+    assert not runtime._workers_import_loglake()
+    monkeypatch.delenv("PYSPARK_PYTHON")
     assert not runtime._workers_import_loglake()
 
 

@@ -102,12 +102,30 @@ def local_spark(app_name: str = "loglake", master: str | None = None):
 
 
 def _workers_import_loglake() -> bool:
-    """Whether Spark's Python workers run this interpreter (which imports loglake), so
-    that they can start loglake's daemon module. LOGLAKE_SPARK_DAEMON=0: Spark's own."""
+    """Whether Spark's Python workers can start loglake's daemon module: their interpreter
+    (PYSPARK_PYTHON), with this process's environment, imports it. Asked once per
+    interpreter and PYTHONPATH (one short process); a daemon that cannot start would fail
+    every Python task. LOGLAKE_SPARK_DAEMON=0: Spark's own daemon."""
     if os.environ.get("LOGLAKE_SPARK_DAEMON", "1") == "0":
         return False
     worker = os.environ.get("PYSPARK_PYTHON", "")
-    return bool(worker) and os.path.abspath(worker) == os.path.abspath(sys.executable)
+    if not worker:
+        return False
+    key = (worker, os.environ.get("PYTHONPATH", ""))
+    if key not in _DAEMON_IMPORTS:
+        import subprocess
+
+        try:
+            done = subprocess.run([worker, "-c", "import loglake.spark_daemon"], capture_output=True, timeout=60)
+            _DAEMON_IMPORTS[key] = done.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _DAEMON_IMPORTS[key] = False
+        if not _DAEMON_IMPORTS[key]:
+            log.info("Spark's Python workers (%s) cannot import loglake.spark_daemon: Spark's own daemon", worker)
+    return _DAEMON_IMPORTS[key]
+
+
+_DAEMON_IMPORTS: dict[tuple[str, str], bool] = {}
 
 
 def _glue(job_name: str, args: dict[str, str]) -> Runtime:
