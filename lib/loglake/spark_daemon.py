@@ -10,7 +10,8 @@ re-read lazy: CPython gh-103200.)
 
 Here an importer re-reads its archive only when the file changed (its size or
 modification time), which keeps what ``invalidate_caches`` is for. ``local_spark``
-names this module as ``spark.python.daemon.module``; forked workers inherit the patch.
+names this module as ``spark.python.daemon.module`` when the workers' Python imports it;
+forked workers inherit the patch.
 """
 from __future__ import annotations
 
