@@ -181,3 +181,38 @@ def test_sorted_as_spark_puts_nulls_first_in_each_key():
     table = pa.table({"a": ["y", None, "x", "x"], "b": [1, 2, None, 0]})
     assert orcwrite.sorted_as_spark(table, ("a", "b")).to_pylist() == [
         {"a": None, "b": 2}, {"a": "x", "b": None}, {"a": "x", "b": 0}, {"a": "y", "b": 1}]
+
+
+@pytest.mark.parametrize("slice_rows", [7, 1_000_000])
+def test_a_partition_is_written_deduplicated_and_sorted_whether_taken_in_one_slice_or_many(
+        tmp_path, monkeypatch, slice_rows):
+    """write_partition takes the sorted rows a slice at a time (so that a large partition
+    is not held twice): the file must be the partition deduplicated (first of each key)
+    and sorted as Spark sorts (nulls first), whatever the slice size."""
+    monkeypatch.setattr(orcwrite, "WRITE_SLICE_ROWS", slice_rows)
+    part = PARTS[0]
+    rows = [r for r in sample_rows() if tuple(r[n] for n in NAMES) == part]
+    rows = rows + [dict(rows[3], eventname="a repeat: dropped")]  # a repeated eventid
+    schema = SOURCE.schema.arrow()
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), tuple(SOURCE.bloom_columns),
+                             max_rows=2_000_000)
+    sort = tuple(SOURCE.sort_columns)
+    files, read, repeats = orcwrite.write_partition(
+        pa.Table.from_pylist(rows, schema=schema).to_batches(max_chunksize=10), schema, part, layout, 3,
+        ["eventid"], sort)
+    assert (read, repeats) == (len(rows), 1)
+    assert len(rows) - 1 > 3 * 7  # several slices at the small size
+    [(values, name, n)] = files
+    folder = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, part, strict=True))
+    _, got = read_back(folder / name)
+    # expected, computed here: the first row of each eventid, sorted with None first
+    first: dict = {}
+    for r in rows:
+        first.setdefault(r["eventid"], r)
+
+    def key(r):
+        return tuple((r[c] is not None, r[c] if r[c] is not None else "") for c in sort)
+
+    want = sorted(first.values(), key=key)
+    assert n == len(want) == len(got)
+    assert [(r["eventid"], r["eventname"]) for r in got] == [(r["eventid"], r["eventname"]) for r in want]

@@ -326,8 +326,9 @@ class Tally:
 
     # Rows held before they are counted together: a check costs some twenty Arrow calls
     # whatever the rows, and an hourly run's task adds forty partitions of a hundred
-    # rows each (counting each alone was 5 ms a partition).
-    PENDING_ROWS = 65_536
+    # rows each (counting each alone was 5 ms a partition). Few enough that the rows
+    # held (they keep a written slice's buffers alive) stay some 10 MB.
+    PENDING_ROWS = 8_192
 
     def add(self, table) -> None:
         """Count a table's rows (the table's columns, as written, plus partition columns)."""

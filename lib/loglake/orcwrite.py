@@ -131,14 +131,23 @@ def _segments(batch: pa.RecordBatch, names: tuple[str, ...]) -> Iterator[tuple[t
         yield tuple(batch.column(name)[start].as_py() for name in names), start, end - start
 
 
-def sorted_as_spark(table, columns):
-    """Sorted as Spark's ascending sort: nulls first. pyarrow 25 takes the null placement
-    per key (its table-wide one is deprecated); Glue 5.0's pyarrow 17 only table-wide."""
+def sort_order(table, columns):
+    """The row indices of ``table`` sorted as Spark's ascending sort: nulls first. pyarrow
+    25 takes the null placement per key (its table-wide one is deprecated); Glue 5.0's
+    pyarrow 17 only table-wide."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    if not columns:
+        return pa.array(range(table.num_rows), pa.uint64())
     if int(pa.__version__.split(".")[0]) >= 25:
-        return table.sort_by([(c, "ascending", "at_start") for c in columns])
-    return table.sort_by([(c, "ascending") for c in columns], null_placement="at_start")
+        return pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
+    return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
+
+
+def sorted_as_spark(table, columns):
+    """``table`` sorted as Spark's ascending sort: nulls first (:func:`sort_order`)."""
+    return table.take(sort_order(table, columns))
 
 
 def first_of_each_key(table, key: list[str]):
@@ -159,8 +168,8 @@ def write_partition(batches: list[pa.RecordBatch], schema: pa.Schema, values: tu
                     task: int, key: list[str], sort_columns: tuple[str, ...], tally=None,
                     dedup=None) -> tuple[list[tuple], int, int]:
     """One partition's rows (``batches``, of ``schema``: its data columns, partition
-    columns added when absent; the list is emptied, so that only the sorted copy is held
-    through the write) deduplicated (the first row of each ``key``), sorted as Spark sorts, and written;
+    columns added when absent; the list is emptied, so that the table made of it holds
+    the only reference to the rows) deduplicated (the first row of each ``key``), sorted as Spark sorts, and written;
     returns (the files :func:`write_sorted` wrote, rows given, repeats). The repeats are
     counted apart from the dedup that drops them, so that a row lost on the way is not
     taken for a repeat (a run's balance, or a compaction's check, then catches it).
@@ -170,13 +179,27 @@ def write_partition(batches: list[pa.RecordBatch], schema: pa.Schema, values: tu
     batches.clear()
     read = table.num_rows
     distinct = table.select(key).group_by(key, use_threads=False).aggregate([]).num_rows if key else read
-    kept = sorted_as_spark((dedup or first_of_each_key)(table, key), sort_columns)
-    del table  # the sorted copy is what is written: not both held through the write
-    for n, v in zip(layout.partition_names, values, strict=True):
-        if n not in kept.column_names:
-            kept = kept.append_column(n, pa.array([v] * kept.num_rows, pa.string()))
-    files = write_sorted(iter(kept.to_batches()), layout, task, tally)
+    kept = (dedup or first_of_each_key)(table, key)
+    del table  # when repeats were dropped, the copy without them is all that is held
+    order = sort_order(kept, sort_columns)
+
+    def in_order() -> Iterator[pa.RecordBatch]:
+        # taken in sorted slices as they are written: the partition is held once, plus
+        # a slice, not twice (a sorted copy of the whole)
+        for start in range(0, len(order), WRITE_SLICE_ROWS):
+            part = kept.take(order.slice(start, WRITE_SLICE_ROWS))
+            for n, v in zip(layout.partition_names, values, strict=True):
+                if n not in part.column_names:
+                    part = part.append_column(n, pa.array([v] * part.num_rows, pa.string()))
+            yield from part.to_batches()
+
+    files = write_sorted(in_order(), layout, task, tally)
     return files, read, read - distinct
+
+
+# Rows of a partition taken in sorted order at a time while it is written (some 6 MB of
+# CloudTrail as Arrow).
+WRITE_SLICE_ROWS = 4_096
 
 
 def deal_largest_first(weights: dict, slices: int) -> list[list]:
