@@ -4,9 +4,9 @@ Before every task, Spark's Python worker calls ``importlib.invalidate_caches()``
 that files added with ``addPyFile`` are found. On Python 3.11 that makes every
 ``zipimporter`` re-read its archive's whole directory at once, and a worker holds one
 per package it imported from ``pyspark.zip`` (a dozen): measured here, 0.5 s of CPU
-before each task starts, whatever the task does. An hourly run's conversion is two
-such tasks per core, so this was about half of its Spark job. (Python 3.12 made the
-re-read lazy: CPython gh-103200.)
+before each task starts, whatever the task does. An hourly run's conversion is one
+task per core, each fed by a second Python worker, so this was about half of its Spark
+job. (Python 3.12 made the re-read lazy, CPython gh-103200: there this does nothing.)
 
 Here an importer re-reads its archive only when the file changed (its size or
 modification time), which keeps what ``invalidate_caches`` is for. ``local_spark``
@@ -16,6 +16,7 @@ forked workers inherit the patch.
 from __future__ import annotations
 
 import os
+import sys
 import zipimport
 
 _seen: dict[str, tuple[int, int]] = {}  # archive -> (size, mtime) when its directory was last read
@@ -30,7 +31,10 @@ def _stamp(archive: str) -> tuple[int, int] | None:
 
 
 def install() -> None:
-    """Patch ``zipimport.zipimporter.invalidate_caches`` in this process (idempotent)."""
+    """Patch ``zipimport.zipimporter.invalidate_caches`` in this process (idempotent;
+    nothing before Python 3.11's eager re-read to patch on 3.12 and later)."""
+    if sys.version_info >= (3, 12):
+        return
     reread = zipimport.zipimporter.invalidate_caches
     if getattr(reread, "_loglake", False):
         return
