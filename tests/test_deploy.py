@@ -787,7 +787,7 @@ result = quality.judge_counts([json.loads(json.dumps(tally.counts()))], "cloudtr
                               [*T.orc_arrow().names, *T.partition_names])
 assert n == 50 and [f.split("(")[0] for f in result.failed] == ["expect_compound_columns_to_be_unique"], result.failed
 kept = orcwrite.first_of_each_key(table.select(T.orc_arrow().names), ["eventid"])
-ordered = orcwrite.sorted_as_spark(kept, ("eventsource", "eventname", "eventtime"))
+ordered = kept.take(orcwrite.sort_order(kept, ("eventsource", "eventname", "eventtime")))
 assert kept.num_rows == 49 and ordered["eventsource"][0].as_py() is None
 """
 

@@ -177,9 +177,9 @@ def test_first_of_each_key_keeps_the_first_row_of_each_key_in_order():
     assert orcwrite.first_of_each_key(table.slice(0, 2), ["id"]) == table.slice(0, 2)  # nothing repeated
 
 
-def test_sorted_as_spark_puts_nulls_first_in_each_key():
+def test_sort_order_puts_nulls_first_in_each_key():
     table = pa.table({"a": ["y", None, "x", "x"], "b": [1, 2, None, 0]})
-    assert orcwrite.sorted_as_spark(table, ("a", "b")).to_pylist() == [
+    assert table.take(orcwrite.sort_order(table, ("a", "b"))).to_pylist() == [
         {"a": None, "b": 2}, {"a": "x", "b": None}, {"a": "x", "b": 0}, {"a": "y", "b": 1}]
 
 

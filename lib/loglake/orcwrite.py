@@ -145,11 +145,6 @@ def sort_order(table, columns):
     return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
 
 
-def sorted_as_spark(table, columns):
-    """``table`` sorted as Spark's ascending sort: nulls first (:func:`sort_order`)."""
-    return table.take(sort_order(table, columns))
-
-
 def first_of_each_key(table, key: list[str]):
     """The table without repeats of ``key`` (the first row of each kept), in its order."""
     import pyarrow as pa
