@@ -6,7 +6,7 @@ that files added with ``addPyFile`` are found. On Python 3.11 that makes every
 per package it imported from ``pyspark.zip`` (a dozen): measured here, 0.5 s of CPU
 before each task starts, whatever the task does. An hourly run's conversion is one
 task per core, each fed by a second Python worker, so this was about half of its Spark
-job. (Python 3.12 made the re-read lazy, CPython gh-103200: there this does nothing.)
+job. (Python 3.12 made the re-read lazy, CPython gh-103200; loglake runs on 3.11, as Glue 5.0.)
 
 Here an importer re-reads its archive only when the file changed (its size or
 modification time), which keeps what ``invalidate_caches`` is for. ``local_spark``
@@ -16,7 +16,6 @@ forked workers inherit the patch.
 from __future__ import annotations
 
 import os
-import sys
 import zipimport
 
 _seen: dict[str, tuple[int, int]] = {}  # archive -> (size, mtime) when its directory was last read
@@ -31,10 +30,7 @@ def _stamp(archive: str) -> tuple[int, int] | None:
 
 
 def install() -> None:
-    """Patch ``zipimport.zipimporter.invalidate_caches`` in this process (idempotent;
-    nothing before Python 3.11's eager re-read to patch on 3.12 and later)."""
-    if sys.version_info >= (3, 12):
-        return
+    """Patch ``zipimport.zipimporter.invalidate_caches`` in this process (idempotent)."""
     reread = zipimport.zipimporter.invalidate_caches
     if getattr(reread, "_loglake", False):
         return
