@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,18 +194,21 @@ def redact_session_row(row: dict[str, Any], redaction: RedactionConfig) -> dict[
     return row
 
 
-def redact_payload(problem: Problem, redaction: RedactionConfig) -> Problem:
-    """A quarantine row's payload (already cut to its limit) with its secrets replaced."""
-    if not redaction.enabled or not problem.payload:
-        return problem
-    return dataclasses.replace(problem, payload=redact(problem.payload, redaction.patterns)[0])
-
-
-def _redactor(redaction: RedactionConfig):
-    """``with_payload``'s ``clean``: the record's whole text redacted before it is cut."""
+def _redactor(redaction: RedactionConfig) -> Callable[[str], str] | None:
+    """A text with its secrets replaced (None with redaction off): ``with_payload``'s
+    ``clean``, which redacts a record's whole text before it is cut, and
+    :func:`redact_payload`'s."""
     if not redaction.enabled:
         return None
     return lambda text: redact(text, redaction.patterns)[0]
+
+
+def redact_payload(problem: Problem, clean: Callable[[str], str] | None) -> Problem:
+    """A quarantine row's payload (already cut to its limit) through ``clean``
+    (:func:`_redactor`)."""
+    if clean is None or not problem.payload:
+        return problem
+    return dataclasses.replace(problem, payload=clean(problem.payload))
 
 
 def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) -> tuple[dict | None, Problem | None]:
@@ -251,7 +255,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     stream = firehose.GzipChunks(data)
     for item in firehose.iter_documents(stream, resync='{"messageType"'):
         if isinstance(item, Problem):  # its document's log group is unknown: it may be a session's
-            out.problems.append(redact_payload(item, redaction))
+            out.problems.append(redact_payload(item, clean))
             continue
         offset, doc = item
         bad = check_log_document(doc)
@@ -286,7 +290,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
             out.rows.append(row)
     if stream.problem:  # the raw object's text: whatever log groups it held
         out.problems.append(redact_payload(dataclasses.replace(
-            stream.problem, payload=text_payload(data, limit), payload_size=len(data)), redaction))
+            stream.problem, payload=text_payload(data, limit), payload_size=len(data)), clean))
     return out
 
 
