@@ -177,6 +177,15 @@ def test_first_of_each_key_keeps_the_first_row_of_each_key_in_order():
     assert orcwrite.first_of_each_key(table.slice(0, 2), ["id"]) == table.slice(0, 2)  # nothing repeated
 
 
+def test_distinct_keys_counts_a_missing_key_as_one_value_for_one_column_or_several():
+    table = pa.table({"id": ["a", None, "b", None, "a"], "n": [1, 1, 1, 1, 2]})
+    assert orcwrite.distinct_keys(table, ["id"]) == 3  # a, b, null
+    assert orcwrite.distinct_keys(table, ["id", "n"]) == 4  # (a,1) (null,1) (b,1) (a,2)
+    assert orcwrite.distinct_keys(table, []) == 5
+    # the dedup agrees: the first row of each key, a missing key included
+    assert orcwrite.first_of_each_key(table, ["id"]).column("id").to_pylist() == ["a", None, "b"]
+
+
 def test_sort_order_puts_nulls_first_in_each_key():
     table = pa.table({"a": ["y", None, "x", "x"], "b": [1, 2, None, 0]})
     assert table.take(orcwrite.sort_order(table, ("a", "b"))).to_pylist() == [
@@ -216,3 +225,50 @@ def test_a_partition_is_written_deduplicated_and_sorted_whether_taken_in_one_sli
     want = sorted(first.values(), key=key)
     assert n == len(want) == len(got)
     assert [(r["eventid"], r["eventname"]) for r in got] == [(r["eventid"], r["eventname"]) for r in want]
+
+
+def _partition_rows(n: int) -> list[dict]:
+    """``n`` rows of PARTS[0]: the stratus sample's rows, repeated with new event ids."""
+    base = sample_rows()
+    return [dict(base[i % len(base)], **dict(zip(NAMES, PARTS[0], strict=True)), eventid=f"id-{i:06d}")
+            for i in range(n)]
+
+
+@pytest.mark.parametrize(("rows", "interim", "dictionaries"), [
+    (200, False, True),  # a compaction's or a rebuild's file: ORC's dictionary threshold
+    (200, True, False),  # a scheduled run's small file: no dictionaries (their set-up costs more)
+    (2_000, True, True),  # a scheduled run's file past INTERIM_DICTIONARY_ROWS: dictionaries again
+])
+def test_interim_files_drop_dictionaries_only_when_small_and_keep_every_value(tmp_path, rows, interim,
+                                                                               dictionaries):
+    from orc_footer import dictionary_columns
+
+    assert orcwrite.INTERIM_DICTIONARY_ROWS == 1_000  # the cases above straddle it
+    given = _partition_rows(rows)
+    schema = SOURCE.schema.arrow()
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), tuple(SOURCE.bloom_columns),
+                             max_rows=2_000_000, interim=interim)
+    [(_, name, n)] = orcwrite.write_partition(pa.Table.from_pylist(given, schema=schema).to_batches(), schema,
+                                              PARTS[0], layout, 0, ["eventid"], ())[0]
+    path = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, PARTS[0], strict=True)) / name
+    encoded = dictionary_columns(str(path), list(SOURCE.schema.names))
+    # low-cardinality strings (the sample's few event sources) are what ORC's threshold takes
+    assert ("eventsource" in encoded) is dictionaries
+    if not dictionaries:
+        assert encoded == set()
+    assert contract.check_file(path.read_bytes(), declared()) == []  # ZLIB, the declared types
+    _, got = read_back(path)
+    assert n == len(got) == rows
+    by_id = {r["eventid"]: r for r in got}
+    for w in given:  # every column as written
+        assert all(by_id[w["eventid"]][c] == w[c] for c in SOURCE.schema.names), w["eventid"]
+
+
+def test_conform_casts_like_table_cast():
+    """A run's rows (timestamps UTC-aware) conformed to the file's types: the table
+    pyarrow's own Table.cast gives, whose cost (every column) conform avoids."""
+    table = pa.Table.from_pylist(sample_rows(), schema=SOURCE.schema.arrow()).select(SOURCE.schema.names)
+    target = SOURCE.schema.orc_arrow()
+    assert not table.schema.equals(target)  # the timestamps differ
+    assert orcwrite.conform(table, target).equals(table.cast(target))
+    assert orcwrite.conform(table.cast(target), target).schema.equals(target)

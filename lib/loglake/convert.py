@@ -109,7 +109,8 @@ def convert(
              run_id, source.name, len(plan.files), len(plan.partitions), out_table, mode)
     try:
         storage.delete_tree(staging)  # what a crashed attempt of this run left
-        staged = _stage(spark, source, config, plan, staging, table, run_id, run_date)
+        staged = _stage(spark, source, config, plan, staging, table, run_id, run_date,
+                        interim=mode == publish.ADD)
         faults.point("staged")
         summary = _summary(run_id, source, plan, staged, selection, raw, out_table, started)
         if scheduled is not None:

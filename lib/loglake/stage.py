@@ -86,8 +86,10 @@ class _Converted:
     quarantined: int  # quarantine rows written (problems and rejected keys)
 
 
-def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _Staged:
-    """Convert, dedup, and write rows and quarantine to the staging folder; count and check."""
+def _stage(spark, source, config, plan, staging, table, run_id, run_date, interim: bool = False) -> _Staged:
+    """Convert, dedup, and write rows and quarantine to the staging folder; count and check.
+    ``interim``: the files are a scheduled run's, which compaction replaces
+    (:data:`loglake.orcwrite.INTERIM_OPTIONS`)."""
     from loglake import onepass, quality
 
     names = source.schema.partition_names
@@ -106,7 +108,7 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     for f in plan.files:
         sizes[f.values] = sizes.get(f.values, 0) + (f.size or 0)
     by = _stage_one_pass if onepass.suits(sizes, spark.sparkContext.defaultParallelism) else _stage_by_spark
-    done = by(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate)
+    done = by(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate, interim)
     written: dict[tuple[str, ...], int] = {}
     for (values, _), n in done.written.per_file.items():
         written[values] = written.get(values, 0) + n
@@ -131,7 +133,8 @@ def _stage(spark, source, config, plan, staging, table, run_id, run_date) -> _St
     return result
 
 
-def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate) -> _Converted:
+def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate,
+                    interim: bool = False) -> _Converted:
     """Each task converts, dedups, sorts and writes whole partitions (:mod:`loglake.onepass`)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -143,7 +146,7 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
                          _slices(plan, spark.sparkContext.defaultParallelism))
     files_df = task_frame(spark, dealt, _file_list_ddl(names))
     layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
-                             tuple(source.bloom_columns), MAX_RECORDS_PER_FILE)
+                             tuple(source.bloom_columns), MAX_RECORDS_PER_FILE, interim)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
     out = files_df.mapInArrow(task, _spark_ddl_of(onepass.output_schema(names)))
     # Kept for the quarantine's write, when there are problems: not converted again.
@@ -190,7 +193,8 @@ def _spark_ddl_of(schema: pa.Schema):
     return from_arrow_schema(schema)
 
 
-def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate) -> _Converted:
+def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate,
+                    interim: bool = False) -> _Converted:
     """Objects spread over every core whatever their partitions; the converted rows
     cached, their repeats counted, then shuffled to the writers by partition."""
     from pyspark import StorageLevel
@@ -222,7 +226,7 @@ def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows
                 # Hash-partitioned by the partition columns first: that also clusters the
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
-            written = write_readready(rows, source, storage.join(staging, table), gate)
+            written = write_readready(rows, source, storage.join(staging, table), gate, interim)
             file_stats = _file_stats(converted, names)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
@@ -279,7 +283,8 @@ class Written:
         return sum(int(t["rows"]) for t in self.tallies)
 
 
-def write_readready(rows, source: Source, target: str, gate: Callable[[], Any] | None = None) -> Written:
+def write_readready(rows, source: Source, target: str, gate: Callable[[], Any] | None = None,
+                    interim: bool = False) -> Written:
     """Write rows (partition columns included, one Spark partition per readready
     partition) as readready ORC below the fresh folder ``target``: the source's sort,
     bloom filters, ZLIB, at most MAX_RECORDS_PER_FILE rows a file (:mod:`loglake.orcwrite`).
@@ -289,7 +294,7 @@ def write_readready(rows, source: Source, target: str, gate: Callable[[], Any] |
 
     names = tuple(source.schema.partition_names)
     layout = orcwrite.Layout(target, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
-                             MAX_RECORDS_PER_FILE)
+                             MAX_RECORDS_PER_FILE, interim)
     out = (
         rows.sortWithinPartitions(*names, *source.sort_columns)
         .mapInArrow(orcwrite.task_writer(layout, gate), from_arrow_schema(orcwrite.output_schema(names)))
