@@ -17,6 +17,7 @@ import pyarrow.orc as orc
 import pytest
 
 from conftest import REPO, STRATUS_GZ, lake_rows, place, records_of
+from orc_footer import dictionary_columns
 from loglake import catalog, cli, jobs, manifest, publish, state, storage
 from loglake.sources.cloudtrail import CLOUDTRAIL
 
@@ -167,6 +168,9 @@ def test_a_day_in_slices_on_s3_reads_each_object_once_then_compacts_to_one_file(
     delivered = sum(len(s) for s in slices)
     rows = lake_rows(out / TABLE)
     assert len(rows) == delivered * N and len(set(ids(rows))) == delivered * N
+    # the runs' files are interim (compaction replaces them): small, so without dictionaries
+    names = list(CLOUDTRAIL.names)
+    assert all(dictionary_columns(str(f), names) == set() for f in (out / TABLE).rglob("*.orc"))
     summary_path = tmp_path / "compact.json"
     assert cli.main(["-q", "compact", "cloudtrail", "--out", str(out), "--closed", "--retain-minutes", "0",
                      "--summary-json", str(summary_path), "--config", str(cfg)]) == 0
@@ -175,7 +179,8 @@ def test_a_day_in_slices_on_s3_reads_each_object_once_then_compacts_to_one_file(
     assert summary["files_after"] == 3 and summary["rows"] == delivered * N and summary["duplicates"] == 0
     for day in (1, 2, 3):
         folder = out / TABLE / PART / f"dt=2024-12-0{day}"
-        assert len(list(folder.rglob("*.orc"))) == 1  # the retention is 0: only the compacted file is left
+        [compacted] = folder.rglob("*.orc")  # the retention is 0: only the compacted file is left
+        assert "eventsource" in dictionary_columns(str(compacted), names)  # written with ORC's threshold
     assert sorted(ids(lake_rows(out / TABLE))) == sorted(ids(rows))
 
 
@@ -406,3 +411,31 @@ def test_compaction_drops_repeats_is_idempotent_and_takes_late_data_again(spark,
     assert third["partitions_compacted"] == 1 and third["rows"] == 2 * N + 2
     assert len(list(part.rglob("*.orc"))) == 1
     assert len(set(ids(lake_rows(out / TABLE)))) == 2 * N + 2 + 2 * N  # day 1 (a, b, late), day 2 (2a, 2b)
+
+
+def test_compaction_reads_files_of_an_older_schema_with_nulls_and_keeps_the_file_order(tmp_path):
+    """A partition's files joined for compaction: consecutive files of one schema are
+    conformed together, a file written before a column was appended gets nulls there,
+    and the rows stay in file order (the dedup keeps the first row of each key)."""
+    from loglake import compact
+    from loglake.config import FiltersConfig
+    from loglake.sources.cloudtrail import process_cloudtrail
+
+    schema = CLOUDTRAIL.orc_arrow()
+    rows = process_cloudtrail(STRATUS_GZ.read_bytes(), "stratus", FiltersConfig()).rows
+    full = pa.Table.from_pylist(rows, schema=CLOUDTRAIL.arrow(with_partitions=False)).cast(schema)
+    last = schema.names[-1]
+    older = full.drop_columns([last])  # a file that predates the last column
+    chunks = [full.slice(0, 5), full.slice(5, 4), older.slice(9, 6), full.slice(15, 3)]
+    uris = []
+    for i, t in enumerate(chunks):
+        path = tmp_path / f"f{i}.orc"
+        orc.write_table(t, str(path))
+        uris.append(str(path))
+    got = compact._read_partition(uris, schema)
+    assert got.schema == schema
+    assert got.column("eventid").to_pylist() == [r["eventid"] for r in rows[:18]]
+    assert got.column(last).to_pylist()[9:15] == [None] * 6
+    want = full.slice(0, 18).to_pylist()
+    for i, (g, w) in enumerate(zip(got.to_pylist(), want, strict=True)):
+        assert g == (dict(w, **{last: None}) if 9 <= i < 15 else w), i

@@ -271,10 +271,22 @@ def _read_partition(uris: list[str], schema):
     import pyarrow as pa
     import pyarrow.orc as orc
 
-    parts = []
+    # Consecutive files of one schema (all of them, unless the table gained a column
+    # meanwhile) are joined first and conformed once, their order kept (the dedup keeps
+    # the first row of a key): conformed file by file, the 50-column casts of an hourly
+    # partition's 25 small files cost more than reading them (2.5 ms a file).
+    groups: list[tuple[pa.Schema, list[pa.Table]]] = []
     for uri in uris:
         t = orc.read_table(pa.BufferReader(storage.read_bytes(uri)))
-        parts.append(pa.table([t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+        if groups and groups[-1][0].equals(t.schema):
+            groups[-1][1].append(t)
+        else:
+            groups.append((t.schema, [t]))
+    parts = []
+    for _, tables in groups:
+        t = pa.concat_tables(tables)
+        parts.append(pa.table([(t[f.name] if t.schema.field(f.name).type == f.type else t[f.name].cast(f.type))
+                               if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
                                for f in schema], schema=schema))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
