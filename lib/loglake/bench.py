@@ -16,7 +16,7 @@ Steps (all on the data generated at the start of the run, on this machine):
 6. **scheduled runs** of one generated day of its own: its files delivered into a raw
    folder in hourly slices (plus late deliveries after midnight), one scheduled run per
    slice (``runner.run``, listing mode) in this process and Spark session, then one
-   compaction; the same day in one batch run; a reader thread reading the hourly lake
+   compaction; the same day in one batch run; a reader process reading the hourly lake
    through the manifests meanwhile; the start-up of one ``loglake run`` process;
 7. **AddAPart** against a local moto server: S3 notifications for every generated
    object, in batches, through ``AddAPart.process``; Glue calls counted at botocore.
@@ -884,7 +884,7 @@ SCHEDULE: dict[str, dict[str, int]] = {
     "large": {"events": 500_000, "accounts": 20, "regions": 4, "slices": 24},
 }
 LATE_SHARE = 0.005  # of the day's files: held back, delivered after midnight with the next day's first files
-READER_PAUSE_S = 0.2  # between two partition reads of the reader thread
+READER_PAUSE_S = 0.2  # between two partition reads of the reader process
 
 
 def _stamp_seconds(key: str) -> float:
@@ -929,7 +929,11 @@ class LakeReader:
     (``manifest.current_files``), their event ids with pyarrow.orc. Counts anomalies: a
     manifest that cannot be read, a named file missing or unreadable, an event id twice
     in one read, a partition with fewer rows than at its previous read, or without an
-    event id it had. Sleeps ``pause`` between partition reads (a light load)."""
+    event id it had. Sleeps ``pause`` between partition reads (a light load).
+
+    It reads in a process of its own, as Athena or a bulk reader would: a thread of the
+    benchmark's process would hold the interpreter lock the runs' driver needs (its 5 s
+    of CPU over a medium day's runs were taken from their listing and publishing)."""
 
     def __init__(self, table: str, names: list[str], pause: float = READER_PAUSE_S):
         self.table, self.names, self.pause = table, names, pause
@@ -938,8 +942,9 @@ class LakeReader:
         self.samples: list[dict[str, str]] = []
         self.cpu_s = 0.0
         self._last: dict[str, tuple[int, frozenset[str]]] = {}  # partition -> rows, event ids at its last read
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-lake-reader", daemon=True)
+        self._process = None
+        self._stop = None
+        self._result = None
 
     def _anomaly(self, kind: str, path: str, detail: str) -> None:
         self.anomalies[kind] = self.anomalies.get(kind, 0) + 1
@@ -977,38 +982,66 @@ class LakeReader:
             self._anomaly("event_ids_lost", path, f"{len(before - seen)} of {len(before)}")
         self._last[path] = (len(ids), seen)
 
-    def _loop(self) -> None:
+    def loop(self, stop) -> None:
+        """Read partition after partition until ``stop`` (an Event) is set."""
         from loglake import manifest
 
-        t0 = time.thread_time()
-        while not self._stop.is_set():
+        t0 = time.process_time()
+        while not stop.is_set():
             try:
                 paths = [tp.path for tp in manifest.partitions(self.table, self.names) if tp.has_manifest]
             except OSError:  # a file listed while a run removed it (staging): list again
                 paths = []
             self.passes += 1
             if not paths:
-                self._stop.wait(self.pause)
+                stop.wait(self.pause)
             for path in paths:
-                if self._stop.is_set():
+                if stop.is_set():
                     break
                 self.read_partition(path)
-                self._stop.wait(self.pause)
-        self.cpu_s = time.thread_time() - t0
+                stop.wait(self.pause)
+        self.cpu_s = time.process_time() - t0
 
     def __enter__(self) -> LakeReader:
-        self._thread.start()
+        import multiprocessing
+
+        # spawn, not fork: this process runs a JVM gateway and threads
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        parent, child = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_read_lake, args=(self.table, self.names, self.pause, self._stop, child),
+                                    name="bench-lake-reader", daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        try:
+            self._result = self._conn.recv() if self._conn.poll(120) else None
+        except EOFError:  # the reader died: its figures are lost, which as_dict says
+            self._result = None
+        self._process.join(30)
+        if self._result is None:  # counted as an anomaly: nothing says what it saw
+            self._anomaly("reader_failed", "", f"the reader process ended with code {self._process.exitcode}")
+            self._result = self.as_dict()
 
     def as_dict(self) -> dict[str, Any]:
+        if self._result is not None:
+            return self._result
         return {"reads": self.reads, "passes": self.passes, "files_read": self.files_read,
                 "rows_read": self.rows_read, "anomalies": sum(self.anomalies.values()),
                 "anomalies_by_kind": dict(self.anomalies), "anomaly_samples": self.samples,
                 "cpu_s": round(self.cpu_s, 2), "pause_s": self.pause}
+
+
+def _read_lake(table: str, names: list[str], pause: float, stop, conn) -> None:
+    """The reader process: read until ``stop``, then send the figures."""
+    reader = LakeReader(table, names, pause)
+    reader.loop(stop)
+    conn.send(reader.as_dict())
+    conn.close()
 
 
 def lake_event_ids(table: str, names: list[str]) -> list[str]:
@@ -1064,7 +1097,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
                    warmup: bool = True) -> dict[str, Any]:
     """The generated day through scheduled runs, one per slice, in this process and Spark
     session, then one compaction of the day's partitions; and the same day in one batch
-    run into another lake. A reader thread reads the hourly lake meanwhile. ``warmup``:
+    run into another lake. A reader process reads the hourly lake meanwhile. ``warmup``:
     first convert a few files untimed (not needed when this session converted already)."""
     from loglake import compact, convert, manifest, planning, runner, state, storage
     from loglake.sources import SOURCES
