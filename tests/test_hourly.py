@@ -17,9 +17,9 @@ import pyarrow.orc as orc
 import pytest
 
 from conftest import REPO, STRATUS_GZ, lake_rows, place, records_of
-from orc_footer import dictionary_columns
 from loglake import catalog, cli, jobs, manifest, publish, state, storage
 from loglake.sources.cloudtrail import CLOUDTRAIL
+from orc_footer import dictionary_columns
 
 RECORDS = records_of(STRATUS_GZ)
 N = len(RECORDS)

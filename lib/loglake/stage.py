@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from loglake import catalog, orcwrite, storage
 from loglake.objects import (  # noqa: E402
     BATCH_ROWS,
@@ -137,23 +135,23 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
                     interim: bool = False) -> _Converted:
     """Each task converts, dedups, sorts and writes whole partitions (:mod:`loglake.onepass`)."""
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     from loglake import onepass
 
     names = source.schema.partition_names
     dealt = onepass.deal([(f.uri, f.size, f.values) for f in plan.files],
                          _slices(plan, spark.sparkContext.defaultParallelism))
-    files_df = task_frame(spark, dealt, _file_list_ddl(names))
     layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
                              tuple(source.bloom_columns), MAX_RECORDS_PER_FILE, interim)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
-    out = files_df.mapInArrow(task, _spark_ddl_of(onepass.output_schema(names)))
+    # Spark partition i holds the list dealt[i]: each task its partitions, no shuffle.
+    out = spark.sparkContext.parallelize(dealt, len(dealt)).mapPartitions(
+        lambda lists: task(item for chunk in lists for item in chunk))
     # Kept for the quarantine's write, when there are problems: not converted again.
     out = out.persist(StorageLevel.DISK_ONLY)
     try:
         with _Progress(spark, f"converting and writing {len(plan.files)} files"):
-            counts = out.filter(F.col("_kind") != KIND_PROBLEM).collect()
+            counts = out.filter(lambda row: row["_kind"] != KIND_PROBLEM).collect()
         file_stats, per_file, tallies, duplicates = [], {}, [], 0
         for row in counts:
             detail = json.loads(row["_detail"])
@@ -167,8 +165,12 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
                 duplicates += detail["repeats"]
             elif row["_kind"] == onepass.KIND_TALLY:
                 tallies.append(detail)
-        problems = (out.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
-                    if any(s["problems"] for s in file_stats) else None)
+        problems = None
+        if any(s["problems"] for s in file_stats):
+            fields = [*names, "_detail"]
+            problems = spark.createDataFrame(
+                out.filter(lambda row: row["_kind"] == KIND_PROBLEM).map(lambda row: tuple(row[f] for f in fields)),
+                ", ".join(f"`{f}` string" for f in fields))
         quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
     finally:
         out.unpersist()
@@ -185,12 +187,6 @@ def task_frame(spark, dealt: list[list[tuple]], ddl: str):
 
 def _file_list_ddl(names) -> str:
     return "uri string, size long, " + ", ".join(f"`{n}` string" for n in names)
-
-
-def _spark_ddl_of(schema: pa.Schema):
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
 
 
 def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows, run_id, gate,
