@@ -31,7 +31,7 @@ from loglake.convert import new_run_id
 from loglake.orcwrite import first_of_each_key
 from loglake.planning import Selection
 from loglake.sources import Source
-from loglake.stage import MAX_RECORDS_PER_FILE, task_frame, write_readready
+from loglake.stage import MAX_RECORDS_PER_FILE, write_readready
 
 log = logging.getLogger("loglake.compact")
 
@@ -210,57 +210,42 @@ def _rewrite_in_tasks(spark, source: Source, todo: dict[str, manifest.Manifest],
     Measured on the benchmark's day (80 partitions, 1,980 files, 500k rows, 2 cores):
     see bench/README.md. Partitions are dealt to tasks largest first, each to the task
     with the fewest rows so far."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     names = tuple(source.schema.partition_names)
-    dealt = [[(json.dumps([storage.join(out_table, path, f.name) for f in todo[path].files]), *_values(path))
+    dealt = [[(tuple(storage.join(out_table, path, f.name) for f in todo[path].files), _values(path))
               for path in chunk]
              for chunk in orcwrite.deal_largest_first({p: m.rows for p, m in todo.items()},
                                                       2 * spark.sparkContext.defaultParallelism)]
-    frame = task_frame(spark, dealt, "uris string, " + ", ".join(f"`{n}` string" for n in names))
     layout = orcwrite.Layout(staged_table, names, source.schema.orc_arrow(), tuple(source.bloom_columns),
                              MAX_RECORDS_PER_FILE)
     key = [c for c in source.dedup_key if c not in names]
     task = _compact_task(layout, key, tuple(source.sort_columns))
-    out = frame.mapInArrow(task, from_arrow_schema(_task_output(names))).collect()
-    per_file = {(tuple(r[n] for n in names), r["file"]): r["rows"] for r in out if r["file"] is not None}
-    before = {tuple(r[n] for n in names): r["read"] for r in out if r["file"] is None}
-    repeats = {tuple(r[n] for n in names): r["repeats"] for r in out if r["file"] is None and r["repeats"]}
+    # An RDD's tasks, as a run's (loglake.onepass.task says why): Spark partition i holds dealt[i]
+    out = spark.sparkContext.parallelize(dealt, len(dealt)).mapPartitions(
+        lambda lists: task(item for chunk in lists for item in chunk)).collect()
+    per_file = {(r["values"], r["file"]): r["rows"] for r in out if "file" in r}
+    before = {r["values"]: r["read"] for r in out if "read" in r}
+    repeats = {r["values"]: r["repeats"] for r in out if r.get("repeats")}
     return per_file, before, repeats
 
 
-def _task_output(names: tuple[str, ...]):
-    import pyarrow as pa
-
-    return pa.schema([*(pa.field(n, pa.string()) for n in names), pa.field("file", pa.string()),
-                      pa.field("rows", pa.int64()), pa.field("read", pa.int64()), pa.field("repeats", pa.int64())])
-
-
 def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[str, ...]):
-    """The mapInArrow function of :func:`_rewrite_in_tasks`: (files, partition values)
-    in; a row per written file and a row per partition (rows read, repeats) out."""
+    """The function of :func:`_rewrite_in_tasks`' tasks: (file URIs, partition values)
+    in; a dict per written file (``values``, ``file``, ``rows``) and per partition
+    (``values``, ``read``, ``repeats``) out."""
 
-    def run(batches):
-        import pyarrow as pa
+    def run(items):
         from pyspark import TaskContext
 
         orcwrite.keep_heap()
         ctx = TaskContext.get()
         task = ctx.partitionId() if ctx is not None else 0
-        names = layout.partition_names
-        out: list[dict] = []
-        for batch in batches:
-            for item in batch.to_pylist():
-                values = tuple(item[n] for n in names)
-                batches = _read_partition(json.loads(item["uris"]), layout.orc_schema).to_batches()
-                files, read, repeats = orcwrite.write_partition(batches, layout.orc_schema, values, layout, task, key,
-                                                                sort_columns, dedup=first_of_each_key)
-                part = dict(zip(names, values, strict=True))
-                for _, name, rows in files:
-                    out.append({**part, "file": name, "rows": rows})
-                out.append({**part, "read": read, "repeats": repeats})
-        if out:
-            yield pa.RecordBatch.from_pylist(out, schema=_task_output(names))
+        for uris, values in items:
+            batches = _read_partition(list(uris), layout.orc_schema).to_batches()
+            files, read, repeats = orcwrite.write_partition(batches, layout.orc_schema, values, layout, task, key,
+                                                            sort_columns, dedup=first_of_each_key)
+            for _, name, rows in files:
+                yield {"values": values, "file": name, "rows": rows}
+            yield {"values": values, "read": read, "repeats": repeats}
 
     return run
 
