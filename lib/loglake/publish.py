@@ -84,7 +84,9 @@ def add(partition: str, staged: list[tuple[str, int]], raw: Iterable[str]) -> tu
         return Manifest(
             generation,
             before.files + files,
-            compacted=before.compacted and not files or (not before.files and len(files) == 1),
+            # a run's files are interim (orcwrite.INTERIM_OPTIONS): a partition holding
+            # one is not compact, even when it is its only file
+            compacted=before.compacted and not files,
             superseded=before.superseded,
             empty_raw=before.empty_raw + (() if files else raw),
         )
