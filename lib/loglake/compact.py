@@ -270,9 +270,8 @@ def _read_partition(uris: list[str], schema):
     parts = []
     for _, tables in groups:
         t = pa.concat_tables(tables)
-        parts.append(pa.table([(t[f.name] if t.schema.field(f.name).type == f.type else t[f.name].cast(f.type))
-                               if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
-                               for f in schema], schema=schema))
+        columns = [t[f.name] if f.name in t.column_names else pa.nulls(t.num_rows, f.type) for f in schema]
+        parts.append(orcwrite.conform(pa.table(columns, names=schema.names), schema))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
