@@ -31,7 +31,7 @@ from loglake.convert import new_run_id
 from loglake.orcwrite import first_of_each_key
 from loglake.planning import Selection
 from loglake.sources import Source
-from loglake.stage import MAX_RECORDS_PER_FILE, write_readready
+from loglake.stage import MAX_RECORDS_PER_FILE, dealt_tasks, write_readready
 
 log = logging.getLogger("loglake.compact")
 
@@ -219,9 +219,7 @@ def _rewrite_in_tasks(spark, source: Source, todo: dict[str, manifest.Manifest],
                              MAX_RECORDS_PER_FILE)
     key = [c for c in source.dedup_key if c not in names]
     task = _compact_task(layout, key, tuple(source.sort_columns))
-    # An RDD's tasks, as a run's (loglake.onepass.task says why): Spark partition i holds dealt[i]
-    out = spark.sparkContext.parallelize(dealt, len(dealt)).mapPartitions(
-        lambda lists: task(item for chunk in lists for item in chunk)).collect()
+    out = dealt_tasks(spark, dealt, task).collect()
     per_file = {(r["values"], r["file"]): r["rows"] for r in out if "file" in r}
     before = {r["values"]: r["read"] for r in out if "read" in r}
     repeats = {r["values"]: r["repeats"] for r in out if r.get("repeats")}

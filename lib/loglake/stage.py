@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,9 +144,7 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
                              tuple(source.bloom_columns), MAX_RECORDS_PER_FILE, interim)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
-    # Spark partition i holds the list dealt[i]: each task its partitions, no shuffle.
-    out = spark.sparkContext.parallelize(dealt, len(dealt)).mapPartitions(
-        lambda lists: task(item for chunk in lists for item in chunk))
+    out = dealt_tasks(spark, dealt, task)
     # Kept for the quarantine's write, when there are problems: not converted again.
     out = out.persist(StorageLevel.DISK_ONLY)
     try:
@@ -175,6 +173,14 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     finally:
         out.unpersist()
     return _Converted(file_stats, Written(per_file, tallies), duplicates, quarantined)
+
+
+def dealt_tasks(spark, dealt: list[list], task: Callable[[Iterator], Iterator]):
+    """An RDD whose Spark task ``i`` runs ``task`` over the items of ``dealt[i]``: dealt
+    here, no shuffle. An RDD's tasks, not a DataFrame's: :func:`loglake.onepass.task`
+    says why."""
+    return spark.sparkContext.parallelize(dealt, len(dealt)).mapPartitions(
+        lambda lists: task(item for chunk in lists for item in chunk))
 
 
 def task_frame(spark, dealt: list[list[tuple]], ddl: str):
