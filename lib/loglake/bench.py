@@ -944,6 +944,7 @@ class LakeReader:
         self._last: dict[str, tuple[int, frozenset[str]]] = {}  # partition -> rows, event ids at its last read
         self._process = None
         self._stop = None
+        self._conn = None
         self._result = None
 
     def _anomaly(self, kind: str, path: str, detail: str) -> None:
