@@ -178,6 +178,10 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert events["hourly"]["rows"] == sched["events"] == bench.SCHEDULE["tiny"]["events"]
     assert results["hourly_vs_batch_time"] > 0 and results["run_startup_s"] > 0
     assert sched["startup"]["status"] == "published"
+    # the phases were timed in the runs and the batch run: the whole run holds its parts
+    phases = sched["runs_phases_s"]
+    assert phases["the whole run (lock to commit)"] >= phases["convert (all of convert.convert)"] > 0
+    assert phases["list the raw folder"] > 0 and sched["batch"]["phases_s"]["convert (all of convert.convert)"] > 0
     md = (out / "RESULTS-tiny.md").read_text()
     assert "| figure | target | measured | met |" in md and "needle" in md
     assert "| strong peer (`bench/strong_peer.py`)" in md and "Measured limit (`limit_breakdown_s`" in md
@@ -186,6 +190,27 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     # the earlier run became the before column, and is kept in the results for a re-render
     assert results["details"]["previous_run"]["needle_speedup"] == 12345.5
     assert "| figure | target | measured | met | previous run (" in md and "12,345.5" in md
+
+
+def test_phase_timer_times_a_function_under_each_name_it_is_bound_to_and_restores_them():
+    """``convert`` calls ``_stage`` through its own binding (``from loglake.stage import
+    _stage``): the timer must see those calls, and leave both names as they were."""
+    from loglake import convert, stage
+
+    original = stage._stage
+    assert convert._stage is original
+    timer = bench.PhaseTimer((("loglake.stage", "_stage", "stage"), ("loglake.convert", "_publish", "publish")))
+    with timer:
+        assert convert._stage is stage._stage is not original
+        with pytest.raises(AttributeError):  # any call: it fails at once, and is still timed
+            convert._stage(None, None, None, None, None, None, None, None)
+    assert stage._stage is original and convert._stage is original
+    assert set(timer.as_dict()) == {"stage"} and timer.seconds["stage"] > 0
+    first = timer.seconds["stage"]
+    with timer:  # entered again: the times add up
+        with pytest.raises(AttributeError):
+            stage._stage(None, None, None, None, None, None, None, None)
+    assert timer.seconds["stage"] > first and stage._stage is original
 
 
 def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):

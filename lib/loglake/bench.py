@@ -267,12 +267,8 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         plan = planning.plan_from_listing(source, str(raw / name), config, planning.Selection())
         t1 = time.perf_counter()
-        prof = cProfile.Profile()
-        prof.enable()
-        try:
+        with PhaseTimer() as phases:
             summary = convert.convert(spark, source, config, plan, str(lake))
-        finally:
-            prof.disable()
         t2 = time.perf_counter()
         out[name] = {
             "seconds": round(t2 - t0, 3), "plan_seconds": round(t1 - t0, 3), "files": len(plan.files),
@@ -281,7 +277,7 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
             "duplicates": summary["duplicates"], "control_messages": summary["control_messages"],
             "quality_evaluated": summary["quality"]["evaluated"], "quality_success": summary["quality"]["success"],
             "partitions_written": summary.get("partitions_written"),
-            "phases_s": _phases(prof),
+            "phases_s": phases.as_dict(),
         }
     return out
 
@@ -289,39 +285,81 @@ def ingest(spark, raw: Path, lake: Path) -> dict[str, Any]:
 # Where a convert() run spends its wall time, from the driver's point of view: the
 # driver waits inside these calls while Spark runs the jobs they start.
 _PHASES = (
-    ("stage.py", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
-    ("stage.py", "_stage_one_pass", "  one pass: tasks convert, dedup, sort, write and tally whole partitions"),
-    ("stage.py", "_stage_by_spark", "  by Spark (a partition too large for one pass): the three below"),
-    ("stage.py", "_count_duplicates", "    convert and count duplicates (the first action)"),
-    ("stage.py", "write_readready", "    readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
-    ("stage.py", "_file_stats", "    file counts (collect)"),
-    ("stage.py", "_write_quarantine", "  quarantine write"),
-    ("quality.py", "judge_counts", "  quality gate (judges the writing tasks' tallies)"),
-    ("convert.py", "_publish", "publish: move partitions into place"),
-    ("convert.py", "_record_run", "runs row"),
-    ("storage.py", "delete_tree", "delete staging"),
+    ("loglake.stage", "_stage", "stage: convert, dedup, write, count, check (all of _stage)"),
+    ("loglake.stage", "_stage_one_pass", "  one pass: tasks convert, dedup, sort, write and tally whole partitions"),
+    ("loglake.stage", "_stage_by_spark", "  by Spark (a partition too large for one pass): the three below"),
+    ("loglake.stage", "_count_duplicates", "    convert and count duplicates (the first action)"),
+    ("loglake.stage", "write_readready", "    readready ORC writes (shuffle, sort, pyarrow writer, gate tallies)"),
+    ("loglake.stage", "_file_stats", "    file counts (collect)"),
+    ("loglake.stage", "_write_quarantine", "  quarantine write"),
+    ("loglake.quality", "judge_counts", "  quality gate (judges the writing tasks' tallies)"),
+    ("loglake.convert", "_publish", "publish: move partitions into place"),
+    ("loglake.convert", "_record_run", "runs row"),
+    ("loglake.storage", "delete_tree", "delete staging"),
 )
 
 
 # and, for a scheduled run, what comes before the conversion
 _RUN_PHASES = (
-    ("runner.py", "run", "the whole run (lock to commit)"),
-    ("planning.py", "plan_from_listing", "list the raw folder"),
-    ("runner.py", "from_listing", "take the new objects (watermark, manifests)"),
-    ("convert.py", "convert", "convert (all of convert.convert)"),
+    ("loglake.runner", "run", "the whole run (lock to commit)"),
+    ("loglake.planning", "plan_from_listing", "list the raw folder"),
+    ("loglake.runner", "from_listing", "take the new objects (watermark, manifests)"),
+    ("loglake.convert", "convert", "convert (all of convert.convert)"),
     *_PHASES,
-    ("runner.py", "_commit", "commit (index, watermark, intent)"),
+    ("loglake.runner", "_commit", "commit (index, watermark, intent)"),
 )
 
 
-def _phases(prof: cProfile.Profile, phases: tuple = _PHASES) -> dict[str, float]:
-    stats = pstats.Stats(prof)
-    out: dict[str, float] = {}
-    for filename, func, label in phases:
-        total = sum(v[3] for k, v in stats.stats.items() if k[0].endswith("/" + filename) and k[2] == func)
-        if total:
-            out[label] = round(total, 2)
-    return out
+class PhaseTimer:
+    """Wall seconds spent inside the functions of ``phases`` (module, function, label)
+    while active: each function is wrapped, under every name a loglake module binds it
+    to, and restored on exit. A timer, not a profiler: cProfile, which the report used
+    before, slowed the driver's own Python work (an hourly run's listing and publishing,
+    which a batch run barely has) and so weighed on the figures it explained. Calls from
+    other threads count too; a call inside another of the same label counts twice."""
+
+    def __init__(self, phases: tuple = _PHASES):
+        self.phases = phases
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._restore: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, func: Callable, label: str) -> Callable:
+        import functools
+
+        @functools.wraps(func)
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                with self._lock:
+                    self.seconds[label] = self.seconds.get(label, 0.0) + spent
+        return timed
+
+    def __enter__(self) -> PhaseTimer:
+        import importlib
+
+        modules = [m for name, m in sorted(sys.modules.items()) if name.startswith("loglake") and m is not None]
+        for module_name, func_name, label in self.phases:
+            func = getattr(importlib.import_module(module_name), func_name)
+            wrapper = self._wrap(func, label)
+            for module in modules:
+                for attr, value in list(vars(module).items()):
+                    if value is func:
+                        self._restore.append((module, attr, value))
+                        setattr(module, attr, wrapper)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module, attr, value in reversed(self._restore):
+            setattr(module, attr, value)
+        self._restore.clear()
+
+    def as_dict(self) -> dict[str, float]:
+        """Seconds per label, in the order of ``phases`` (labels never entered left out)."""
+        return {label: round(self.seconds[label], 2) for _, _, label in self.phases if self.seconds.get(label)}
 
 
 def _ingest_child(argv: Sequence[str]) -> int:
@@ -1126,7 +1164,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     raw_uri = str(delivered)
     runs: list[dict[str, Any]] = []
     delivered_files = delivered_bytes = 0
-    prof = cProfile.Profile()
+    run_phases = PhaseTimer(_RUN_PHASES)
     reader = LakeReader(str(hourly / table), names)
     with reader:
         for k, files in enumerate(parts):
@@ -1146,12 +1184,9 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
                 return runner.from_listing(source, config, str(hourly), listed)
 
             t0 = time.perf_counter()
-            prof.enable()
-            try:
+            with run_phases:
                 summary = runner.run(spark, source, config, str(hourly), plan_work, kind=runner.SCHEDULED,
                                      raw=raw_uri, compact=True)
-            finally:
-                prof.disable()
             seconds = time.perf_counter() - t0
             sched = summary.get("scheduled") or {}
             runs.append({
@@ -1181,15 +1216,12 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
                            for p in paths]
 
     batch_config = _lake_config(str(batch))
-    batch_prof = cProfile.Profile()
+    batch_phases = PhaseTimer(_RUN_PHASES)
     t0 = time.perf_counter()
     plan = planning.plan_from_listing(source, raw_uri, batch_config, planning.Selection())
     plan_s = time.perf_counter() - t0
-    batch_prof.enable()
-    try:
+    with batch_phases:
         batch_summary = convert.convert(spark, source, batch_config, plan, str(batch))
-    finally:
-        batch_prof.disable()
     batch_s = time.perf_counter() - t0
     _say(f"batch run: {len(plan.files)} files, {batch_summary['written']} written, {batch_s:.1f} s")
 
@@ -1219,9 +1251,9 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
                   "status": batch_summary["status"],
                   "records_read": batch_summary["records_read"], "written": batch_summary["written"],
                   "raw_bytes_read": batch_summary.get("raw_bytes_read"),
-                  "phases_s": _phases(batch_prof, _RUN_PHASES)},
+                  "phases_s": batch_phases.as_dict()},
         "warmup_s": round(warmup_s, 2) if warmup_s is not None else None,
-        "runs_phases_s": _phases(prof, _RUN_PHASES),
+        "runs_phases_s": run_phases.as_dict(),
         "per_run_overhead_s": round((runs_s - batch_s) / len(runs), 2),
         "files_per_closed_partition": {
             "partitions": len(files_per_partition),
@@ -1451,7 +1483,7 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
               "| function | s | share |", "|---|---|---|"]
     for h in pf["convert_file_hotspots"][:8]:
         lines.append(f"| `{h['function']}` | {h['tottime_s']} | {h['share']:.0%} |")
-    lines += ["", "Where the CloudTrail job's wall time goes (driver-side cProfile of `convert.convert`; "
+    lines += ["", "Where the CloudTrail job's wall time goes (inside these driver calls, timed, not profiled; "
                   "indented lines are inside `_stage`, and may overlap):", "", "| phase | seconds |", "|---|---|"]
     for label, sec in ct.get("phases_s", {}).items():
         lines.append(f"| {label.replace('  ', '&nbsp;&nbsp;')} | {sec} |")
@@ -1533,7 +1565,8 @@ def _schedule_markdown(res: dict, s: dict) -> list[str]:
              f"((runs - batch) / {n}). One `loglake run --scheduled` process on an empty folder takes "
              f"**{st['seconds']} s** (`run_startup_s`: imports, JVM and Spark start, the empty run "
              f"{st.get('run_duration_s')} s, exit): a run in its own process pays it on top.", "",
-             "Where the time goes (driver-side cProfile, cumulative; indented lines are inside `_stage`):", "",
+             "Where the time goes (wall time inside these driver calls, timed, not profiled; indented lines are "
+             "inside `_stage`):", "",
              f"| phase | {n} runs | batch |", "|---|---|---|"]
     labels = list(dict.fromkeys([*s["runs_phases_s"], *b["phases_s"]]))
     for label in labels:
