@@ -71,3 +71,22 @@ def test_delete_tree_fails_naming_a_key_that_cannot_be_deleted(bucket, monkeypat
     assert refusal.calls == storage.DELETE_ATTEMPTS
     # Never an old file beside its replacement: the caller knows, and the run fails.
     assert _keys(bucket) == ["t/part=1/f3.orc", "t/part=2/keep.orc"]
+
+
+def test_a_local_copy_is_whole_replaces_its_target_and_outlives_its_source(tmp_path):
+    """Locally a copy is a hard link where it can be: the target must still read as the
+    source's bytes once the source is removed (staging is deleted after a publish), a
+    second copy to the same name (a rerun) must replace it, and a temporary file a
+    crashed copy left must not stop it."""
+    src, other = tmp_path / "staged" / "a.orc", tmp_path / "staged" / "b.orc"
+    src.parent.mkdir()
+    src.write_bytes(b"first")
+    other.write_bytes(b"second")
+    dst = tmp_path / "lake" / "p" / "i-0.zlib.orc"
+    storage.copy_object(str(src), str(dst))
+    src.unlink()
+    assert dst.read_bytes() == b"first"
+    (dst.parent / (dst.name + ".tmp")).write_bytes(b"left by a crash")
+    storage.copy_object("file://" + str(other), "file://" + str(dst))
+    assert dst.read_bytes() == b"second" and sorted(p.name for p in dst.parent.iterdir()) == [dst.name]
+    assert dst.stat().st_ino == other.stat().st_ino  # linked, not written again (one file system here)
