@@ -406,9 +406,9 @@ def test_one_pass_deals_objects_of_unknown_size_by_count():
 
 
 def test_a_clean_run_converts_and_writes_in_one_spark_job(spark, tmp_path):
-    """A clean run is one Spark job: the conversion's output is persisted (for the
-    quarantine) and read by the collect in the same job, not filled by a job of its own
-    first (what Spark 3.5's adaptive execution of cached plans does unless told not to)."""
+    """A clean run is one Spark job: its tasks convert, write and count, and no job of
+    its own gathers quarantine rows (the objects with problems are converted again, and
+    only when there are some)."""
     raw = tmp_path / "raw"
     place(raw, STRATUS_KEY, STRATUS_GZ)
     place(raw, ELASTIC_KEY, ELASTIC_GZ)

@@ -211,6 +211,31 @@ def _loses_an_event(lost, table, key):
     return kept.filter(pc.not_equal(kept["eventid"], lost))
 
 
+def test_an_object_changed_before_its_problems_are_gathered_fails_the_run(spark, tmp_path, monkeypatch):
+    """A run's one pass counts each object's problems; their quarantine rows come from
+    converting the objects with problems again. An object that changed in between (here
+    rewritten as two records without an eventID: two problems where one was counted)
+    gives rows that were not counted: the run must not balance, and must publish nothing."""
+    stratus = records_of(STRATUS_GZ)
+    parts = [json.dumps(r) for r in stratus[:10]]
+    raw, out = tmp_path / "raw", tmp_path / "lake"
+    place(raw, DAY + "m.json.gz", gzip.compress(('{"Records": [' + ", ".join(parts[:7]) + ", <<not json>>"
+                                                + ", ".join(parts[7:]) + "]}").encode()))
+    original = stage._problem_rows
+
+    def rewritten_first(spark, source, config, files):
+        assert [f.uri.rsplit("/", 1)[-1] for f in files] == ["m.json.gz"]  # only the object with problems
+        place(raw, DAY + "m.json.gz", gz_records([{k: v for k, v in r.items() if k != "eventID"}
+                                                  for r in stratus[:2]]))
+        return original(spark, source, config, files)
+
+    monkeypatch.setattr(stage, "_problem_rows", rewritten_first)
+    code, summary = run(tmp_path, "cloudtrail", raw, out)
+    assert code == 1 and summary["status"] == "rejected_unbalanced" and summary["balanced"] is False
+    assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}  # as counted by the one pass
+    assert not (out / "from_cloudtrail_readready").exists() and not (out / "quarantine").exists()
+
+
 def test_unbalanced_run_fails_and_publishes_nothing(spark, tmp_path, monkeypatch, stage_path):
     import functools
 
