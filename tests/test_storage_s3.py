@@ -90,3 +90,31 @@ def test_a_local_copy_is_whole_replaces_its_target_and_outlives_its_source(tmp_p
     storage.copy_object("file://" + str(other), "file://" + str(dst))
     assert dst.read_bytes() == b"second" and sorted(p.name for p in dst.parent.iterdir()) == [dst.name]
     assert dst.stat().st_ino == other.stat().st_ino  # linked, not written again (one file system here)
+
+
+def test_listing_only_what_changed_after_a_time_locally_and_on_s3(bucket, tmp_path):
+    """``newer_than`` (a scheduled run's watermark) leaves out what was modified at or
+    before it; the rest comes in the order ``os.walk`` gave: a folder's files by name,
+    then its subfolders. A link to a folder is not followed."""
+    import os
+
+    root = tmp_path / "raw"
+    times = {"a/2.gz": 100, "a/1.gz": 300, "a/b/3.gz": 200, "z.gz": 250, "a/b/c/4.gz": 400}
+    for name, mtime in times.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+        os.utime(path, (mtime, mtime))
+    (root / "link").symlink_to(root / "a")
+    listed = [(o.key[len(str(root)) + 1:], o.size, o.mtime) for o in storage.list_objects(str(root))]
+    assert [k for k, _, _ in listed] == ["z.gz", "a/1.gz", "a/2.gz", "a/b/3.gz", "a/b/c/4.gz"]
+    assert all(size == len(k) and mtime == times[k] for k, size, mtime in listed)
+    newer = [o.uri for o in storage.list_objects("file://" + str(root), newer_than=200)]
+    assert newer == [f"file://{root}/{k}" for k in ("z.gz", "a/1.gz", "a/b/c/4.gz")]
+    assert [o.key for o in storage.list_objects(str(root / "z.gz"), newer_than=250)] == []
+    # S3: LastModified is the put's time
+    s3_objects = list(storage.list_objects("s3://lake/t/"))
+    assert len(s3_objects) == 6
+    cut = min(o.mtime for o in s3_objects) - 1
+    assert [o.uri for o in storage.list_objects("s3://lake/t/", newer_than=cut)] == [o.uri for o in s3_objects]
+    assert list(storage.list_objects("s3://lake/t/", newer_than=max(o.mtime for o in s3_objects))) == []

@@ -160,9 +160,7 @@ def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: S
     if not storage.exists(raw_uri):
         raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
     plan = Plan()
-    for obj in storage.list_objects(raw_uri):
-        if newer_than is not None and obj.mtime <= newer_than:
-            continue
+    for obj in storage.list_objects(raw_uri, newer_than):
         plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
     plan.files.sort(key=lambda f: f.uri)
     return plan

@@ -84,28 +84,49 @@ def _s3():
     return client("s3", _endpoint["url"], _endpoint["region"])
 
 
-def list_objects(uri: str) -> Iterator[ObjectInfo]:
-    """Every object below a prefix or directory, recursively, in key order."""
+def list_objects(uri: str, newer_than: float | None = None) -> Iterator[ObjectInfo]:
+    """Every object below a prefix or directory, recursively, in key order; only those
+    modified after ``newer_than`` when given (a scheduled run's watermark: by a day's end
+    an hourly run lists some 22,000 files of which 900 are new, and making an object of
+    each old one was a third of the listing)."""
     if is_s3(uri):
         bucket, prefix = split_s3(uri)
         paginator = _s3().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                uri = f"s3://{bucket}/{obj['Key']}"
-                yield ObjectInfo(uri, obj["Key"], obj["Size"], obj["LastModified"].timestamp())
+                mtime = obj["LastModified"].timestamp()
+                if newer_than is None or mtime > newer_than:
+                    yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Key"], obj["Size"], mtime)
         return
     root = local_path(uri)
     if os.path.isfile(root):
-        yield ObjectInfo("file://" + root, root, os.path.getsize(root), os.path.getmtime(root))
+        stat = os.stat(root)
+        if newer_than is None or stat.st_mtime > newer_than:
+            yield ObjectInfo("file://" + root, root, stat.st_size, stat.st_mtime)
         return
     if not os.path.isdir(root):
         return  # like an S3 prefix with nothing below it
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            stat = os.stat(path)
-            yield ObjectInfo("file://" + path, path, stat.st_size, stat.st_mtime)
+    yield from _walk_local(root, newer_than)
+
+
+def _walk_local(folder: str, newer_than: float | None) -> Iterator[ObjectInfo]:
+    """A folder's files (sorted by name), then each subfolder's, as ``os.walk`` gives
+    them, with one ``scandir`` entry's ``stat`` per file (no path joined in Python). A
+    symbolic link to a folder is not followed (as ``os.walk``); a folder that cannot be
+    read is an error (``os.walk`` skipped it, and its files with it, silently)."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    folders = []
+    for entry in entries:
+        if entry.is_dir():
+            if not entry.is_symlink():
+                folders.append(entry.path)
+            continue
+        stat = entry.stat()
+        if newer_than is None or stat.st_mtime > newer_than:
+            yield ObjectInfo("file://" + entry.path, entry.path, stat.st_size, stat.st_mtime)
+    for sub in folders:
+        yield from _walk_local(sub, newer_than)
 
 
 def exists(uri: str) -> bool:
