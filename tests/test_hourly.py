@@ -439,3 +439,27 @@ def test_compaction_reads_files_of_an_older_schema_with_nulls_and_keeps_the_file
     want = full.slice(0, 18).to_pylist()
     for i, (g, w) in enumerate(zip(got.to_pylist(), want, strict=True)):
         assert g == (dict(w, **{last: None}) if 9 <= i < 15 else w), i
+
+
+def test_publishing_threads_are_kept_between_runs_and_made_again_in_a_forked_child():
+    """A run's publish uses the process's thread pool (started once: starting 16 threads
+    cost each hourly run tens of ms); a child forked after it has none of those threads,
+    so it must make its own instead of waiting forever on a pool with no workers."""
+    import multiprocessing
+
+    from loglake import convert
+
+    pool = convert._publish_pool()
+    assert convert._publish_pool() is pool and pool.submit(lambda: 41 + 1).result(timeout=10) == 42
+    child = multiprocessing.get_context("fork").Process(target=_publish_in_child)
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+
+
+def _publish_in_child():
+    from loglake import convert
+
+    raise SystemExit(0 if convert._publish_pool().submit(lambda: 7).result(timeout=10) == 7 else 1)

@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -181,8 +182,7 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
         return values, path, part, pairs, before, after, added
 
     # Partitions are independent (a manifest each) and a publish is mostly waiting on S3.
-    with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
-        done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
+    done = list(_publish_pool().map(one, sorted(set(raw_of) | set(staged.written))))
     for values, path, part, pairs, before, after, added in done:
         if after is not None:  # this input's files (an earlier attempt's too: its runs row may be missing)
             mine = set(raw_of.get(values, ()))
@@ -229,6 +229,19 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
         for path in result.expiring_now:
             publish.expire(storage.join(out_table, path))
     return out, result
+
+
+_POOL: list = []  # [ThreadPoolExecutor], made on first use
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of its threads
+
+
+def _publish_pool() -> ThreadPoolExecutor:
+    """The process's publishing threads, started once and kept between runs: started for
+    each run, the 16 threads took 20-90 ms of a run (a thread waits for the interpreter
+    lock to start), paid by every hourly run of a long-lived process."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="loglake-publish"))
+    return _POOL[0]
 
 
 def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue,
