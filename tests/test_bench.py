@@ -192,6 +192,32 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert "| figure | target | measured | met | previous run (" in md and "12,345.5" in md
 
 
+def test_the_schedule_warm_up_runs_scheduled_runs_and_a_compaction_in_scratch_lakes(spark, generated, tmp_path,
+                                                                                   monkeypatch):
+    """The warm-up before the measured runs does what they do (scheduled runs over a
+    folder that fills, then a compaction), in lakes of its own: the measured lakes must
+    not see any of it."""
+    from loglake import manifest, storage
+    from loglake.sources import SOURCES
+
+    out, stats = generated
+    monkeypatch.setattr(bench, "WARMUP_RUNS", 3)
+    monkeypatch.setattr(bench, "WARMUP_RUN_FILES", 4)
+    ct_root = out / "a" / "cloudtrail"
+    parts = bench.delivery_slices(ct_root, stats["start_date"], 24, 7)
+    work = tmp_path / "work"
+    bench._warm_scheduled(spark, SOURCES["cloudtrail"], ct_root, [kv for p in parts for kv in p], work)
+    assert sorted(p.name for p in work.iterdir()) == ["warmup-delivered", "warmup-hourly"]
+    assert len([p for p in (work / "warmup-delivered").rglob("*.json.gz")]) == 12
+    runs = list((work / "warmup-hourly" / "_runs" / "cloudtrail").glob("*.json"))
+    kinds = sorted("compaction" in json.loads(p.read_text()) for p in runs)
+    assert kinds == [False, False, False, True]  # three runs, then the compaction
+    table = work / "warmup-hourly" / "from_cloudtrail_readready"
+    for tp in manifest.partitions(str(table), ["org", "account", "region", "dt"]):
+        m = manifest.load(storage.join(str(table), tp.path))
+        assert m.compacted and len(m.files) == 1
+
+
 def test_phase_timer_times_a_function_under_each_name_it_is_bound_to_and_restores_them():
     """``convert`` calls ``_stage`` through its own binding (``from loglake.stage import
     _stage``): the timer must see those calls, and leave both names as they were."""

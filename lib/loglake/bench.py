@@ -1293,6 +1293,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
                   "raw_bytes_read": batch_summary.get("raw_bytes_read"),
                   "phases_s": batch_phases.as_dict()},
         "warmup_s": round(warmup_s, 2) if warmup_s is not None else None,
+        **({"warmup_runs": WARMUP_RUNS, "warmup_run_files": WARMUP_RUN_FILES} if warmup else {}),
         "runs_phases_s": run_phases.as_dict(),
         "per_run_overhead_s": round((runs_s - batch_s) / len(runs), 2),
         "files_per_closed_partition": {
@@ -1591,8 +1592,12 @@ def _schedule_markdown(res: dict, s: dict) -> list[str]:
              f"the {c['partitions_selected']} partitions the runs wrote (all closed: the day and the next day's "
              "first files are in the past). The batch run converts the same day in one "
              "`convert.convert` into another lake, in the same session. "
-             + (f"Before both, untimed, a conversion of 20 of the day's files into a scratch lake "
-                f"({s['warmup_s']} s) warms the session up." if s.get("warmup_s") is not None else
+             + (("Before both, untimed, a conversion of 20 of the day's files into a scratch lake, then "
+                 f"{s['warmup_runs']} scheduled runs of {s['warmup_run_files']} files and a compaction into another "
+                 f"({s['warmup_s']} s), warm the session up (the JVM compiles a run's code paths)."
+                 if s.get("warmup_runs") else
+                 f"Before both, an untimed warm-up ({s['warmup_s']} s; see bench/README.md).")
+                if s.get("warmup_s") is not None else
                 "The session had converted before (the ingest ran in this process), so no warm-up."), "",
              "| work | seconds |", "|---|---|",
              f"| {n} scheduled runs (median {s['run_median_s']} s) | {s['runs_s']} |",
@@ -1616,7 +1621,7 @@ def _schedule_markdown(res: dict, s: dict) -> list[str]:
                   f"(`raw_bytes_read`), of {s['delivered_files']:,} delivered, {_mb(s['delivered_bytes'])}: "
                   f"**{_fmt(res.get('hourly_read_amplification'))}**. After compaction: {fpp['mean']} files per closed "
                   f"partition (max {fpp['max']}, {fpp['partitions']} partitions).", "",
-              "Reader: a thread of this process reads the hourly lake's partitions one after another while the "
+              "Reader: a process of its own reads the hourly lake's partitions one after another while the "
               "runs publish and the compaction swaps, as `README.md` tells a bulk reader to (the manifest's current "
               f"files, with pyarrow.orc, event ids only; {rd['pause_s']} s pause between partitions): "
               f"{rd['reads']:,} partition reads ({rd['files_read']:,} files, {rd['rows_read']:,} rows, "
