@@ -5,7 +5,9 @@ read. So a run can deal whole partitions to Spark's tasks: each task converts th
 objects of its partitions, drops a partition's repeats (the first row of each key
 kept), sorts and writes its file (:mod:`loglake.orcwrite`), and tallies the gate's
 checks on the rows it writes. Only counts come back: each object's, each file's rows
-from its footer, each partition's rows and repeats, and the quarantine rows.
+from its footer, each partition's rows and repeats (the task's quarantine rows are
+dropped in the worker: a run converts the objects with problems again for those,
+:func:`loglake.stage._stage_one_pass`).
 
 The other way (:func:`loglake.stage._stage_by_spark`) spreads the objects over every
 core whatever their partitions, caches the converted rows, counts repeats in a job of
