@@ -221,15 +221,15 @@ def test_an_object_changed_before_its_problems_are_gathered_fails_the_run(spark,
     raw, out = tmp_path / "raw", tmp_path / "lake"
     place(raw, DAY + "m.json.gz", gzip.compress(('{"Records": [' + ", ".join(parts[:7]) + ", <<not json>>"
                                                 + ", ".join(parts[7:]) + "]}").encode()))
-    original = stage._problem_rows
+    original = stage._converted_frame
 
-    def rewritten_first(spark, source, config, files):
+    def rewritten_first(spark, source, config, files, slices):
         assert [f.uri.rsplit("/", 1)[-1] for f in files] == ["m.json.gz"]  # only the object with problems
         place(raw, DAY + "m.json.gz", gz_records([{k: v for k, v in r.items() if k != "eventID"}
                                                   for r in stratus[:2]]))
-        return original(spark, source, config, files)
+        return original(spark, source, config, files, slices)
 
-    monkeypatch.setattr(stage, "_problem_rows", rewritten_first)
+    monkeypatch.setattr(stage, "_converted_frame", rewritten_first)
     code, summary = run(tmp_path, "cloudtrail", raw, out)
     assert code == 1 and summary["status"] == "rejected_unbalanced" and summary["balanced"] is False
     assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}  # as counted by the one pass

@@ -5,9 +5,8 @@ read. So a run can deal whole partitions to Spark's tasks: each task converts th
 objects of its partitions, drops a partition's repeats (the first row of each key
 kept), sorts and writes its file (:mod:`loglake.orcwrite`), and tallies the gate's
 checks on the rows it writes. Only counts come back: each object's, each file's rows
-from its footer, each partition's rows and repeats (the task's quarantine rows are
-dropped in the worker: a run converts the objects with problems again for those,
-:func:`loglake.stage._stage_one_pass`).
+from its footer, each partition's rows and repeats (not the quarantine rows: a run
+converts the objects with problems again for those, :func:`loglake.stage._stage_one_pass`).
 
 The other way (:func:`loglake.stage._stage_by_spark`) spreads the objects over every
 core whatever their partitions, caches the converted rows, counts repeats in a job of
@@ -72,10 +71,10 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
          batch_rows: int = 4096) -> Callable[[Iterable[tuple]], Iterator[dict[str, Any]]]:
     """The function of a Spark task (``RDD.mapPartitions``): ``(uri, size, *partition
     values)`` tuples, each partition's together, in; row dicts out, keyed by the
-    partition names, ``_kind`` and ``_detail`` (its JSON): a file's counts and its
-    problems (:mod:`loglake.objects`), each file written, each partition, then the
-    task's tally. ``gate()`` makes the task's tally (:class:`loglake.quality.StagedGate`;
-    default: rows only).
+    partition names, ``_kind`` and ``_detail`` (its JSON): each object's counts
+    (:mod:`loglake.objects`; its problems are counted there, their rows not sent), each
+    file written, each partition, then the task's tally. ``gate()`` makes the task's
+    tally (:class:`loglake.quality.StagedGate`; default: rows only).
 
     An RDD's task, not a DataFrame's (``mapInArrow``): the input is a file list and the
     output a few counts, and Spark SQL's planning, its Arrow exchange and a persisted
@@ -129,7 +128,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
             for row in objects.convert_rows(source, item["uri"], values, config, fetch):
                 if row["_kind"] == objects.KIND_EVENT:
                     events.append(row)
-                else:
+                elif row["_kind"] != objects.KIND_PROBLEM:  # the run converts those objects again
                     out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
             if len(events) >= batch_rows:
                 parts.append(objects.rows_to_batch(events, events_schema))

@@ -143,7 +143,7 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
                              tuple(source.bloom_columns), MAX_RECORDS_PER_FILE, interim)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
     with _Progress(spark, f"converting and writing {len(plan.files)} files"):
-        counts = dealt_tasks(spark, dealt, task).filter(lambda row: row["_kind"] != KIND_PROBLEM).collect()
+        counts = dealt_tasks(spark, dealt, task).collect()
     file_stats, per_file, tallies, duplicates = [], {}, [], 0
     for row in counts:
         detail = json.loads(row["_detail"])
@@ -163,23 +163,28 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     # object changed or removed in between gives other rows than were counted: the run is
     # then unbalanced and publishes nothing (the next run converts it again).
     with_problems = {s["file"] for s in file_stats if s["problems"]}
-    problems = _problem_rows(spark, source, config, [f for f in plan.files if f.uri in with_problems])
+    again = [f for f in plan.files if f.uri in with_problems]
+    problems = (_problem_rows(_converted_frame(spark, source, config, again, spark.sparkContext.defaultParallelism),
+                              names) if again else None)
     quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
     return _Converted(file_stats, Written(per_file, tallies), duplicates, quarantined)
 
 
-def _problem_rows(spark, source, config, files: list):
-    """The problem rows (partition columns and ``_detail``) of ``files``, converted again;
-    None when there are no files."""
+def _converted_frame(spark, source, config, files: list, slices: int):
+    """``files`` converted (:func:`loglake.objects._convert_partition`), dealt round-robin
+    to ``slices`` Spark partitions (fewer when there are fewer files; :func:`task_frame`):
+    their events, problems and per-object counts, by ``_kind``."""
+    slices = max(1, min(slices, len(files)))
+    rows = [(f.uri, f.size, *f.values) for f in files]
+    frame = task_frame(spark, [rows[k::slices] for k in range(slices)], _file_list_ddl(source.schema.partition_names))
+    return frame.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
+
+
+def _problem_rows(converted, names):
+    """The quarantine's input from converted rows: the partition columns and ``_detail``
+    of each problem."""
     from pyspark.sql import functions as F
 
-    if not files:
-        return None
-    names = source.schema.partition_names
-    slices = max(1, min(len(files), spark.sparkContext.defaultParallelism))
-    rows = [(f.uri, f.size, *f.values) for f in files]
-    frame = task_frame(spark, [rows[k::slices] for k in range(slices)], _file_list_ddl(names))
-    converted = frame.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
     return converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
 
 
@@ -212,10 +217,7 @@ def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows
 
     names = source.schema.partition_names
     slices = _slices(plan, spark.sparkContext.defaultParallelism)
-    # Dealt round-robin, one list per slice (task_frame)
-    rows = [(f.uri, f.size, *f.values) for f in plan.files]
-    files_df = task_frame(spark, [rows[k::slices] for k in range(slices)], _file_list_ddl(names))
-    converted = files_df.mapInArrow(_convert_partition(source.name, config), _spark_output_ddl(source))
+    converted = _converted_frame(spark, source, config, plan.files, slices)
     # Read four times (repeats, rows, quarantine, counts): kept on local disk, not in the
     # heap, whose share for cached blocks does not grow with the input (a 5M-event run
     # ran the 2 GB driver out of heap with MEMORY_AND_DISK).
@@ -240,8 +242,7 @@ def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows
             file_stats = _file_stats(converted, names)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
-            problems = (converted.filter(F.col("_kind") == KIND_PROBLEM).select(*names, "_detail")
-                        if any(s["problems"] for s in file_stats) else None)
+            problems = _problem_rows(converted, names) if any(s["problems"] for s in file_stats) else None
             quarantined = _write_quarantine(spark, quarantine_rows, problems, staging, names, run_id)
     finally:
         converted.unpersist()
