@@ -1147,27 +1147,43 @@ def _warm_scheduled(spark, source, ct_root: Path, delivered: list[tuple[str, flo
     probe of this part). With these runs the 25 runs took 27.1 s where they took 32.1 s
     (one `--only schedule` run each, the same code). A run in a process of its own pays
     that compilation every time: `run_startup_s` is what a fresh JVM costs."""
-    from loglake import compact, planning, runner, state
+    from loglake import compact, planning
 
     wdel, whour = work / "warmup-delivered", work / "warmup-hourly"
     config = _schedule_config(str(whour))
     step = max(1, len(delivered) // (WARMUP_RUNS * WARMUP_RUN_FILES))
     chosen = delivered[::step][:WARMUP_RUNS * WARMUP_RUN_FILES]
     for k in range(0, len(chosen), WARMUP_RUN_FILES):
-        for key, mtime in chosen[k:k + WARMUP_RUN_FILES]:
-            dest = wdel / key
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ct_root / key, dest)
-            os.utime(dest, (mtime, mtime))
-
-        def plan_work():
-            listed = planning.plan_from_listing(source, str(wdel), config, planning.Selection(),
-                                               state.read_watermark(str(whour), source.name))
-            return runner.from_listing(source, config, str(whour), listed)
-
-        runner.run(spark, source, config, str(whour), plan_work, kind=runner.SCHEDULED, raw=str(wdel), compact=True)
+        _deliver(chosen[k:k + WARMUP_RUN_FILES], ct_root, wdel)
+        _scheduled_run(spark, source, config, whour, wdel)
     paths = compact.select(source, config, str(whour), planning.Selection(), closed=True)
     compact.compact(spark, source, config, str(whour), paths)
+
+
+def _deliver(files: list[tuple[str, float]], ct_root: Path, folder: Path) -> int:
+    """Copy ``(key, mtime)`` files from ``ct_root`` into ``folder``, each with its
+    delivery mtime; returns the bytes delivered."""
+    n_bytes = 0
+    for key, mtime in files:
+        dest = folder / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ct_root / key, dest)
+        os.utime(dest, (mtime, mtime))
+        n_bytes += dest.stat().st_size
+    return n_bytes
+
+
+def _scheduled_run(spark, source, config, lake: Path, raw: Path) -> dict[str, Any]:
+    """One scheduled run over the raw folder, as `loglake run --scheduled` makes it:
+    the objects above the watermark that no manifest holds."""
+    from loglake import planning, runner, state
+
+    def plan_work():
+        listed = planning.plan_from_listing(source, str(raw), config, planning.Selection(),
+                                           state.read_watermark(str(lake), source.name))
+        return runner.from_listing(source, config, str(lake), listed)
+
+    return runner.run(spark, source, config, str(lake), plan_work, kind=runner.SCHEDULED, raw=str(raw), compact=True)
 
 
 def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: int,
@@ -1175,8 +1191,9 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     """The generated day through scheduled runs, one per slice, in this process and Spark
     session, then one compaction of the day's partitions; and the same day in one batch
     run into another lake. A reader process reads the hourly lake meanwhile. ``warmup``:
-    first convert a few files untimed (not needed when this session converted already)."""
-    from loglake import compact, convert, manifest, planning, runner, state, storage
+    first convert a few files and make small scheduled runs, untimed (not needed when
+    this session converted already)."""
+    from loglake import compact, convert, manifest, planning, state, storage
     from loglake.sources import SOURCES
 
     source = SOURCES["cloudtrail"]
@@ -1191,7 +1208,7 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     parts = delivery_slices(raw / "cloudtrail", day, slices, seed)
     # Untimed: a conversion of a few of the day's files into a scratch lake, so that
     # neither side pays this session's first conversion (Python workers, the quality
-    # gate's imports and context, code generation).
+    # gate's imports and context, code generation), then scheduled runs (_warm_scheduled).
     t0 = time.perf_counter()
     for p in ("warmup-lake", "warmup-delivered", "warmup-hourly"):
         shutil.rmtree(work / p, ignore_errors=True)
@@ -1208,25 +1225,12 @@ def schedule_bench(spark, gen: dict, raw: Path, work: Path, slices: int, seed: i
     reader = LakeReader(str(hourly / table), names)
     with reader:
         for k, files in enumerate(parts):
-            n_bytes = 0
-            for key, mtime in files:
-                dest = delivered / key
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(raw / "cloudtrail" / key, dest)
-                os.utime(dest, (mtime, mtime))
-                n_bytes += dest.stat().st_size
+            n_bytes = _deliver(files, raw / "cloudtrail", delivered)
             delivered_files += len(files)
             delivered_bytes += n_bytes
-
-            def plan_work():
-                listed = planning.plan_from_listing(source, raw_uri, config, planning.Selection(),
-                                                   state.read_watermark(str(hourly), source.name))
-                return runner.from_listing(source, config, str(hourly), listed)
-
             t0 = time.perf_counter()
             with run_phases:
-                summary = runner.run(spark, source, config, str(hourly), plan_work, kind=runner.SCHEDULED,
-                                     raw=raw_uri, compact=True)
+                summary = _scheduled_run(spark, source, config, hourly, delivered)
             seconds = time.perf_counter() - t0
             sched = summary.get("scheduled") or {}
             runs.append({
