@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -231,17 +232,15 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
     return out, result
 
 
-_POOL: list = []  # [ThreadPoolExecutor], made on first use
-os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of its threads
-
-
+@functools.cache
 def _publish_pool() -> ThreadPoolExecutor:
     """The process's publishing threads, started once and kept between runs: started for
     each run, each thread's start took some 4 ms in a driver that had just run a Spark
     job (profiled; a two-partition run's publish took 23 ms, 4 ms with the pool kept)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="loglake-publish"))
-    return _POOL[0]
+    return ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="loglake-publish")
+
+
+os.register_at_fork(after_in_child=_publish_pool.cache_clear)  # a forked child has none of its threads
 
 
 def _record_run(config: Config, source: Source, summary: dict[str, Any], out_root: str, run_date: str, glue,
