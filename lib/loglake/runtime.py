@@ -26,8 +26,8 @@ SPARK_CONF = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     # Spark 3.5 lets adaptive execution re-plan a cached DataFrame, which makes the first
     # query of a persisted one two jobs (fill the cache, then read it): a run's conversion
-    # (persisted for the quarantine) took a second job of ~0.1 s. loglake's cached frames
-    # have no shuffle for it to re-plan.
+    # (persisted by Spark's way of staging, which reads it four times) took a second job
+    # of ~0.1 s. loglake's cached frames have no shuffle for it to re-plan.
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "false",
 }
 
