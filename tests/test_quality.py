@@ -506,6 +506,31 @@ def test_a_tally_counts_rows_added_in_many_tables_as_if_added_in_one():
         assert pieces.counts() == expected, flush_at
 
 
+def test_a_tally_counts_the_keys_of_complete_partitions_as_it_goes_and_finds_every_repeat():
+    """A tally counts the uniqueness keys of the partitions it has all the rows of as it
+    goes, and keeps only the last one's (a writer adds a partition's rows together): the
+    distinct count must be the one of all keys at once, with a repeat found whether it
+    comes before or after a fold, and one event id in two partitions counted twice."""
+    gate = quality.StagedGate("cloudtrail")
+    a = [ct_row(n) for n in range(1, 6)]
+    b = [ct_row(n, dt="2024-05-02") for n in range(1, 8)]
+    b += [ct_row(2, dt="2024-05-02"), ct_row(7, dt="2024-05-02")]  # repeats: early in b, and its last row
+    c = [ct_row(n, region="eu-west-1") for n in (1, 2)]
+    rows = a + b + c
+    distinct = len({(r["dt"], r["region"], r["eventid"]) for r in rows})  # computed here: 5 + 7 + 2
+    assert distinct == 14 and len(rows) == 16
+    index = next(i for i, c in enumerate(quality.checks_of("cloudtrail"))
+                 if c.kind == "ExpectCompoundColumnsToBeUnique")
+    for fold_at in (1, 2, 3, 6, 10_000):
+        tally = gate()
+        tally.PENDING_ROWS, tally.FOLD_ROWS = 1, fold_at
+        for row in rows:
+            tally.add(arrow_rows("cloudtrail", [row]))
+        assert tally.counts()[f"c{index}_distinct"] == distinct, fold_at
+        if fold_at < 10_000:
+            assert tally._folded, fold_at  # the case is real: partitions were counted on the way
+
+
 # --------------------------------------------------------------------------- one pass vs GX
 
 

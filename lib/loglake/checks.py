@@ -308,7 +308,8 @@ class Tally:
     written by one task. ``derive`` adds the columns the suite checks but the table does
     not have (``quality.derive_arrow``)."""
 
-    def __init__(self, checks: Sequence[Check] = (), derive: Callable[[Any], Any] | None = None):
+    def __init__(self, checks: Sequence[Check] = (), derive: Callable[[Any], Any] | None = None,
+                 partition_columns: Sequence[str] = ()):
         for check in checks:
             _check_supported(check)
         self.checks = list(checks)
@@ -321,6 +322,9 @@ class Tally:
         self.columns: list[str] | None = None
         self.values: dict[str, int] = {}
         self._keys: dict[int, list] = {}
+        self._key_rows: dict[int, int] = {}
+        self._folded: dict[int, int] = {}  # distinct keys of the partitions counted already
+        self.partition_columns = tuple(partition_columns)
         self._pending: list = []  # tables added but not counted yet
         self._pending_rows = 0
 
@@ -329,6 +333,10 @@ class Tally:
     # rows each (counting each alone was 5 ms a partition). Few enough that the rows
     # held (they keep a written slice's buffers alive) stay some 10 MB.
     PENDING_ROWS = 8_192
+    # Key rows a uniqueness check holds before it counts those of the partitions that are
+    # complete (see _fold): held to the task's end, a medium ingest's task held some
+    # 125k rows of keys, and counting them there took its worker ~100 MiB more at once.
+    FOLD_ROWS = 65_536
 
     def add(self, table) -> None:
         """Count a table's rows (the table's columns, as written, plus partition columns)."""
@@ -369,7 +377,11 @@ class Tally:
                     present = valid if present is None else pc.or_(present, valid)
                 domain = pc.and_(domain, present)
                 self._add(f"c{i}_n", domain)
-                self._keys.setdefault(i, []).append(table.select(cols).filter(domain))
+                keys = table.select(cols).filter(domain)
+                self._keys.setdefault(i, []).append(keys)
+                self._key_rows[i] = self._key_rows.get(i, 0) + keys.num_rows
+                if self._key_rows[i] >= self.FOLD_ROWS:
+                    self._fold(i, cols)
                 continue
             if check.kind == "ExpectColumnValuesToNotBeNull":
                 unexpected = pc.and_(domain, pc.is_null(table[a["column"]]))
@@ -392,6 +404,26 @@ class Tally:
 
         self.values[name] = self.values.get(name, 0) + int(pc.sum(pc.cast(mask, "int64")).as_py() or 0)
 
+    def _fold(self, i: int, cols: list[str]) -> None:
+        """Count the distinct keys of the partitions whose rows are all added, and drop
+        them: a writer adds a partition's rows together (sorted by partition), so every
+        partition but the last one added is complete, and keys that hold the partition
+        columns cannot repeat across partitions. Without partition columns (or when they
+        are not all in the key) nothing is folded."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not self.partition_columns or not set(self.partition_columns) <= set(cols):
+            return
+        keys = pa.concat_tables(self._keys[i])
+        last = None
+        for c in self.partition_columns:
+            same = pc.fill_null(pc.equal(keys[c], keys[c][keys.num_rows - 1]), False)
+            last = same if last is None else pc.and_(last, same)
+        self._folded[i] = self._folded.get(i, 0) + _distinct_rows(keys.filter(pc.invert(last)))
+        still = keys.filter(last)
+        self._keys[i], self._key_rows[i] = [still], still.num_rows
+
     def counts(self) -> dict[str, Any]:
         """The tally as JSON-able counts (distinct keys counted now)."""
         import pyarrow as pa
@@ -399,9 +431,12 @@ class Tally:
         self._flush()
         out: dict[str, Any] = {**self.values, "rows": self.rows, "columns": self.columns}
         for i, parts in self._keys.items():
-            keys = pa.concat_tables(parts)
-            out[f"c{i}_distinct"] = keys.group_by(keys.column_names).aggregate([]).num_rows if keys.num_rows else 0
+            out[f"c{i}_distinct"] = self._folded.get(i, 0) + _distinct_rows(pa.concat_tables(parts))
         return out
+
+
+def _distinct_rows(keys) -> int:
+    return keys.group_by(keys.column_names).aggregate([]).num_rows if keys.num_rows else 0
 
 
 def _arrow_domain(table, where: Sequence[Term]):
