@@ -58,15 +58,18 @@ def spark():
     session.stop()
 
 
-@pytest.fixture(params=["one pass", "by spark"])
+@pytest.fixture(params=["one pass", "one pass, spilled", "by spark"])
 def stage_path(request, monkeypatch):
     """A run's two ways of converting and writing (loglake.onepass): whole partitions
-    per task, the default for runs as small as the tests', or Spark's shuffle to the
-    writers (forced here). The test fails unless all its runs went that way."""
-    from loglake import onepass, stage
+    per task, the default for runs as small as the tests', with every partition of more
+    than 3 rows sorted in spilled runs (loglake.spill), or Spark's shuffle to the writers
+    (forced here). The test fails unless all its runs went that way."""
+    from loglake import onepass, spill, stage
 
     if request.param == "by spark":
         monkeypatch.setattr(onepass, "MAX_PARTITION_BYTES", -1)
+    if request.param == "one pass, spilled":
+        monkeypatch.setattr(spill, "SPILL_ROWS", 3)
     calls: list[str] = []
 
     def counting(name: str):
@@ -81,7 +84,8 @@ def stage_path(request, monkeypatch):
     for name in ("_stage_one_pass", "_stage_by_spark"):
         monkeypatch.setattr(stage, name, counting(name))
     yield request.param
-    wanted = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[request.param]
+    wanted = {"one pass": "_stage_one_pass", "one pass, spilled": "_stage_one_pass",
+              "by spark": "_stage_by_spark"}[request.param]
     assert calls and set(calls) == {wanted}, f"runs of this test went {calls}, not only {request.param}"
 
 

@@ -168,6 +168,31 @@ def test_the_writer_keeps_its_heap_on_linux(monkeypatch):
     assert orcwrite.keep_heap() is True
 
 
+def test_a_kept_heap_is_given_back_when_asked(tmp_path):
+    """release_heap undoes what keep_heap keeps: 200 MB freed by a process that keeps its
+    heap stays resident until released. In a process of its own (mallopt is for life)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt and malloc_trim are glibc's")
+    script = (
+        "from loglake import orcwrite\n"
+        "assert orcwrite.keep_heap()\n"
+        "blocks = [bytearray(b'x' * (1 << 20)) for _ in range(200)]\n"
+        "held = orcwrite.resident_mb()\n"
+        "del blocks\n"
+        "kept = orcwrite.resident_mb()\n"
+        "orcwrite.release_heap()\n"
+        "print(held, kept, orcwrite.resident_mb())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    held, kept, released = (float(x) for x in out.split())
+    assert kept > held - 50  # freed, but kept by the heap
+    assert released < kept - 150  # given back
+
+
 def test_first_of_each_key_keeps_the_first_row_of_each_key_in_order():
     """Repeats anywhere in the table, not only after the rows they repeat: the rows kept
     are the first of each key, with their own values, in the table's order."""

@@ -282,7 +282,7 @@ def test_a_staged_file_no_task_reported_fails_the_run(spark, tmp_path, monkeypat
 
     raw = tmp_path / "raw"
     place(raw, DAY + "a.json.gz", STRATUS_GZ)
-    name = {"one pass": "_stage_one_pass", "by spark": "_stage_by_spark"}[stage_path]
+    name = "_stage_by_spark" if stage_path == "by spark" else "_stage_one_pass"
     real = getattr(stage, name)
 
     def with_a_stray_file(spark, source, config, plan, staging, table, *a):

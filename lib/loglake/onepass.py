@@ -21,9 +21,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import pyarrow as pa
-
-from loglake import orcwrite, storage
+from loglake import orcwrite, spill, storage
 from loglake.config import Config
 from loglake.orcwrite import first_of_each_key
 
@@ -68,7 +66,8 @@ def deal(files: list[tuple[str, int, tuple[str, ...]]], slices: int) -> list[lis
 
 
 def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callable[[], Any] | None = None,
-         batch_rows: int = 4096) -> Callable[[Iterable[tuple]], Iterator[dict[str, Any]]]:
+         batch_rows: int = 4096, spill_rows: int | None = None
+         ) -> Callable[[Iterable[tuple]], Iterator[dict[str, Any]]]:
     """The function of a Spark task (``RDD.mapPartitions``): ``(uri, size, *partition
     values)`` tuples, each partition's together, in; row dicts out, keyed by the
     partition names, ``_kind`` and ``_detail`` (its JSON): each object's counts
@@ -79,7 +78,13 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
     An RDD's task, not a DataFrame's (``mapInArrow``): the input is a file list and the
     output a few counts, and Spark SQL's planning, its Arrow exchange and a persisted
     DataFrame cost ~0.3 s more a job (measured with a task that does nothing, 2 cores:
-    440-515 ms against 155-175 ms), paid by every hourly run."""
+    440-515 ms against 155-175 ms), paid by every hourly run.
+
+    A partition of more than ``spill_rows`` rows (default :data:`loglake.spill.SPILL_ROWS`,
+    taken here, in the driver) is sorted in runs on the worker's local disk
+    (:mod:`loglake.spill`), so that a worker's memory does not grow with the largest
+    partition."""
+    limit = spill.SPILL_ROWS if spill_rows is None else spill_rows
 
     def run(items: Iterable[tuple]) -> Iterator[dict[str, Any]]:
         from pyspark import TaskContext
@@ -100,18 +105,26 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         out: list[dict[str, Any]] = []
         current: tuple[str, ...] | None = None
         events: list[dict[str, Any]] = []
-        parts: list[pa.RecordBatch] = []
+        held = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
 
         def finish() -> None:
-            nonlocal events
+            nonlocal events, held
             if current is None:
                 return
             if events:
-                parts.append(objects.rows_to_batch(events, events_schema))
+                held.add(objects.rows_to_batch(events, events_schema))
             events = []
             part = dict(zip(names, current, strict=True))
-            files, read, repeats = orcwrite.write_partition(parts, events_schema, current, layout, task_id, key,
-                                                            source.sort_columns, tally, first_of_each_key)
+            with held:
+                if held.spilled:
+                    files, read, repeats = spill.write(held, current, layout, task_id, tally, first_of_each_key)
+                else:
+                    files, read, repeats = orcwrite.write_partition(held.held(), events_schema, current, layout,
+                                                                    task_id, key, source.sort_columns, tally,
+                                                                    first_of_each_key)
+            held = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
+            if read >= orcwrite.RELEASE_ROWS and orcwrite.resident_mb() > orcwrite.RELEASE_RSS_MB:
+                orcwrite.release_heap()
             for _, name, rows in files:
                 out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
             counted = json.dumps({"rows": read, "repeats": repeats})
@@ -120,23 +133,26 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         listed = ({"uri": uri, "size": size, "values": tuple(values)} for uri, size, *values in items)
         ahead = objects.read_ahead(listed, lambda item: storage.read_bytes(item["uri"]),
                                    budget=config.convert.read_ahead_bytes, size=lambda item: item["size"] or 0)
-        for item, fetch in ahead:
-            values = item["values"]
-            if values != current:
-                finish()
-                current = values
-            for row in objects.convert_rows(source, item["uri"], values, config, fetch):
-                if row["_kind"] == objects.KIND_EVENT:
-                    events.append(row)
-                elif row["_kind"] != objects.KIND_PROBLEM:  # the run converts those objects again
-                    out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
-            if len(events) >= batch_rows:
-                parts.append(objects.rows_to_batch(events, events_schema))
-                events = []
-            if len(out) >= batch_rows:
-                yield from out
-                out = []
-        finish()
+        try:
+            for item, fetch in ahead:
+                values = item["values"]
+                if values != current:
+                    finish()
+                    current = values
+                for row in objects.convert_rows(source, item["uri"], values, config, fetch):
+                    if row["_kind"] == objects.KIND_EVENT:
+                        events.append(row)
+                    elif row["_kind"] != objects.KIND_PROBLEM:  # the run converts those objects again
+                        out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
+                if len(events) >= batch_rows:
+                    held.add(objects.rows_to_batch(events, events_schema))
+                    events = []
+                if len(out) >= batch_rows:
+                    yield from out
+                    out = []
+            finish()
+        finally:  # a task that failed mid-partition leaves no spilled runs behind
+            held.close()
         out.append({**dict.fromkeys(names), "_kind": KIND_TALLY, "_detail": json.dumps(tally.counts())})
         yield from out
 
