@@ -55,7 +55,11 @@ from loglake.stage import _stage, _Staged  # noqa: E402
 
 log = logging.getLogger("loglake.convert")
 
-PUBLISH_THREADS = 16  # partitions published at once (S3 copies and manifest writes)
+PUBLISH_THREADS = 16  # partitions published at once to S3 (copies and manifest writes wait on S3)
+# ... and to a local folder, where the threads only overlap system calls and take turns at
+# the interpreter lock: a day of hourly runs (80 partitions each) published in 1.5 s with
+# 4 threads, in 2.0 s with 16 (one schedule run each, 2 cores).
+LOCAL_PUBLISH_THREADS = 4
 EVERYTHING = Selection()
 
 
@@ -183,7 +187,8 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
         return values, path, part, pairs, before, after, added
 
     # Partitions are independent (a manifest each) and a publish is mostly waiting on S3.
-    done = list(_publish_pool().map(one, sorted(set(raw_of) | set(staged.written))))
+    pool = _publish_pool(PUBLISH_THREADS if storage.is_s3(out_root) else LOCAL_PUBLISH_THREADS)
+    done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
     for values, path, part, pairs, before, after, added in done:
         if after is not None:  # this input's files (an earlier attempt's too: its runs row may be missing)
             mine = set(raw_of.get(values, ()))
@@ -233,11 +238,11 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
 
 
 @functools.cache
-def _publish_pool() -> ThreadPoolExecutor:
+def _publish_pool(threads: int = PUBLISH_THREADS) -> ThreadPoolExecutor:
     """The process's publishing threads, started once and kept between runs: started for
     each run, each thread's start took some 4 ms in a driver that had just run a Spark
     job (profiled; a two-partition run's publish took 23 ms, 4 ms with the pool kept)."""
-    return ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="loglake-publish")
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="loglake-publish")
 
 
 os.register_at_fork(after_in_child=_publish_pool.cache_clear)  # a forked child has none of its threads
