@@ -193,6 +193,20 @@ def test_a_kept_heap_is_given_back_when_asked(tmp_path):
     assert released < kept - 150  # given back
 
 
+def test_the_heap_is_released_after_a_large_partition_of_a_run_but_never_in_a_scheduled_one(tmp_path, monkeypatch):
+    released = []
+    monkeypatch.setattr(orcwrite, "release_heap", lambda: released.append(1))
+    monkeypatch.setattr(orcwrite, "RELEASE_RSS_MB", 0)  # this process is "large"
+    batch = orcwrite.Layout(str(tmp_path), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=2_000_000)
+    hourly = orcwrite.Layout(str(tmp_path), NAMES, SOURCE.schema.orc_arrow(), (), max_rows=2_000_000, interim=True)
+    big, small = orcwrite.RELEASE_ROWS, orcwrite.RELEASE_ROWS - 1
+    assert [orcwrite.release_after(batch, big), orcwrite.release_after(batch, small),
+            orcwrite.release_after(hourly, big)] == [True, False, False]
+    assert released == [1]
+    monkeypatch.setattr(orcwrite, "RELEASE_RSS_MB", 1 << 30)  # a small process keeps its heap
+    assert orcwrite.release_after(batch, big) is False and released == [1]
+
+
 def test_first_of_each_key_keeps_the_first_row_of_each_key_in_order():
     """Repeats anywhere in the table, not only after the rows they repeat: the rows kept
     are the first of each key, with their own values, in the table's order."""

@@ -123,8 +123,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
                                                                     task_id, key, source.sort_columns, tally,
                                                                     first_of_each_key)
             held = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
-            if read >= orcwrite.RELEASE_ROWS and orcwrite.resident_mb() > orcwrite.RELEASE_RSS_MB:
-                orcwrite.release_heap()
+            orcwrite.release_after(layout, read)
             for _, name, rows in files:
                 out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
             counted = json.dumps({"rows": read, "repeats": repeats})
