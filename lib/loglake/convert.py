@@ -287,19 +287,17 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
 
 
 def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, started) -> dict[str, Any]:
-    filtered_by_rule: dict[str, int] = {}
+    totals = staged.file_stats
+    filtered_by_rule = dict(totals.filtered)
     by_reason: dict[str, int] = {}
     for k, _ in plan.rejected:
         by_reason[k.reason] = by_reason.get(k.reason, 0) + 1
-    for stat in staged.file_stats:
-        for rule, n in stat["filtered"].items():
-            filtered_by_rule[rule] = filtered_by_rule.get(rule, 0) + n
-        for reason, n in stat["problems"].items():
-            by_reason[reason] = by_reason.get(reason, 0) + n
-    records_read = sum(s["records_read"] for s in staged.file_stats)
+    for reason, n in totals.problems.items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    records_read = totals.records_read
     written = sum(staged.written.values())
     filtered = sum(filtered_by_rule.values())
-    q_records = sum(s["quarantined_records"] for s in staged.file_stats)
+    q_records = totals.quarantined_records
     balanced = records_read == written + filtered + q_records + staged.duplicates
     q_total = sum(by_reason.values())
     if q_total != staged.quarantine_rows:  # every counted problem must have its quarantine row
@@ -318,13 +316,13 @@ def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, s
         "output": out_table,
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "finished_at": dt.datetime.fromtimestamp(finished, dt.UTC).isoformat(),
-        "files_read": len(staged.file_stats),
-        "raw_bytes_read": sum(s["bytes"] for s in staged.file_stats),
+        "files_read": totals.files,
+        "raw_bytes_read": totals.bytes,
         "records_read": records_read,
         "written": written,
         "filtered": filtered,
         "filtered_by_rule": dict(sorted(filtered_by_rule.items())),
-        "control_messages": sum(s["control_messages"] for s in staged.file_stats),
+        "control_messages": totals.control_messages,
         "skipped_keys": dict(sorted(plan.skipped_keys.items())),
         "skipped_key_samples": plan.skipped_samples,
         "quarantined": {"total": q_total, "records": q_records, "by_reason": dict(sorted(by_reason.items()))},
