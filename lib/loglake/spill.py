@@ -27,10 +27,13 @@ import pyarrow as pa
 
 from loglake import orcwrite
 
-# Rows a partition holds before it spills (some 23 MiB of CloudTrail as Arrow). The
+# Rows a partition holds before it spills (some 11 MiB of CloudTrail as Arrow). The
 # benchmark's hourly files hold a few hundred rows and never spill; the small scale's
-# largest partition holds 11,705 rows, the medium's 69,099.
-SPILL_ROWS = 16_384
+# largest partition holds 11,705 rows, the medium's 69,099. Measured with the medium and
+# small ingests (process tree, twice each): the largest worker 366-408 MiB with 8,192
+# (both scales), 340-430 with 16,384, 505 for the medium without spilling; the medium's
+# ingest took 42-46 s whichever.
+SPILL_ROWS = 8_192
 RUN_BATCH_ROWS = 1_024  # rows per batch of a run's file: what a run's reader holds at once
 ROW = "_row"  # the number of a row in the partition, in the order it was added
 
