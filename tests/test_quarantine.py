@@ -337,8 +337,10 @@ def test_process_killed_mid_write_then_rerun_leaves_exactly_one_copy(tmp_path):
             [dict(r, eventID=f"{r['eventID']}-{i}") for r in records_of(STRATUS_GZ)]))
     out = tmp_path / "lake"
     # A killed run cannot release its lock: the next run takes it over once its TTL passed.
+    # TMPDIR: a killed task cannot remove its spilled runs (loglake.spill); here they go with tmp_path
+    (tmp_path / "tmp").mkdir()
     env = {**os.environ, "LOGLAKE_SPARK_MASTER": "local[1]", "LOGLAKE__QUALITY__EXPECTATIONS": "false",
-           "LOGLAKE__SCHEDULED__LOCK_TTL_SECONDS": "6"}
+           "LOGLAKE__SCHEDULED__LOCK_TTL_SECONDS": "6", "TMPDIR": str(tmp_path / "tmp")}
     cmd = [sys.executable, "-m", "loglake.cli", "-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
