@@ -42,7 +42,8 @@ class _Run:
     """One sorted run: the kept rows in its order, read back a batch at a time."""
 
     def __init__(self, path: str, keep: np.ndarray):
-        self._reader = pa.ipc.open_file(pa.OSFile(path))
+        self._file = pa.OSFile(path)
+        self._reader = pa.ipc.open_file(self._file)
         self._next = 0
         self._keep = keep
         self._held: list[pa.Table] = []
@@ -63,6 +64,9 @@ class _Run:
         self._held = [held.slice(n)] if held.num_rows > n else []
         self._rows -= n
         return held.slice(0, n)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class PartitionRows:
@@ -144,6 +148,13 @@ class PartitionRows:
         step = slice_rows or orcwrite.WRITE_SLICE_ROWS
 
         def slices() -> Iterator[pa.Table]:
+            try:
+                yield from merged()
+            finally:
+                for run in runs:
+                    run.close()
+
+        def merged() -> Iterator[pa.Table]:
             for at in range(0, len(order), step):
                 want = order[at:at + step]
                 which = np.searchsorted(starts, want, side="right") - 1
