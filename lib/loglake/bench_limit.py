@@ -85,8 +85,9 @@ def limit_breakdown(raw_files: list[tuple[str, int]], orc_files: list[tuple[str,
             results = list(pool.map(_encode_orc, _deal(chunk, workers)))
             steps["encode_orc"] += max(r[0] for r in results)
             written += sum(r[1] for r in results)
-    out = {k: round(v, 2) for k, v in steps.items()}
-    out["total"] = round(sum(steps.values()), 2)
+    # milliseconds: at the tiny scale a step can take 3 ms, which two decimals made 0
+    out = {k: round(v, 3) for k, v in steps.items()}
+    out["total"] = round(sum(steps.values()), 3)
     return {"seconds": out, "workers": workers, "raw_files": len(raw_files), "decompressed_bytes": decompressed,
             "orc_files": len(orc_files), "orc_bytes_written": written}
 
