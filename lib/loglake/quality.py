@@ -192,8 +192,6 @@ class StagedGate:
 
         # expect_rows changes only the row-count check's bound, which judge_counts
         # applies: the counts, and each check's place in the list, are the same.
-        from loglake.sources import get_source
-
         return Tally(checks_of(self.source, True), derive, get_source(self.source).schema.partition_names)
 
 
