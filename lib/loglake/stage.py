@@ -185,11 +185,10 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     while counts:
         row = counts.pop()
         detail = json.loads(row["_detail"])
-        values = tuple(row[n] for n in names)
         if row["_kind"] == KIND_FILE:
             file_stats.add(detail)
         elif row["_kind"] == onepass.KIND_WRITTEN:
-            per_file[(values, detail["file"])] = detail["rows"]
+            per_file[(tuple(row[n] for n in names), detail["file"])] = detail["rows"]
         elif row["_kind"] == onepass.KIND_PARTITION:
             duplicates += detail["repeats"]
         elif row["_kind"] == onepass.KIND_TALLY:
@@ -276,7 +275,7 @@ def _stage_by_spark(spark, source, config, plan, staging, table, quarantine_rows
                 # dedup key (a superset), so the write still takes one shuffle.
                 rows = rows.dropDuplicates(key)
             written = write_readready(rows, source, storage.join(staging, table), gate, interim)
-            file_stats = _file_stats(converted, names)
+            file_stats = _file_stats(converted)
             # A file's problems and their count come from the same loop (convert_rows):
             # with none counted, there are no rows to write (a write job saved per clean run).
             problems = _problem_rows(converted, names) if file_stats.with_problems else None
@@ -304,7 +303,7 @@ def _count_duplicates(events, key: list[str]) -> int:
     return events.groupBy(*key).count().where("count > 1").agg(F.sum(F.col("count") - 1)).first()[0] or 0
 
 
-def _file_stats(converted, names: list[str]) -> FileTotals:
+def _file_stats(converted) -> FileTotals:
     """The converted files' counts (their KIND_FILE rows), added up."""
     from pyspark.sql import functions as F
 
