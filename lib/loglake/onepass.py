@@ -105,24 +105,24 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         out: list[dict[str, Any]] = []
         current: tuple[str, ...] | None = None
         events: list[dict[str, Any]] = []
-        held = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
+        pending = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
 
         def finish() -> None:
-            nonlocal events, held
+            nonlocal events, pending
             if current is None:
                 return
             if events:
-                held.add(objects.rows_to_batch(events, events_schema))
+                pending.add(objects.rows_to_batch(events, events_schema))
             events = []
             part = dict(zip(names, current, strict=True))
-            with held:
-                if held.spilled:
-                    files, read, repeats = spill.write(held, current, layout, task_id, tally, first_of_each_key)
+            with pending:
+                if pending.spilled:
+                    files, read, repeats = spill.write(pending, current, layout, task_id, tally, first_of_each_key)
                 else:
-                    files, read, repeats = orcwrite.write_partition(held.held(), events_schema, current, layout,
+                    files, read, repeats = orcwrite.write_partition(pending.held(), events_schema, current, layout,
                                                                     task_id, key, source.sort_columns, tally,
                                                                     first_of_each_key)
-            held = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
+            pending = spill.PartitionRows(events_schema, key, source.sort_columns, limit)
             orcwrite.release_after(layout, read)
             for _, name, rows in files:
                 out.append({**part, "_kind": KIND_WRITTEN, "_detail": json.dumps({"file": name, "rows": rows})})
@@ -144,14 +144,14 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
                     elif row["_kind"] != objects.KIND_PROBLEM:  # the run converts those objects again
                         out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
                 if len(events) >= batch_rows:
-                    held.add(objects.rows_to_batch(events, events_schema))
+                    pending.add(objects.rows_to_batch(events, events_schema))
                     events = []
                 if len(out) >= batch_rows:
                     yield from out
                     out = []
             finish()
         finally:  # a task that failed mid-partition leaves no spilled runs behind
-            held.close()
+            pending.close()
         out.append({**dict.fromkeys(names), "_kind": KIND_TALLY, "_detail": json.dumps(tally.counts())})
         yield from out
 
