@@ -397,6 +397,73 @@ def test_one_pass_deals_each_partition_whole_in_key_order_largest_first():
     assert len(onepass.deal(files, slices=16)) == 5  # never more lists than partitions
 
 
+def test_a_one_pass_task_reports_its_objects_counts_added_up_in_one_row(tmp_path):
+    """A task sends the driver a few rows a partition and one for all its objects' counts,
+    however many objects it read: a row per object, collected, grew the driver with the
+    input. The totals are those of the real files, a malformed one included."""
+    from loglake import objects, onepass, orcwrite
+    from loglake.config import config_from_dict
+
+    stratus, elastic = records_of(STRATUS_GZ), records_of(ELASTIC_GZ)
+    groups = {"p1": [stratus[:3], stratus[3:10], elastic[:4]], "p2": [elastic[4:6], stratus[10:11]]}
+    items, sizes = [], 0
+    for part, files in groups.items():
+        for i, records in enumerate(files):
+            path = tmp_path / "raw" / part / f"f{i}.json.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+            sizes += path.stat().st_size
+            items.append((f"file://{path}", path.stat().st_size, "o-1", "111122223333", "us-east-1", part))
+    bad = tmp_path / "raw" / "p2" / "bad.json.gz"
+    bad.write_bytes(gzip.compress(b'{"Records": [{"eventID": '))
+    sizes += bad.stat().st_size
+    items.append((f"file://{bad}", bad.stat().st_size, "o-1", "111122223333", "us-east-1", "p2"))
+    names = tuple(CLOUDTRAIL_SOURCE.schema.partition_names)
+    assert names == ("org", "account", "region", "dt")
+    layout = orcwrite.Layout(str(tmp_path / "out"), names, CLOUDTRAIL_SOURCE.schema.orc_arrow(),
+                             tuple(CLOUDTRAIL_SOURCE.bloom_columns), 1000)
+
+    rows = list(onepass.task("cloudtrail", config_from_dict({}), layout)(iter(items)))
+
+    kinds = collections.Counter(r["_kind"] for r in rows)
+    assert kinds == {onepass.KIND_WRITTEN: 2, onepass.KIND_PARTITION: 2, onepass.KIND_FILES: 1,
+                     onepass.KIND_TALLY: 1}
+    totals = objects.FileTotals.from_json(next(r["_detail"] for r in rows if r["_kind"] == onepass.KIND_FILES))
+    assert totals.files == 6 and totals.bytes == sizes
+    assert totals.records_read == totals.kept == 3 + 7 + 4 + 2 + 1
+    assert totals.problems == {"malformed_json": 1} and totals.with_problems == {f"file://{bad}"}
+    # the elastic samples' 3rd and 4th records share an event id: p1 keeps 13 of its 14
+    parts = sorted((r["dt"], json.loads(r["_detail"])) for r in rows if r["_kind"] == onepass.KIND_PARTITION)
+    assert parts == [("p1", {"rows": 14, "repeats": 1}), ("p2", {"rows": 3, "repeats": 0})]
+    written = sorted((r["dt"], json.loads(r["_detail"])["rows"]) for r in rows if r["_kind"] == onepass.KIND_WRITTEN)
+    assert written == [("p1", 13), ("p2", 3)]
+
+
+def test_file_totals_add_up_objects_and_merge_across_tasks():
+    """What each task reports and the driver adds up: counts, filtered records by rule,
+    problems by reason and the objects that had any, through the JSON a task sends."""
+    from loglake.objects import FileTotals
+
+    def counts(uri, size, read, kept, filtered=None, problems=None):
+        return {"file": uri, "bytes": size, "records_read": read, "kept": kept, "filtered": filtered or {},
+                "control_messages": 1 if uri.endswith("c") else 0,
+                "quarantined_records": sum((problems or {}).values()), "problems": problems or {}}
+
+    one, two = FileTotals(), FileTotals()
+    one.add(counts("s3://b/a", 100, 10, 8, {"digest": 2}))
+    one.add(counts("s3://b/b", 50, 5, 4, problems={"malformed_record": 1}))
+    two.add(counts("s3://b/c", 20, 0, 0))
+    two.add(counts("s3://b/d", 70, 7, 5, {"digest": 1, "rule": 1}, {"malformed_record": 1, "too_big": 1}))
+    total = FileTotals()
+    for part in (one, two):
+        total.merge(FileTotals.from_json(part.to_json()))
+    assert (total.files, total.bytes, total.records_read, total.kept) == (4, 240, 22, 17)
+    assert total.control_messages == 1 and total.quarantined_records == 3
+    assert total.filtered == {"digest": 3, "rule": 1}
+    assert total.problems == {"malformed_record": 2, "too_big": 1}
+    assert total.with_problems == {"s3://b/b", "s3://b/d"}
+
+
 def test_one_pass_deals_objects_of_unknown_size_by_count():
     """The inbox records size 0 when a notification had none: such objects still spread."""
     from loglake import onepass

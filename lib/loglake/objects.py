@@ -10,6 +10,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -45,11 +46,58 @@ def _spark_output_ddl(source: Source) -> str:
     return source.schema.spark_ddl() + ", `_kind` string, `_detail` string"
 
 
-def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,
-                 fetch: Callable[[], bytes] | None = None) -> list[dict[str, Any]]:
-    """Read and convert one raw object: event rows, quarantine rows and one counts row
-    (dicts keyed by the output schema's names; ``_kind`` says which). ``fetch`` returns
-    the object's bytes when they were read ahead."""
+@dataclass
+class FileTotals:
+    """Objects' counts added up (:func:`object_rows`), and the objects with problems.
+
+    A one-pass task adds up its own objects and reports one total. A count row per
+    object, collected, passed the run's every object through the JVM and then held them
+    all in the driver: in a large ingest (156,868 objects) the JVM peaked at 526 MiB and
+    the driver at 341, at 303 and 201 with a total per task."""
+
+    files: int = 0
+    bytes: int = 0
+    records_read: int = 0
+    kept: int = 0
+    control_messages: int = 0
+    quarantined_records: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)  # rule -> records
+    problems: dict[str, int] = field(default_factory=dict)  # reason -> problems
+    with_problems: set[str] = field(default_factory=set)  # the objects that had some
+
+    def add(self, counts: dict[str, Any]) -> None:
+        """One object's counts (the ``_detail`` of its ``KIND_FILE`` row)."""
+        self.merge(FileTotals(1, counts["bytes"], counts["records_read"], counts["kept"], counts["control_messages"],
+                              counts["quarantined_records"], counts["filtered"], counts["problems"],
+                              {counts["file"]} if counts["problems"] else set()))
+
+    def merge(self, other: FileTotals) -> None:
+        self.files += other.files
+        self.bytes += other.bytes
+        self.records_read += other.records_read
+        self.kept += other.kept
+        self.control_messages += other.control_messages
+        self.quarantined_records += other.quarantined_records
+        for rule, n in other.filtered.items():
+            self.filtered[rule] = self.filtered.get(rule, 0) + n
+        for reason, n in other.problems.items():
+            self.problems[reason] = self.problems.get(reason, 0) + n
+        self.with_problems |= other.with_problems
+
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "with_problems": sorted(self.with_problems)})
+
+    @classmethod
+    def from_json(cls, text: str) -> FileTotals:
+        d = json.loads(text)
+        return cls(**{**d, "with_problems": set(d["with_problems"])})
+
+
+def object_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,
+                fetch: Callable[[], bytes] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Read and convert one raw object: its event and quarantine rows (dicts keyed by the
+    output schema's names; ``_kind`` says which), and its counts. ``fetch`` returns the
+    object's bytes when they were read ahead."""
     names = source.schema.partition_names
     partition = dict(zip(names, values, strict=True))
     data = b""
@@ -76,7 +124,15 @@ def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Conf
     for p in result.problems:
         counts["problems"][p.reason] = counts["problems"].get(p.reason, 0) + 1
         rows.append({**partition, "_kind": KIND_PROBLEM, "_detail": json.dumps({"file": uri, **dataclasses.asdict(p)})})
-    rows.append({**partition, "_kind": KIND_FILE, "_detail": json.dumps(counts)})
+    return rows, counts
+
+
+def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,
+                 fetch: Callable[[], bytes] | None = None) -> list[dict[str, Any]]:
+    """:func:`object_rows`, its counts as one more row (``KIND_FILE``, the counts' JSON)."""
+    rows, counts = object_rows(source, uri, values, config, fetch)
+    rows.append({**dict(zip(source.schema.partition_names, values, strict=True)), "_kind": KIND_FILE,
+                 "_detail": json.dumps(counts)})
     return rows
 
 

@@ -4,7 +4,7 @@ A raw object's key names the readready partition its rows go to before the objec
 read. So a run can deal whole partitions to Spark's tasks: each task converts the
 objects of its partitions, drops a partition's repeats (the first row of each key
 kept), sorts and writes its file (:mod:`loglake.orcwrite`), and tallies the gate's
-checks on the rows it writes. Only counts come back: each object's, each file's rows
+checks on the rows it writes. Only counts come back: its objects' counts added up, each file's rows
 from its footer, each partition's rows and repeats (not the quarantine rows: a run
 converts the objects with problems again for those, :func:`loglake.stage._stage_one_pass`).
 
@@ -37,6 +37,7 @@ SMALL_RUN_BYTES = 8 << 20
 KIND_WRITTEN = "written"  # a file a task wrote: {"file", "rows" (from its footer)}
 KIND_PARTITION = "partition"  # a partition a task converted: {"rows", "repeats"}
 KIND_TALLY = "tally"  # a task's tally of the rows it wrote (checks.Tally.counts)
+KIND_FILES = "files"  # a task's objects' counts, added up (objects.FileTotals)
 
 
 def suits(sizes: dict[tuple[str, ...], int], parallelism: int) -> bool:
@@ -70,9 +71,10 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
          ) -> Callable[[Iterable[tuple]], Iterator[dict[str, Any]]]:
     """The function of a Spark task (``RDD.mapPartitions``): ``(uri, size, *partition
     values)`` tuples, each partition's together, in; row dicts out, keyed by the
-    partition names, ``_kind`` and ``_detail`` (its JSON): each object's counts
-    (:mod:`loglake.objects`; its problems are counted there, their rows not sent), each
-    file written, each partition, then the task's tally. ``gate()`` makes the task's
+    partition names, ``_kind`` and ``_detail`` (its JSON): each file written, each
+    partition, then the task's objects' counts added up (:class:`loglake.objects.FileTotals`;
+    their problems are counted there, their rows not sent) and its tally: a few rows a
+    partition, none an object, whatever the number of objects. ``gate()`` makes the task's
     tally (:class:`loglake.quality.StagedGate`; default: rows only).
 
     An RDD's task, not a DataFrame's (``mapInArrow``): the input is a file list and the
@@ -102,6 +104,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         ctx = TaskContext.get()
         task_id = ctx.partitionId() if ctx is not None else 0
         tally = gate() if gate is not None else Tally()
+        totals = objects.FileTotals()
         out: list[dict[str, Any]] = []
         current: tuple[str, ...] | None = None
         events: list[dict[str, Any]] = []
@@ -138,11 +141,10 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
                 if values != current:
                     finish()
                     current = values
-                for row in objects.convert_rows(source, item["uri"], values, config, fetch):
-                    if row["_kind"] == objects.KIND_EVENT:
-                        events.append(row)
-                    elif row["_kind"] != objects.KIND_PROBLEM:  # the run converts those objects again
-                        out.append({**{n: row[n] for n in names}, "_kind": row["_kind"], "_detail": row["_detail"]})
+                rows, counts = objects.object_rows(source, item["uri"], values, config, fetch)
+                totals.add(counts)
+                # not the problems' rows: the run converts those objects again
+                events.extend(row for row in rows if row["_kind"] == objects.KIND_EVENT)
                 if len(events) >= batch_rows:
                     pending.add(objects.rows_to_batch(events, events_schema))
                     events = []
@@ -152,6 +154,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
             finish()
         finally:  # a task that failed mid-partition leaves no spilled runs behind
             pending.close()
+        out.append({**dict.fromkeys(names), "_kind": KIND_FILES, "_detail": totals.to_json()})
         out.append({**dict.fromkeys(names), "_kind": KIND_TALLY, "_detail": json.dumps(tally.counts())})
         yield from out
 

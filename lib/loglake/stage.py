@@ -19,6 +19,7 @@ from loglake.objects import (  # noqa: E402
     KIND_EVENT,
     KIND_FILE,
     KIND_PROBLEM,
+    FileTotals,
     _convert_partition,
     _spark_output_ddl,
 )
@@ -58,37 +59,6 @@ class _Progress:
 
     def __exit__(self, *exc):
         self._stop.set()
-
-
-@dataclass
-class FileTotals:
-    """The objects' counts (their KIND_FILE rows) added up as they are read, and the
-    objects with problems: the run needs no more of them. Kept per object, a medium
-    ingest's 44k were the driver's largest growth with the input."""
-
-    files: int = 0
-    bytes: int = 0
-    records_read: int = 0
-    kept: int = 0
-    control_messages: int = 0
-    quarantined_records: int = 0
-    filtered: dict[str, int] = field(default_factory=dict)  # rule -> records
-    problems: dict[str, int] = field(default_factory=dict)  # reason -> problems
-    with_problems: set[str] = field(default_factory=set)  # the objects that had some
-
-    def add(self, counts: dict[str, Any]) -> None:
-        self.files += 1
-        self.bytes += counts["bytes"]
-        self.records_read += counts["records_read"]
-        self.kept += counts["kept"]
-        self.control_messages += counts["control_messages"]
-        self.quarantined_records += counts["quarantined_records"]
-        for rule, n in counts["filtered"].items():
-            self.filtered[rule] = self.filtered.get(rule, 0) + n
-        for reason, n in counts["problems"].items():
-            self.problems[reason] = self.problems.get(reason, 0) + n
-        if counts["problems"]:
-            self.with_problems.add(counts["file"])
 
 
 @dataclass
@@ -176,18 +146,17 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     with _Progress(spark, f"converting and writing {len(plan.files)} files"):
         counts = dealt_tasks(spark, dealt, task).collect()
     file_stats, per_file, tallies, duplicates = FileTotals(), {}, [], 0
-    # Each collected row is let go once read, and the objects' counts are added up as
-    # they come (FileTotals): a medium ingest's 44k rows and a dict of counts for each
-    # were held together, the driver's largest growth with the input. Its resident
-    # memory grew 85 MiB over this job, 55 MiB with the rows let go; with the counts
-    # added up too, its peak is 37 MiB above the small ingest's, where it was 74.
+    # A few rows a partition and task, none an object: each task adds up its objects'
+    # counts (a row per object, collected, was the driver's largest growth with the
+    # input). Each row is let go once read.
     counts.reverse()
     while counts:
         row = counts.pop()
+        if row["_kind"] == onepass.KIND_FILES:
+            file_stats.merge(FileTotals.from_json(row["_detail"]))
+            continue
         detail = json.loads(row["_detail"])
-        if row["_kind"] == KIND_FILE:
-            file_stats.add(detail)
-        elif row["_kind"] == onepass.KIND_WRITTEN:
+        if row["_kind"] == onepass.KIND_WRITTEN:
             per_file[(tuple(row[n] for n in names), detail["file"])] = detail["rows"]
         elif row["_kind"] == onepass.KIND_PARTITION:
             duplicates += detail["repeats"]
@@ -304,12 +273,19 @@ def _count_duplicates(events, key: list[str]) -> int:
 
 
 def _file_stats(converted) -> FileTotals:
-    """The converted files' counts (their KIND_FILE rows), added up."""
+    """The converted files' counts (their KIND_FILE rows), added up in each Spark
+    partition, so that one row a partition reaches the driver, not one an object."""
     from pyspark.sql import functions as F
 
+    def add_up(rows: Iterator) -> Iterator[str]:
+        totals = FileTotals()
+        for row in rows:
+            totals.add(json.loads(row["_detail"]))
+        yield totals.to_json()
+
     out = FileTotals()
-    for row in converted.filter(F.col("_kind") == KIND_FILE).select("_detail").collect():
-        out.add(json.loads(row["_detail"]))
+    for text in converted.filter(F.col("_kind") == KIND_FILE).select("_detail").rdd.mapPartitions(add_up).collect():
+        out.merge(FileTotals.from_json(text))
     return out
 
 
