@@ -93,7 +93,7 @@ class Selection:
         return out or {"all": True}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedFile:
     uri: str
     values: tuple[str, ...]  # partition values, in the source's partition-key order
@@ -103,10 +103,15 @@ class PlannedFile:
 
 @dataclass
 class Plan:
+    """A run's objects (one entry each, held by the driver for the whole run: slots,
+    and each partition's values tuple shared by its objects, keep an entry near the
+    size of its URI) and the keys it skipped or rejected."""
+
     files: list[PlannedFile] = field(default_factory=list)
     skipped_keys: dict[str, int] = field(default_factory=dict)
     skipped_samples: list[dict[str, str]] = field(default_factory=list)
     rejected: list[tuple[keys.KeyResult, float]] = field(default_factory=list)  # key errors and mtimes
+    _values: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def partitions(self) -> set[tuple[str, ...]]:
@@ -115,8 +120,10 @@ class Plan:
     def add(self, obj: storage.ObjectInfo, result: keys.KeyResult, selection: Selection, day_index: int) -> None:
         uri = obj.uri
         if result.ok:
-            if selection.includes_day(result.partition.values[day_index]):
-                self.files.append(PlannedFile(uri, result.partition.values, obj.mtime, obj.size))
+            values = result.partition.values
+            if selection.includes_day(values[day_index]):
+                values = self._values.setdefault(values, values)
+                self.files.append(PlannedFile(uri, values, obj.mtime, obj.size))
             return
         if result.status == keys.ERROR:
             self.reject(dataclasses.replace(result, key=uri), obj.mtime)

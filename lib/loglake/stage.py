@@ -138,13 +138,14 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
     from loglake import onepass
 
     names = source.schema.partition_names
-    dealt = onepass.deal([(f.uri, f.size, f.values) for f in plan.files],
-                         _slices(plan, spark.sparkContext.defaultParallelism))
     layout = orcwrite.Layout(storage.join(staging, table), tuple(names), source.schema.orc_arrow(),
                              tuple(source.bloom_columns), MAX_RECORDS_PER_FILE, interim)
     task = onepass.task(source.name, config, layout, gate, BATCH_ROWS)
+    # The dealt lists (an entry an object) go once Spark has them, not after the job.
+    tasks = dealt_tasks(spark, onepass.deal([(f.uri, f.size, f.values) for f in plan.files],
+                                            _slices(plan, spark.sparkContext.defaultParallelism)), task)
     with _Progress(spark, f"converting and writing {len(plan.files)} files"):
-        counts = dealt_tasks(spark, dealt, task).collect()
+        counts = tasks.collect()
     file_stats, per_file, tallies, duplicates = FileTotals(), {}, [], 0
     # A few rows a partition and task, none an object: each task adds up its objects'
     # counts (a row per object, collected, was the driver's largest growth with the
