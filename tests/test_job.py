@@ -439,6 +439,23 @@ def test_a_one_pass_task_reports_its_objects_counts_added_up_in_one_row(tmp_path
     assert written == [("p1", 13), ("p2", 3)]
 
 
+def test_a_plan_holds_each_partitions_values_once(tmp_path):
+    """The driver holds a plan entry per object for the whole run: objects of one
+    partition share one tuple of its values (a tuple and three strings an object, before)."""
+    from loglake import planning
+    from loglake.config import config_from_dict
+
+    raw = tmp_path / "raw"
+    for name in ("a", "b", "c"):
+        place(raw, STRATUS_KEY.replace("_a.json.gz", f"_{name}.json.gz"), STRATUS_GZ)
+    place(raw, ELASTIC_KEY, ELASTIC_GZ)
+    plan = planning.plan_from_listing(CLOUDTRAIL_SOURCE, str(raw), config_from_dict({}), planning.Selection())
+    assert [f.values for f in plan.files] == [("none", "111111111111", "eu-west-1", "2026-01-06")] + [
+        ("o-abcdefghij", "017622104382", "us-east-1", "2024-12-01")] * 3  # in key order
+    assert plan.files[1].values is plan.files[2].values is plan.files[3].values
+    assert not hasattr(plan.files[0], "__dict__")  # slots
+
+
 def test_file_totals_add_up_objects_and_merge_across_tasks():
     """What each task reports and the driver adds up: counts, filtered records by rule,
     problems by reason and the objects that had any, through the JSON a task sends."""
