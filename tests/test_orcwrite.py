@@ -193,6 +193,30 @@ def test_a_kept_heap_is_given_back_when_asked(tmp_path):
     assert released < kept - 150  # given back
 
 
+def test_workers_take_jemalloc_for_arrow_unless_the_user_chose_a_pool():
+    """A task's Arrow allocations go to jemalloc (mimalloc, pyarrow's default, kept ~100
+    MiB more resident per worker: orcwrite.prefer_jemalloc); a pool named in
+    ARROW_DEFAULT_MEMORY_POOL is the user's choice and stays. Fresh processes: the pool
+    is for the process's life."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    if "jemalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow was built without jemalloc")
+    script = ("import pyarrow as pa\nfrom loglake import orcwrite\n"
+              "before = pa.default_memory_pool().backend_name\n"
+              "print(before, orcwrite.prefer_jemalloc(), pa.default_memory_pool().backend_name)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split()[1:] == ["jemalloc", "jemalloc"]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**env, "ARROW_DEFAULT_MEMORY_POOL": "system"})
+    assert out.stdout.split() == ["system", "system", "system"]
+
+
 def test_the_heap_is_released_after_a_large_partition_of_a_run_but_never_in_a_scheduled_one(tmp_path, monkeypatch):
     released = []
     monkeypatch.setattr(orcwrite, "release_heap", lambda: released.append(1))

@@ -235,6 +235,7 @@ def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[s
         from pyspark import TaskContext
 
         orcwrite.keep_heap()
+        orcwrite.prefer_jemalloc()
         ctx = TaskContext.get()
         task = ctx.partitionId() if ctx is not None else 0
         for uris, values in items:

@@ -154,11 +154,13 @@ def _convert_partition(source_name: str, config: Config, batch_rows: int = BATCH
     and the rows held at once stay bounded whatever the input size."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from loglake.orcwrite import prefer_jemalloc
         from loglake.sources import get_source
 
         def read(item: dict[str, Any]) -> bytes:
             return storage.read_bytes(item["uri"])
 
+        prefer_jemalloc()
         storage.configure(config.aws.endpoint_url, config.aws.region)
         source = get_source(source_name)
         schema = _output_schema(source)

@@ -96,6 +96,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         from loglake.sources import get_source
 
         orcwrite.keep_heap()
+        orcwrite.prefer_jemalloc()
         storage.configure(config.aws.endpoint_url, config.aws.region)
         source = get_source(source_name)
         names = tuple(source.schema.partition_names)

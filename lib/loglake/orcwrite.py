@@ -94,6 +94,30 @@ def keep_heap(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) ->
     return _HEAP_KEPT
 
 
+def prefer_jemalloc() -> str:
+    """Make jemalloc this process's Arrow pool, where pyarrow has it and the user chose
+    none (``ARROW_DEFAULT_MEMORY_POOL``); returns the pool's backend.
+
+    pyarrow's default, mimalloc, kept much of what a worker freed: building batches of
+    converted rows (``RecordBatch.from_pylist``) left ~100 MiB more resident than they
+    used, and one task writing a 98,778-row partition peaked at 446 MiB, at 366 with
+    jemalloc. A large ingest's Python workers peaked at 1,005 MiB with mimalloc, at 858
+    and 837 with jemalloc, and its CloudTrail job took 178-193 s against 202-228.
+    Once per process."""
+    global _POOL_SET
+    if not _POOL_SET:
+        _POOL_SET = True
+        if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+            try:
+                pa.set_memory_pool(pa.jemalloc_memory_pool())
+            except NotImplementedError:  # a pyarrow built without it
+                pass
+    return pa.default_memory_pool().backend_name
+
+
+_POOL_SET = False
+
+
 # After a partition of at least RELEASE_ROWS rows, a worker holding more than
 # RELEASE_RSS_MB gives back what it holds free (release_heap); not in a scheduled run,
 # whose many small files are what keep_heap is for: its peak hours' larger partitions
@@ -424,6 +448,7 @@ def task_writer(layout: Layout, tally: Callable[[], Any] | None = None
         from loglake.checks import Tally
 
         keep_heap()
+        prefer_jemalloc()
         ctx = TaskContext.get()
         counts = tally() if tally is not None else Tally()
         files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0, counts)
