@@ -297,6 +297,33 @@ def _partition_rows(n: int) -> list[dict]:
             for i in range(n)]
 
 
+def test_a_partition_of_several_stripes_meets_the_contract_with_every_row_in_order(tmp_path, monkeypatch):
+    """Readready stripes are small (ORC_OPTIONS' stripe_size: the writer holds a stripe
+    until it is written) so a large partition's file has several: as Athena reads it,
+    each stripe's columns have the declared types, and the file holds every row once,
+    sorted across the stripe boundaries. Here stripes of 64 KiB, a 3,000-row file."""
+    monkeypatch.setitem(orcwrite.ORC_OPTIONS, "stripe_size", 64 << 10)
+    rows = _partition_rows(3_000)
+    schema = SOURCE.schema.arrow()
+    layout = orcwrite.Layout(str(tmp_path / "t"), NAMES, SOURCE.schema.orc_arrow(), tuple(SOURCE.bloom_columns),
+                             max_rows=2_000_000)
+    sort = tuple(SOURCE.sort_columns)
+    [(_, name, n)] = orcwrite.write_partition(pa.Table.from_pylist(rows, schema=schema).to_batches(1_000), schema,
+                                              PARTS[0], layout, 0, ["eventid"], sort)[0]
+    path = tmp_path / "t" / "/".join(f"{k}={v}" for k, v in zip(NAMES, PARTS[0], strict=True)) / name
+    data = path.read_bytes()
+    assert pyorc.Reader(io.BytesIO(data)).num_of_stripes > 1
+    assert contract.check_file(data, declared()) == []
+    _, got = read_back(path)
+
+    def key(r):
+        return tuple((r[c] is not None, r[c] if r[c] is not None else "") for c in sort)
+
+    assert n == len(got) == 3_000
+    assert sorted(r["eventid"] for r in got) == sorted(r["eventid"] for r in rows)
+    assert [key(r) for r in got] == sorted(key(r) for r in rows)
+
+
 @pytest.mark.parametrize(("rows", "interim", "dictionaries"), [
     (200, False, True),  # a compaction's or a rebuild's file: ORC's dictionary threshold
     (200, True, False),  # a scheduled run's small file: no dictionaries (their set-up costs more)
