@@ -35,6 +35,11 @@ from loglake import orcwrite
 # ingest took 42-46 s whichever.
 SPILL_ROWS = 8_192
 RUN_BATCH_ROWS = 1_024  # rows per batch of a run's file: what a run's reader holds at once
+# Rows merged and written at a time: each slice is gathered from every run, reordered and
+# given its partition columns, a few copies of it held at once. A worker writing a
+# 98,778-row partition peaked 18 MiB lower with 1,024 than with write_partition's 4,096,
+# in the same time.
+MERGE_SLICE_ROWS = 1_024
 ROW = "_row"  # the number of a row in the partition, in the order it was added
 
 
@@ -145,7 +150,7 @@ class PartitionRows:
         keep[order] = True
         starts = np.array([first for _, first in self._runs], dtype=np.int64)
         runs = [_Run(path, keep) for path, _ in self._runs]
-        step = slice_rows or orcwrite.WRITE_SLICE_ROWS
+        step = slice_rows or MERGE_SLICE_ROWS
 
         def slices() -> Iterator[pa.Table]:
             try:
