@@ -239,6 +239,28 @@ def test_phase_timer_times_a_function_under_each_name_it_is_bound_to_and_restore
     assert timer.seconds["stage"] > first and stage._stage is original
 
 
+def test_the_large_ingests_memory_measured_alone_is_in_the_committed_report(tmp_path):
+    """``--only memory --scale large`` writes memory-large.json (the ingest's peak at
+    large against the small's, the median of alternated runs); the committed report
+    shows it as peak_rss_large_vs_small, against its target."""
+    medium = json.loads(COMMITTED_SMALL.read_text()) | {"scale": "medium", "events": 1_000_000}
+    medium["details"].pop("previous_run", None)
+    (tmp_path / "results-medium.json").write_text(json.dumps(medium))
+    (tmp_path / "memory-large.json").write_text(json.dumps({
+        "scale": "large", "events": 5_000_000, "peak_rss_mb": 1210.0, "small_peak_rss_mb": 1000.0,
+        "ratio_to_small": 1.21, "runs": {"small": [{}, {}], "large": [{}, {}]},
+        "machine": {"date": "2030-01-02 03:04 UTC", "commit": "abc1234"}}))
+
+    assert bench.main(["--render", "--scale", "medium", "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["peak_rss_large_vs_small"] == 1.21
+    assert written["targets"]["peak_rss_large_vs_small"] == {
+        "target": "<= 1.1", "measured": 1.21, "met": False, "what": bench.TARGETS["peak_rss_large_vs_small"][2]}
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "`peak_rss_large_vs_small` 1.210: the large ingest alone" in md
+    assert "1210.0 MiB against 1000.0 MiB (2030-01-02, `abc1234`)" in md
+
+
 def test_render_puts_the_other_scale_beside_and_keeps_each_report(tmp_path):
     """--render re-writes the reports from stored results: the large report gets a column
     with the small scale's figures; each scale keeps its own RESULTS-<scale>.md."""

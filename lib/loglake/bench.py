@@ -77,6 +77,8 @@ TARGETS = {
     "ingest_vs_strong_peer": (1.3, ">=", "ingest at least 1.3x the strong peer's events/s, every check on"),
     "ingest_vs_naive_peer": (1.0, ">", "ingest faster than the naive peer"),
     "peak_rss_vs_small": (1.1, "<=", "peak memory of the ingest at most 1.1x the small scale's"),
+    "peak_rss_large_vs_small": (1.1, "<=", "peak memory of the large ingest at most 1.1x the small's "
+                                "(--only memory)"),
     "glue_calls_per_100_new_partitions": (1.0, "<=", "at most 1 Glue call per 100 new partitions"),
     "glue_calls_known_partitions": (0, "<=", "0 Glue calls for known partitions"),
     "hourly_read_amplification": (1.05, "<=", "hourly runs read each delivered raw byte about once"),
@@ -1543,6 +1545,12 @@ def render_markdown(res: dict, previous: dict | None, other_scale: dict | None) 
     if sm:
         lines.append(f"`peak_rss_vs_small` {_fmt(res.get('peak_rss_vs_small'))}: against the stored `small` run's "
                      f"{sm['peak_rss_mb']} MiB ({str(sm.get('date'))[:10]}, `{sm.get('commit')}`).")
+    lm = d.get("peak_rss_large_run")
+    if lm:
+        lines.append(f"`peak_rss_large_vs_small` {_fmt(res.get('peak_rss_large_vs_small'))}: the large ingest alone "
+                     f"(`--only memory --scale large`, the median of {lm['runs']} runs alternated with the small "
+                     f"ingest's): {lm['peak_rss_mb']} MiB against {lm['small_peak_rss_mb']} MiB "
+                     f"({str(lm.get('date'))[:10]}, `{lm.get('commit')}`).")
     peer = d.get("strong_peer")
     if peer and peer.get("memory"):
         lines.append(f"The strong peer's process tree, the same way: {peer['memory']['peak_total_mb']} MiB "
@@ -1825,6 +1833,41 @@ def run_schedule_only(scale: str, work: Path, out: Path, *, seed: int = 1, reuse
     return res
 
 
+def run_memory_only(scale: str, work: Path, out: Path, *, runs: int = 2, reuse: bool = False) -> dict:
+    """The ingest's peak memory at ``scale`` against the small scale's, measured the same
+    way in one command: each scale's data generated (or reused) under ``work``, then the
+    ingest of each (:func:`run_ingest`, a child process), small and ``scale`` alternated
+    ``runs`` times, the medians compared (``peak_rss_large_vs_small`` for large). A whole
+    large run takes hours; its ingest alone ~4 minutes on 2 cores. Writes
+    OUT/memory-<scale>.json; the reports show it (:func:`_compare_memory`)."""
+    work, out = work.resolve(), out.resolve()
+    data = {}
+    for s in dict.fromkeys(("small", scale)):
+        params = SCALES[s]
+        gen_args = {k: params[k] for k in ("events", "accounts", "regions", "days")} | {"seed": params.get("seed", 1)}
+        data[s] = work / s
+        _generate(data[s] / "raw", data[s] / "generate.json", gen_args, reuse, workers=None)
+    peaks: dict[str, list[dict]] = {s: [] for s in data}
+    for i in range(runs):
+        for s, folder in data.items():
+            _say(f"ingest at the {s} scale ({i + 1}/{runs}), memory sampled")
+            ing = run_ingest(folder / "raw", folder / "lake", folder)
+            for name in ("cloudtrail", "cloudwatch"):
+                if ing[name]["status"] != "published":
+                    raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
+            peaks[s].append({**ing["memory"], "cloudtrail_seconds": ing["cloudtrail"]["seconds"],
+                             "files": ing["cloudtrail"]["files"]})
+    median = {s: statistics.median(p["peak_total_mb"] for p in runs_) for s, runs_ in peaks.items()}
+    res = {"scale": scale, "events": SCALES[scale]["events"], "peak_rss_mb": median[scale],
+           "small_peak_rss_mb": median["small"], "ratio_to_small": _ratio(median[scale], median["small"]),
+           "runs": peaks, "machine": _machine_now()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"memory-{scale}.json").write_text(json.dumps(res, indent=2))
+    _say(f"memory at {scale}: {median[scale]} MiB against small {median['small']} MiB "
+         f"({res['ratio_to_small']}x): {out / f'memory-{scale}.json'}")
+    return res
+
+
 def _check_same_events(sched: dict) -> None:
     """Fail the benchmark (after its reports are written) when the hourly lake and the
     batch lake of the schedule part hold different events."""
@@ -1873,6 +1916,13 @@ def _compare_memory(res: dict, out: Path) -> None:
     """``peak_rss_vs_small`` against the latest stored small run (recomputed whenever the
     reports are written, so a small run made after this one counts; which run it was is
     in ``details.peak_rss_small_run``)."""
+    large = out / "memory-large.json"
+    if res["scale"] not in ("small", "tiny") and large.exists():
+        m = json.loads(large.read_text())
+        res["peak_rss_large_vs_small"] = m["ratio_to_small"]
+        res["details"]["peak_rss_large_run"] = {k: m[k] for k in ("peak_rss_mb", "small_peak_rss_mb")} | {
+            "runs": len(m["runs"]["large"]), "date": m["machine"].get("date"), "commit": m["machine"].get("commit")}
+        res["targets"] = _targets(res)
     small = _stored(out, "small") if res["scale"] not in ("small", "tiny") else None
     if not small or not small.get("peak_rss_mb") or not res.get("peak_rss_mb"):
         return
@@ -1931,9 +1981,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "or in this process")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the generated data in --work when it was made with the same parameters")
-    parser.add_argument("--only", choices=("schedule",),
-                        help="measure only this part and fold its figures into the stored OUT/results-SCALE.json "
-                        "(the other figures stay as measured; the report says when each was)")
+    parser.add_argument("--only", choices=("schedule", "memory"),
+                        help="schedule: measure only the schedule part and fold its figures into the stored "
+                        "OUT/results-SCALE.json (the other figures stay as measured; the report says when each "
+                        "was). memory: the ingest's peak memory at SCALE against the small scale's, alternated "
+                        "--runs times (default 2), into OUT/memory-SCALE.json (a large one is shown in the "
+                        "committed report as peak_rss_large_vs_small)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: re-write OUT/RESULTS.md, OUT/RESULTS-SCALE.md and OUT/results.json "
                         "from the stored OUT/results-SCALE.json")
@@ -1947,6 +2000,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FileNotFoundError as exc:
             print(f"loglake bench: {exc}", file=sys.stderr)
             return 2
+        return 0
+    if args.only == "memory":
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
+        run_memory_only(args.scale, Path(args.work), Path(args.out), runs=args.runs or 2, reuse=args.reuse)
         return 0
     if args.render:
         try:
