@@ -2,6 +2,7 @@
 before each task, and still see an archive that changed."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,26 @@ def test_spark_tasks_run_through_the_daemon(spark):
     assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "loglake.spark_daemon"
     # a Python task runs (the daemon module imports and forks workers)
     assert spark.sparkContext.parallelize(range(4), 2).map(lambda x: x * 2).sum() == 12
+
+
+def test_the_jvm_and_its_python_workers_get_two_malloc_arenas(spark):
+    """local_spark sets MALLOC_ARENA_MAX (unless the user did) for the processes it starts:
+    the JVM and the Python workers, whose threads otherwise each keep a glibc arena of
+    freed memory (runtime.local_spark). Read from the processes themselves."""
+    want = os.environ["MALLOC_ARENA_MAX"]  # local_spark's setdefault ran in this process
+    jvm = spark._jvm.java.lang.ProcessHandle.current().pid()
+    with open(f"/proc/{jvm}/environ", "rb") as fh:
+        assert f"MALLOC_ARENA_MAX={want}".encode() in fh.read().split(b"\0")
+    seen = spark.sparkContext.parallelize(range(2), 2).map(lambda _: os.environ.get("MALLOC_ARENA_MAX")).collect()
+    assert seen == [want, want]
+
+
+def test_two_arenas_unless_the_user_chose(monkeypatch):
+    from loglake import runtime
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    runtime.local_environment()
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    runtime.local_environment()
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"
