@@ -1857,7 +1857,7 @@ def run_memory_only(scale: str, work: Path, out: Path, *, runs: int = 2, reuse: 
                     raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
             peaks[s].append({**ing["memory"], "cloudtrail_seconds": ing["cloudtrail"]["seconds"],
                              "files": ing["cloudtrail"]["files"]})
-    median = {s: statistics.median(p["peak_total_mb"] for p in runs_) for s, runs_ in peaks.items()}
+    median = {s: round(statistics.median(p["peak_total_mb"] for p in runs_), 1) for s, runs_ in peaks.items()}
     res = {"scale": scale, "events": SCALES[scale]["events"], "peak_rss_mb": median[scale],
            "small_peak_rss_mb": median["small"], "ratio_to_small": _ratio(median[scale], median["small"]),
            "runs": peaks, "machine": _machine_now()}
