@@ -148,11 +148,8 @@ def _stage_one_pass(spark, source, config, plan, staging, table, quarantine_rows
         counts = tasks.collect()
     file_stats, per_file, tallies, duplicates = FileTotals(), {}, [], 0
     # A few rows a partition and task, none an object: each task adds up its objects'
-    # counts (a row per object, collected, was the driver's largest growth with the
-    # input). Each row is let go once read.
-    counts.reverse()
-    while counts:
-        row = counts.pop()
+    # counts (a row per object, collected, was the driver's largest growth with the input).
+    for row in counts:
         if row["_kind"] == onepass.KIND_FILES:
             file_stats.merge(FileTotals.from_json(row["_detail"]))
             continue
