@@ -1693,6 +1693,17 @@ def run_schedule(spark, scale: str, work: Path, seed: int, reuse: bool, warmup: 
     return out
 
 
+def _gen_args(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``generate.generate``'s arguments for a scale's data."""
+    return {k: params[k] for k in ("events", "accounts", "regions", "days")} | {"seed": seed}
+
+
+def _require_published(ing: dict[str, Any]) -> None:
+    for name in ("cloudtrail", "cloudwatch"):
+        if ing[name]["status"] != "published":
+            raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
+
+
 def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: int | None = None,
         runs: int | None = None,
         warmup: int | None = None, raw_runs: int | None = None, raw_warmup: int | None = None,
@@ -1714,9 +1725,8 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    gen_args = {k: params[k] for k in ("events", "accounts", "regions", "days")} | {"seed": seed}
     t0 = time.perf_counter()
-    gen = _generate(raw, work / "generate.json", gen_args, reuse, workers=None if scale != "tiny" else 1)
+    gen = _generate(raw, work / "generate.json", _gen_args(params, seed), reuse, workers=None if scale != "tiny" else 1)
     timings["generate"] = round(time.perf_counter() - t0, 1)
 
     if ingest_mode == "in-process" and spark is None:
@@ -1727,9 +1737,7 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     t0 = time.perf_counter()
     ing = run_ingest(raw, lake, work, spark=spark if ingest_mode == "in-process" else None)
     timings["ingest"] = round(time.perf_counter() - t0, 1)
-    for name in ("cloudtrail", "cloudwatch"):
-        if ing[name]["status"] != "published":
-            raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
+    _require_published(ing)
 
     ct_files = sorted(glob.glob(_ct_glob(raw / "cloudtrail")))
     cw_files = sorted(str(p) for p in (raw / "cloudwatch").rglob("*") if p.is_file())
@@ -1843,18 +1851,15 @@ def run_memory_only(scale: str, work: Path, out: Path, *, runs: int = 2, reuse: 
     work, out = work.resolve(), out.resolve()
     data = {}
     for s in dict.fromkeys(("small", scale)):
-        params = SCALES[s]
-        gen_args = {k: params[k] for k in ("events", "accounts", "regions", "days")} | {"seed": params.get("seed", 1)}
         data[s] = work / s
-        _generate(data[s] / "raw", data[s] / "generate.json", gen_args, reuse, workers=None)
+        _generate(data[s] / "raw", data[s] / "generate.json", _gen_args(SCALES[s], SCALES[s].get("seed", 1)), reuse,
+                  workers=None)
     peaks: dict[str, list[dict]] = {s: [] for s in data}
     for i in range(runs):
         for s, folder in data.items():
             _say(f"ingest at the {s} scale ({i + 1}/{runs}), memory sampled")
             ing = run_ingest(folder / "raw", folder / "lake", folder)
-            for name in ("cloudtrail", "cloudwatch"):
-                if ing[name]["status"] != "published":
-                    raise RuntimeError(f"the {name} job did not publish: {ing[name]}")
+            _require_published(ing)
             peaks[s].append({**ing["memory"], "cloudtrail_seconds": ing["cloudtrail"]["seconds"],
                              "files": ing["cloudtrail"]["files"]})
     median = {s: round(statistics.median(p["peak_total_mb"] for p in runs_), 1) for s, runs_ in peaks.items()}
