@@ -336,6 +336,18 @@ def test_only_schedule_without_stored_results_says_so(tmp_path, capsys):
     assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err
 
 
+def test_naive_peer_flag_reaches_the_run_and_defaults_to_the_scale(tmp_path, monkeypatch):
+    """--no-naive-peer skips the ~70-minute naive peer of a large run; without the flag the
+    scale decides (medium skips it)."""
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda *a, **kw: seen.append(kw["naive_peer"]) or {})
+    common = ["--scale", "large", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    for flags in ([], ["--no-naive-peer"], ["--naive-peer"]):
+        assert bench.main(common + flags) == 0
+    assert seen == [None, False, True]
+    assert bench.SCALES["medium"]["naive_peer"] is False and "naive_peer" not in bench.SCALES["large"]
+
+
 def test_render_without_stored_results_says_so(tmp_path, capsys):
     assert bench.main(["--render", "--scale", "large", "--out", str(tmp_path)]) == 2
     assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err
