@@ -149,6 +149,12 @@ def test_bench_tiny_reports_every_figure(spark, tmp_path):
     assert all(queries[q]["same_answer"] for q in ("needle", "scan", "session_join")), queries
     assert queries["needle"]["readready"]["rows"] == results["details"]["generate"]["needle"]["events"] > 0
     assert results["glue_calls_known_partitions"] == 0
+    # each column's share read from every readready file's stripe footers: the shares and
+    # the tail (footers, postscript) stay within the files' bytes
+    cols = results["details"]["sizes"]["cloudtrail"]
+    assert cols["columns"]["files"] == cols["readready_files"] > 0
+    assert 0 < sum(cols["columns"]["share"].values()) + cols["columns"]["tail_share"] <= 1
+    assert set(cols["columns"]["encodings"]) == set(cols["columns"]["share"])
     assert results["details"]["ingest"]["cloudtrail"]["records_read"] == results["events"]
     # the strong peer, a process of its own, wrote the same events (it drops what loglake
     # would quarantine; the generated data has none), and each step of the limit was timed

@@ -709,24 +709,19 @@ def _files_bytes(root: Path) -> tuple[int, int]:
     return n, b
 
 
-def column_bytes(table: Path, max_files: int = 20) -> dict[str, Any]:
-    """Share of each column in the readready bytes, on a sample of files: each column
-    written alone with the same ORC/ZLIB settings (the sum slightly exceeds the file)."""
-    import pyarrow as pa
-    import pyarrow.orc as orc
+def column_bytes(table: Path) -> dict[str, Any]:
+    """Each column's share of the readready bytes, exactly: its streams' lengths in every
+    file's stripe footers (:mod:`loglake.orc_streams`), and how its stripes were encoded."""
+    from loglake import orc_streams
 
-    files = _orc_files(table)
-    step = max(1, len(files) // max_files)
-    sizes: dict[str, int] = {}
-    for f in files[::step][:max_files]:
-        tab = orc.read_table(f)
-        for name in tab.column_names:
-            buf = io.BytesIO()
-            orc.write_table(pa.table({name: tab[name]}), buf, compression="zlib")
-            sizes[name] = sizes.get(name, 0) + len(buf.getvalue())
-    total = sum(sizes.values()) or 1
-    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:10]
-    return {"files_sampled": len(files[::step][:max_files]), "share": {k: round(v / total, 3) for k, v in top}}
+    tally = orc_streams.OrcStreams()
+    for f in _orc_files(table):
+        orc_streams.read_streams(f, tally)
+    total = tally.file_bytes or 1
+    top = tally.by_column().most_common(10)
+    return {"files": tally.files, "share": {k: round(v / total, 3) for k, v in top},
+            "tail_share": round(tally.tail_bytes / total, 3),
+            "encodings": {k: dict(tally.encodings.get(k, {})) for k, _ in top}}
 
 
 # --------------------------------------------------------------------------- per-file profile

@@ -1,0 +1,166 @@
+"""Where an ORC file's bytes go: each column's streams and encoding, from the stripe footers.
+
+pyarrow and pyorc read the data but not the stripe footers, which name every stream
+(a column's present bits, data, lengths, dictionary, row index, bloom filter) with its
+compressed length, and each column's encoding (direct or dictionary). Those are what a
+size question needs: rewriting a column alone to weigh it changes its encoding and
+compression blocks. The footers are protobuf (ORC specification, "File Tail" and
+"Stripes"); the few fields read here are decoded by hand rather than adding a protobuf
+dependency for them.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# orc_proto.proto: Stream.Kind and ColumnEncoding.Kind
+STREAM_KINDS = {0: "present", 1: "data", 2: "length", 3: "dictionary_data", 4: "dictionary_count",
+                5: "secondary", 6: "row_index", 7: "bloom_filter", 8: "bloom_filter_utf8",
+                10: "encrypted_index", 11: "encrypted_data", 100: "stripe_statistics", 101: "file_statistics"}
+ENCODINGS = {0: "direct", 1: "dictionary", 2: "direct_v2", 3: "dictionary_v2"}
+_NONE, _ZLIB = 0, 1
+_MAGIC = b"ORC"
+
+
+@dataclass
+class OrcStreams:
+    """Bytes of one or more ORC files by (column, stream kind), and how often each column
+    was written with each encoding (one count per stripe)."""
+    files: int = 0
+    file_bytes: int = 0
+    stripe_footer_bytes: int = 0
+    tail_bytes: int = 0  # everything but the streams: stripe footers, file footer, metadata, postscript, magic
+    stream_bytes: Counter = field(default_factory=Counter)  # (column, kind) -> bytes
+    encodings: dict[str, Counter] = field(default_factory=dict)  # column -> {encoding: stripes}
+
+    def by_column(self) -> Counter:
+        out: Counter = Counter()
+        for (column, _kind), n in self.stream_bytes.items():
+            out[column] += n
+        return out
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
+    """A protobuf message's (field number, value) pairs, in order; varints as ints,
+    length-delimited fields as bytes."""
+    out: list[tuple[int, int | bytes]] = []
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        value: int | bytes
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            value, i = buf[i:i + n], i + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            value, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        out.append((number, value))
+    return out
+
+
+def _decompress(buf: bytes, kind: int) -> bytes:
+    """ORC's compressed form: chunks behind a 3-byte little-endian header whose low bit
+    says the chunk was stored as is. Only ZLIB (raw deflate) is read: loglake writes it."""
+    if kind == _NONE:
+        return buf
+    if kind != _ZLIB:
+        raise ValueError(f"compression kind {kind} is not ZLIB")
+    out, i = bytearray(), 0
+    while i < len(buf):
+        header = buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16
+        n, i = header >> 1, i + 3
+        chunk = buf[i:i + n]
+        out += chunk if header & 1 else zlib.decompress(chunk, -15)
+        i += n
+    return bytes(out)
+
+
+def read_streams(path: str | Path, into: OrcStreams | None = None) -> OrcStreams:
+    """Add one file's streams to ``into`` (a new tally if None). Columns are named by
+    their top-level field, nested ones as ``parent.child``; column 0 is ``<root>``."""
+    acc = into if into is not None else OrcStreams()
+    data = Path(path).read_bytes()
+    if not data.startswith(_MAGIC):
+        raise ValueError(f"{path}: not an ORC file")
+    ps_len = data[-1]
+    postscript = dict(_fields(data[-1 - ps_len:-1]))
+    footer_len, compression = int(postscript[1]), int(postscript.get(2, 0))
+    footer_end = len(data) - 1 - ps_len
+    footer = _fields(_decompress(data[footer_end - footer_len:footer_end], compression))
+    names = _column_names([v for k, v in footer if k == 4])
+    stripes = [dict(_fields(v)) for k, v in footer if k == 3]
+    streams_total = 0
+    for stripe in stripes:
+        offset, index_len, data_len, sf_len = (int(stripe.get(k, 0)) for k in (1, 2, 3, 4))
+        start = offset + index_len + data_len
+        stripe_footer = _fields(_decompress(data[start:start + sf_len], compression))
+        acc.stripe_footer_bytes += sf_len
+        for number, value in stripe_footer:
+            if number == 1:
+                stream = dict(_fields(value))
+                column, length = names[int(stream.get(2, 0))], int(stream.get(3, 0))
+                acc.stream_bytes[(column, STREAM_KINDS.get(int(stream.get(1, 0)), "other"))] += length
+                streams_total += length
+        columns = [dict(_fields(v)) for k, v in stripe_footer if k == 2]
+        for column_id, encoding in enumerate(columns):
+            kind = ENCODINGS.get(int(encoding.get(1, 0)), "other")
+            acc.encodings.setdefault(names[column_id], Counter())[kind] += 1
+    acc.files += 1
+    acc.file_bytes += len(data)
+    acc.tail_bytes += len(data) - streams_total
+    return acc
+
+
+def _column_names(types: list) -> list[str]:
+    """Column ids in pre-order (the ORC type tree) to names."""
+    decoded = [_fields(t) for t in types]
+    names = ["<root>"] + [""] * (len(decoded) - 1)
+
+    def walk(type_id: int, prefix: str) -> None:
+        fields = decoded[type_id]
+        subtypes = _subtypes(fields)
+        field_names = [v.decode() for k, v in fields if k == 3]
+        if field_names:  # a struct
+            for child, name in zip(subtypes, field_names, strict=True):
+                names[child] = f"{prefix}{name}"
+                walk(child, f"{prefix}{name}.")
+            return
+        for child in subtypes:  # list, map, union: the children go by the parent's name
+            names[child] = prefix.rstrip(".") or names[type_id]
+            walk(child, prefix)
+
+    walk(0, "")
+    return names
+
+
+def _subtypes(fields: list) -> list[int]:
+    out: list[int] = []
+    for number, value in fields:
+        if number != 2:
+            continue
+        if isinstance(value, bytes):  # packed
+            i = 0
+            while i < len(value):
+                v, i = _varint(value, i)
+                out.append(v)
+        else:
+            out.append(value)
+    return out
