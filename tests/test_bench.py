@@ -354,6 +354,21 @@ def test_naive_peer_flag_reaches_the_run_and_defaults_to_the_scale(tmp_path, mon
     assert bench.SCALES["medium"]["naive_peer"] is False and "naive_peer" not in bench.SCALES["large"]
 
 
+def test_a_run_without_the_samples_stops_before_measuring(tmp_path, monkeypatch, capsys):
+    """The schedule part generates data after the queries (~20 minutes into a large run,
+    even with --reuse): without the real samples the run says so at once."""
+    from loglake import samples
+
+    monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
+    monkeypatch.setattr(samples, "REPO", tmp_path / "elsewhere" / "loglake")
+    monkeypatch.setattr(samples, "_origin_checkout", lambda: None)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    work = tmp_path / "work"
+    assert bench.main(["--scale", "tiny", "--reuse", "--work", str(work), "--out", str(tmp_path / "out")]) == 2
+    assert "no samples found" in capsys.readouterr().err and not work.exists()
+
+
 def test_render_without_stored_results_says_so(tmp_path, capsys):
     assert bench.main(["--render", "--scale", "large", "--out", str(tmp_path)]) == 2
     assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err

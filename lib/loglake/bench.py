@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from loglake import bench_limit
+from loglake import samples as sample_data
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger("loglake.bench")
@@ -1713,6 +1714,9 @@ def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: i
     raw_runs = raw_runs if raw_runs is not None else params.get("raw_runs")
     raw_warmup = raw_warmup if raw_warmup is not None else params.get("raw_warmup")
     seed = seed if seed is not None else params.get("seed", 1)
+    # the schedule part generates its day late in the run, even when --reuse skips the
+    # first generation: a missing samples folder fails now, not 20 minutes in
+    sample_data.samples_dir()
     work = work.resolve()
     out = out.resolve()
     raw, lake, naive_dir, peer_dir = work / "raw", work / "lake", work / "naive", work / "strong-peer"
@@ -2023,9 +2027,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
-    run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
-        warmup=args.warmup, raw_runs=args.raw_runs, raw_warmup=args.raw_warmup, ingest_mode=args.ingest,
-        reuse=args.reuse, naive_peer=args.naive_peer)
+    try:
+        run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
+            warmup=args.warmup, raw_runs=args.raw_runs, raw_warmup=args.raw_warmup, ingest_mode=args.ingest,
+            reuse=args.reuse, naive_peer=args.naive_peer)
+    except FileNotFoundError as exc:
+        print(f"loglake bench: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
