@@ -346,7 +346,7 @@ def test_naive_peer_flag_reaches_the_run_and_defaults_to_the_scale(tmp_path, mon
     """--no-naive-peer skips the ~70-minute naive peer of a large run; without the flag the
     scale decides (medium skips it)."""
     seen = []
-    monkeypatch.setattr(bench, "run", lambda *a, **kw: seen.append(kw["naive_peer"]) or {})
+    monkeypatch.setattr(bench, "run", lambda *a, **kw: seen.append(kw["with_naive_peer"]) or {})
     common = ["--scale", "large", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     for flags in ([], ["--no-naive-peer"], ["--naive-peer"]):
         assert bench.main(common + flags) == 0

@@ -1703,12 +1703,13 @@ def _require_published(ing: dict[str, Any]) -> None:
 def run(scale: str, work: Path, out: Path, *, events: int | None = None, seed: int | None = None,
         runs: int | None = None,
         warmup: int | None = None, raw_runs: int | None = None, raw_warmup: int | None = None,
-        ingest_mode: str = "subprocess", reuse: bool = False, naive_peer: bool | None = None, spark=None) -> dict:
+        ingest_mode: str = "subprocess", reuse: bool = False, with_naive_peer: bool | None = None,
+        spark=None) -> dict:
     params = dict(SCALES[scale])
     if events:
         params["events"] = events
-    if naive_peer is not None:
-        params["naive_peer"] = naive_peer
+    if with_naive_peer is not None:
+        params["naive_peer"] = with_naive_peer
     runs = runs if runs is not None else params["runs"]
     warmup = warmup if warmup is not None else params["warmup"]
     raw_runs = raw_runs if raw_runs is not None else params.get("raw_runs")
@@ -2030,7 +2031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args.scale, Path(args.work), Path(args.out), events=args.events, seed=args.seed, runs=args.runs,
             warmup=args.warmup, raw_runs=args.raw_runs, raw_warmup=args.raw_warmup, ingest_mode=args.ingest,
-            reuse=args.reuse, naive_peer=args.naive_peer)
+            reuse=args.reuse, with_naive_peer=args.naive_peer)
     except FileNotFoundError as exc:
         print(f"loglake bench: {exc}", file=sys.stderr)
         return 2
