@@ -61,6 +61,14 @@ def test_encodings_and_stream_kinds_follow_the_values(written):
     assert {"identity", "identity.arn", "identity.type"} <= set(got.encodings)
 
 
+def test_a_tail_longer_than_the_first_read_is_read_again(written, monkeypatch):
+    whole = orc_streams.read_streams(written)
+    monkeypatch.setattr(orc_streams, "_TAIL_GUESS", 16)  # less than any footer
+    again = orc_streams.read_streams(written)
+    assert again.stream_bytes == whole.stream_bytes and again.encodings == whole.encodings
+    assert again.tail_bytes == whole.tail_bytes > 0
+
+
 def test_two_files_add_up_and_a_non_orc_file_is_named(written, tmp_path):
     both = orc_streams.read_streams(written, orc_streams.read_streams(written))
     one = orc_streams.read_streams(written)
@@ -70,3 +78,7 @@ def test_two_files_add_up_and_a_non_orc_file_is_named(written, tmp_path):
     bad.write_bytes(b"PAR1 not orc")
     with pytest.raises(ValueError, match="x.orc: not an ORC file"):
         orc_streams.read_streams(bad)
+    cut = tmp_path / "cut.orc"  # an upload that stopped half way: ORC's magic, no tail
+    cut.write_bytes(written.read_bytes()[: written.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.orc: not a readable ORC file"):
+        orc_streams.read_streams(cut)

@@ -22,6 +22,7 @@ STREAM_KINDS = {0: "present", 1: "data", 2: "length", 3: "dictionary_data", 4: "
 ENCODINGS = {0: "direct", 1: "dictionary", 2: "direct_v2", 3: "dictionary_v2"}
 _NONE, _ZLIB = 0, 1
 _MAGIC = b"ORC"
+_TAIL_GUESS = 64 << 10  # footer, metadata and postscript usually fit; else read again
 
 
 @dataclass
@@ -95,23 +96,38 @@ def _decompress(buf: bytes, kind: int) -> bytes:
 
 def read_streams(path: str | Path, into: OrcStreams | None = None) -> OrcStreams:
     """Add one file's streams to ``into`` (a new tally if None). Columns are named by
-    their top-level field, nested ones as ``parent.child``; column 0 is ``<root>``."""
+    their top-level field, nested ones as ``parent.child``; column 0 is ``<root>``.
+    Reads the file's tail and stripe footers only. A file that is not ORC, or whose tail
+    does not parse, raises ValueError naming it."""
     acc = into if into is not None else OrcStreams()
-    data = Path(path).read_bytes()
-    if not data.startswith(_MAGIC):
-        raise ValueError(f"{path}: not an ORC file")
-    ps_len = data[-1]
-    postscript = dict(_fields(data[-1 - ps_len:-1]))
+    with open(path, "rb") as fh:
+        if fh.read(len(_MAGIC)) != _MAGIC:
+            raise ValueError(f"{path}: not an ORC file (it does not start with {_MAGIC!r})")
+        try:
+            _read(fh, acc)
+        except (IndexError, KeyError, ValueError, zlib.error) as exc:
+            raise ValueError(f"{path}: not a readable ORC file ({type(exc).__name__}: {exc})") from exc
+    return acc
+
+
+def _read(fh, acc: OrcStreams) -> None:
+    size = fh.seek(0, 2)
+    fh.seek(max(0, size - max(_TAIL_GUESS, 256)))  # at least the postscript (<= 255) and its length byte
+    tail = fh.read()
+    ps_len = tail[-1]
+    postscript = dict(_fields(tail[-1 - ps_len:-1]))
     footer_len, compression = int(postscript[1]), int(postscript.get(2, 0))
-    footer_end = len(data) - 1 - ps_len
-    footer = _fields(_decompress(data[footer_end - footer_len:footer_end], compression))
+    if footer_len + ps_len + 1 > len(tail):
+        fh.seek(size - footer_len - ps_len - 1)
+        tail = fh.read()
+    footer_end = len(tail) - 1 - ps_len
+    footer = _fields(_decompress(tail[footer_end - footer_len:footer_end], compression))
     names = _column_names([v for k, v in footer if k == 4])
-    stripes = [dict(_fields(v)) for k, v in footer if k == 3]
     streams_total = 0
-    for stripe in stripes:
+    for stripe in (dict(_fields(v)) for k, v in footer if k == 3):
         offset, index_len, data_len, sf_len = (int(stripe.get(k, 0)) for k in (1, 2, 3, 4))
-        start = offset + index_len + data_len
-        stripe_footer = _fields(_decompress(data[start:start + sf_len], compression))
+        fh.seek(offset + index_len + data_len)
+        stripe_footer = _fields(_decompress(fh.read(sf_len), compression))
         acc.stripe_footer_bytes += sf_len
         for number, value in stripe_footer:
             if number == 1:
@@ -124,9 +140,8 @@ def read_streams(path: str | Path, into: OrcStreams | None = None) -> OrcStreams
             kind = ENCODINGS.get(int(encoding.get(1, 0)), "other")
             acc.encodings.setdefault(names[column_id], Counter())[kind] += 1
     acc.files += 1
-    acc.file_bytes += len(data)
-    acc.tail_bytes += len(data) - streams_total
-    return acc
+    acc.file_bytes += size
+    acc.tail_bytes += size - streams_total
 
 
 def _column_names(types: list) -> list[str]:
