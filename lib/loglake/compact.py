@@ -234,8 +234,7 @@ def _compact_task(layout: orcwrite.Layout, key: list[str], sort_columns: tuple[s
     def run(items):
         from pyspark import TaskContext
 
-        orcwrite.keep_heap()
-        orcwrite.prefer_jemalloc()
+        orcwrite.prepare_writer()
         ctx = TaskContext.get()
         task = ctx.partitionId() if ctx is not None else 0
         for uris, values in items:

@@ -95,8 +95,7 @@ def task(source_name: str, config: Config, layout: orcwrite.Layout, gate: Callab
         from loglake.checks import Tally
         from loglake.sources import get_source
 
-        orcwrite.keep_heap()
-        orcwrite.prefer_jemalloc()
+        orcwrite.prepare_writer()
         storage.configure(config.aws.endpoint_url, config.aws.region)
         source = get_source(source_name)
         names = tuple(source.schema.partition_names)

@@ -124,6 +124,13 @@ def prefer_jemalloc() -> str:
 _POOL_SET = False
 
 
+def prepare_writer() -> None:
+    """A writing task's allocators, once per process: glibc keeps the ORC writers' freed
+    buffers (:func:`keep_heap`) and Arrow allocates with jemalloc (:func:`prefer_jemalloc`)."""
+    keep_heap()
+    prefer_jemalloc()
+
+
 # After a partition of at least RELEASE_ROWS rows, a worker holding more than
 # RELEASE_RSS_MB gives back what it holds free (release_heap); not in a scheduled run,
 # whose many small files are what keep_heap is for: its peak hours' larger partitions
@@ -453,8 +460,7 @@ def task_writer(layout: Layout, tally: Callable[[], Any] | None = None
 
         from loglake.checks import Tally
 
-        keep_heap()
-        prefer_jemalloc()
+        prepare_writer()
         ctx = TaskContext.get()
         counts = tally() if tally is not None else Tally()
         files = write_sorted(batches, layout, ctx.partitionId() if ctx is not None else 0, counts)
