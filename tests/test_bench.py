@@ -369,6 +369,26 @@ def test_a_run_without_the_samples_stops_before_measuring(tmp_path, monkeypatch,
     assert "no samples found" in capsys.readouterr().err and not work.exists()
 
 
+def test_samples_flag_reaches_the_generator_and_a_wrong_one_is_named(tmp_path, monkeypatch, capsys):
+    """The missing-samples hint says "pass --samples DIR": bench takes it, and hands it to
+    the generator (in this process and the ingest children) through the environment."""
+    from loglake import samples
+
+    monkeypatch.setenv(samples.SAMPLES_ENV, "")  # unset, and restored after bench.main sets it
+    monkeypatch.setattr(samples, "REPO", tmp_path / "elsewhere" / "loglake")
+    monkeypatch.setattr(samples, "_origin_checkout", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    wrong = tmp_path / "not-samples"
+    common = ["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    assert bench.main(common + ["--samples", str(wrong)]) == 2
+    assert str(wrong) in capsys.readouterr().err and not (tmp_path / "work").exists()
+
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda *a, **k: seen.append(samples.samples_dir()))
+    assert bench.main(common + ["--samples", str(SAMPLES)]) == 0
+    assert seen == [Path(SAMPLES).resolve()]
+
+
 def test_render_without_stored_results_says_so(tmp_path, capsys):
     assert bench.main(["--render", "--scale", "large", "--out", str(tmp_path)]) == 2
     assert "results-large.json: no stored results for the large scale" in capsys.readouterr().err

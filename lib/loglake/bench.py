@@ -1987,6 +1987,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the naive spark.read.json peer (default: at every scale but medium). "
                         "--no-naive-peer leaves ingest_vs_naive_peer empty and a large run about 70 minutes "
                         "shorter: schema inference over 157k files")
+    parser.add_argument("--samples", metavar="DIR",
+                        help="folder of the shared real samples the generator builds its records from "
+                        f"(default: ${sample_data.SAMPLES_ENV}, else ../shared/data/external)")
     parser.add_argument("--ingest", choices=("subprocess", "in-process"), default="subprocess",
                         help="run the loglake jobs in a child process (default; its memory is measured alone) "
                         "or in this process")
@@ -2002,6 +2005,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="measure nothing: re-write OUT/RESULTS.md, OUT/RESULTS-SCALE.md and OUT/results.json "
                         "from the stored OUT/results-SCALE.json")
     args = parser.parse_args(argv)
+    if args.samples:
+        # through the environment, so the generator finds them in this process and in the
+        # ingest and schedule children alike
+        os.environ[sample_data.SAMPLES_ENV] = str(Path(args.samples).resolve())
     if args.only == "schedule":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
@@ -2015,7 +2022,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only == "memory":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         os.environ.setdefault("LOGLAKE_LOG_LEVEL", "WARNING")
-        run_memory_only(args.scale, Path(args.work), Path(args.out), runs=args.runs or 2, reuse=args.reuse)
+        try:
+            run_memory_only(args.scale, Path(args.work), Path(args.out), runs=args.runs or 2, reuse=args.reuse)
+        except FileNotFoundError as exc:
+            print(f"loglake bench: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.render:
         try:
