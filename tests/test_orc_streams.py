@@ -82,3 +82,25 @@ def test_two_files_add_up_and_a_non_orc_file_is_named(written, tmp_path):
     cut.write_bytes(written.read_bytes()[: written.stat().st_size // 2])
     with pytest.raises(ValueError, match="cut.orc: not a readable ORC file"):
         orc_streams.read_streams(cut)
+
+
+def test_a_bad_stripe_footer_leaves_the_tally_as_it_was(written, tmp_path):
+    """The tail parses but the last stripe's footer does not (a file damaged in place): the
+    error names the file and the tally of the files before it is untouched, so a caller
+    counting many files can skip this one."""
+    with open(written, "rb") as fh:
+        reader = pyorc.Reader(fh)
+        last = reader.read_stripe(reader.num_of_stripes - 1)
+        end = last.bytes_offset + last.bytes_length
+    data = bytearray(written.read_bytes())
+    data[end - 12:end] = b"\xff" * 12  # the end of the last stripe is its footer
+    bad = tmp_path / "damaged.orc"
+    bad.write_bytes(bytes(data))
+    tally = orc_streams.read_streams(written)
+    before = (tally.files, tally.file_bytes, tally.tail_bytes, tally.stripe_footer_bytes,
+              Counter(tally.stream_bytes), {c: Counter(e) for c, e in tally.encodings.items()})
+    with pytest.raises(ValueError, match="damaged.orc: not a readable ORC file"):
+        orc_streams.read_streams(bad, tally)
+    after = (tally.files, tally.file_bytes, tally.tail_bytes, tally.stripe_footer_bytes,
+             Counter(tally.stream_bytes), {c: Counter(e) for c, e in tally.encodings.items()})
+    assert after == before

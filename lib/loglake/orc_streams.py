@@ -42,6 +42,15 @@ class OrcStreams:
             out[column] += n
         return out
 
+    def add(self, other: OrcStreams) -> None:
+        self.files += other.files
+        self.file_bytes += other.file_bytes
+        self.stripe_footer_bytes += other.stripe_footer_bytes
+        self.tail_bytes += other.tail_bytes
+        self.stream_bytes.update(other.stream_bytes)
+        for column, kinds in other.encodings.items():
+            self.encodings.setdefault(column, Counter()).update(kinds)
+
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
     value = shift = 0
@@ -98,16 +107,20 @@ def read_streams(path: str | Path, into: OrcStreams | None = None) -> OrcStreams
     """Add one file's streams to ``into`` (a new tally if None). Columns are named by
     their top-level field, nested ones as ``parent.child``; column 0 is ``<root>``.
     Reads the file's tail and stripe footers only. A file that is not ORC, or whose tail
-    does not parse, raises ValueError naming it."""
-    acc = into if into is not None else OrcStreams()
+    does not parse, raises ValueError naming it and leaves ``into`` as it was (the file is
+    read into a tally of its own first), so a caller may skip it and go on."""
+    one = OrcStreams()
     with open(path, "rb") as fh:
         if fh.read(len(_MAGIC)) != _MAGIC:
             raise ValueError(f"{path}: not an ORC file (it does not start with {_MAGIC!r})")
         try:
-            _read(fh, acc)
+            _read(fh, one)
         except (IndexError, KeyError, ValueError, zlib.error) as exc:
             raise ValueError(f"{path}: not a readable ORC file ({type(exc).__name__}: {exc})") from exc
-    return acc
+    if into is None:
+        return one
+    into.add(one)
+    return into
 
 
 def _read(fh, acc: OrcStreams) -> None:
