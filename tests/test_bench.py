@@ -371,13 +371,13 @@ def test_a_run_without_the_samples_stops_before_measuring(tmp_path, monkeypatch,
 
 def test_samples_flag_reaches_the_generator_and_a_wrong_one_is_named(tmp_path, monkeypatch, capsys):
     """The missing-samples hint says "pass --samples DIR": bench takes it, and hands it to
-    the generator (in this process and the ingest children) through the environment."""
+    the generator (in this process and the ingest children) through the environment. A
+    wrong one stops the run before it measures, naming the folder."""
     from loglake import samples
 
     monkeypatch.setenv(samples.SAMPLES_ENV, "")  # unset, and restored after bench.main sets it
-    monkeypatch.setattr(samples, "REPO", tmp_path / "elsewhere" / "loglake")
-    monkeypatch.setattr(samples, "_origin_checkout", lambda: None)
     monkeypatch.chdir(tmp_path)
+    samples.samples_dir()  # the default samples are there: a wrong --samples must not fall back to them
     wrong = tmp_path / "not-samples"
     common = ["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     assert bench.main(common + ["--samples", str(wrong)]) == 2

@@ -107,15 +107,29 @@ def test_samples_found_beside_the_checkout_a_clone_came_from(tmp_path, monkeypat
     assert samples.samples_dir(shared) == shared
 
 
+def test_a_named_samples_folder_is_the_only_one_looked_at(tmp_path, monkeypatch):
+    """A wrong --samples or LOGLAKE_SAMPLES is an error naming it, even where the default
+    samples exist (before, it fell back to them, and a benchmark ran on other samples)."""
+    shared = _samples_tree(tmp_path / "work")
+    monkeypatch.setattr(samples, "REPO", tmp_path / "work" / "main")  # the default samples are found
+    monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
+    assert samples.samples_dir() == shared
+    with pytest.raises(FileNotFoundError, match=f"no samples found in {tmp_path / 'typo'} \\(from --samples\\)"):
+        samples.samples_dir(tmp_path / "typo")
+    monkeypatch.setenv(samples.SAMPLES_ENV, str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match=f"no samples found in {tmp_path / 'nope'} \\(from LOGLAKE_SAMPLES\\)"):
+        samples.samples_dir()
+
+
 def test_no_samples_names_where_it_looked(tmp_path, monkeypatch):
     from loglake import demo
 
     monkeypatch.setattr(samples, "REPO", tmp_path / "lone" / "p")  # not a git checkout
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(samples.SAMPLES_ENV, str(tmp_path / "nope"))
+    monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
     with pytest.raises(FileNotFoundError) as exc:
         samples.samples_dir()
     msg = str(exc.value)
-    assert str(tmp_path / "nope") in msg and "lone/shared/data/external" in msg and samples.SAMPLES_ENV in msg
+    assert "lone/shared/data/external" in msg and samples.SAMPLES_ENV in msg and "--samples" in msg
     with pytest.raises(SystemExit, match="^demo: no samples found"):
         demo.main(workdir=str(tmp_path / "demo"))

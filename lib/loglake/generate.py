@@ -909,7 +909,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives identical files")
     parser.add_argument("--start-date", default=DEFAULT_START.isoformat(), metavar="YYYY-MM-DD",
                         help=f"first day (UTC, default {DEFAULT_START.isoformat()})")
-    parser.add_argument("--samples", metavar="DIR", help="real samples folder (default ../shared/data/external)")
+    parser.add_argument("--samples", metavar="DIR",
+                        help="real samples folder (default: $LOGLAKE_SAMPLES, else ../shared/data/external)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes generating days in parallel (default: one per core, at most one per day)")
     args = parser.parse_args(argv)

@@ -39,15 +39,18 @@ def samples_dir(samples: str | os.PathLike | None = None) -> Path:
     """Where the shared real samples are: ``samples`` if given, else ``$LOGLAKE_SAMPLES``,
     else ``../shared/data/external`` beside this checkout or the current folder, else
     beside the local checkout this one was cloned from, so a clone made elsewhere (a
-    temporary folder) still finds them."""
-    if samples:
-        candidates = [Path(samples)]
-    else:
-        candidates = [Path(os.environ[SAMPLES_ENV])] if os.environ.get(SAMPLES_ENV) else []
-        candidates += [REPO.parent / _SHARED, Path.cwd().parent / _SHARED]
-        origin = _origin_checkout()
-        if origin is not None:
-            candidates.append(origin.parent / _SHARED)
+    temporary folder) still finds them. A folder the user named (the argument or the
+    variable) is the only one looked at: falling back to the default samples would give
+    data, and benchmark figures, from samples other than the ones asked for."""
+    if samples or os.environ.get(SAMPLES_ENV):
+        named, how = (Path(samples), "--samples") if samples else (Path(os.environ[SAMPLES_ENV]), SAMPLES_ENV)
+        if (named / "cloudtrail").is_dir():
+            return named
+        raise FileNotFoundError(f"no samples found in {named} (from {how}): it has no cloudtrail/ folder")
+    candidates = [REPO.parent / _SHARED, Path.cwd().parent / _SHARED]
+    origin = _origin_checkout()
+    if origin is not None:
+        candidates.append(origin.parent / _SHARED)
     for c in dict.fromkeys(candidates):
         if (c / "cloudtrail").is_dir():
             return c
