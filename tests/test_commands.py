@@ -254,6 +254,65 @@ def test_alerts_list_and_run_send_each_match_once(lake, tmp_path):
     assert unknown.returncode == 2 and "no alert rule 'nope'" in unknown.stderr
 
 
+def test_a_lake_root_that_is_not_there_is_an_error_naming_it(tmp_path):
+    """A typo in a lake root used to read as an empty lake: `query` printed 0 rows,
+    `contract` said ok, `compact` started Spark and took a lock below the typo; all exit 0."""
+    missing = tmp_path / "typo"
+    for argv in (["query", "deletions_today", "--lake", missing, "-p", "day=2024-12-01"],
+                 ["contract", "--lake", missing],
+                 ["quality", "docs", "--lake", missing, "--out", tmp_path / "docs"],
+                 ["alerts", "run", "--lake", missing, "--sink", f"file:{tmp_path / 'alerts.jsonl'}"],
+                 ["compact", "cloudtrail", "--out", missing]):
+        done = loglake(*argv)
+        assert (done.returncode, done.stdout) == (2, ""), (argv, done.stderr)
+        assert f"{missing}: does not exist" in done.stderr and "Traceback" not in done.stderr, argv
+    assert not missing.exists() and not (tmp_path / "docs").exists()
+
+
+def test_an_empty_s3_lake_prefix_is_an_error_and_a_written_one_is_not(aws, tmp_path):
+    aws.s3.create_bucket(Bucket="lake")
+    env = {"LOGLAKE__AWS__ENDPOINT_URL": aws.endpoint, "LOGLAKE__AWS__REGION": "us-east-1"}
+    done = loglake("contract", "--lake", "s3://lake/readready", env=env)
+    assert done.returncode == 2 and "s3://lake/readready: holds no objects" in done.stderr
+    aws.s3.put_object(Bucket="lake", Key="readready/from_cloudtrail_readready/_manifest.json", Body=b"{}")
+    assert json.loads(ok(loglake("contract", "--lake", "s3://lake/readready", env=env)).stdout)["ok"]
+
+
+def test_run_bounds_only_with_scheduled_and_never_negative(tmp_path):
+    """--max-files used to be ignored without --scheduled, and -1 bounded a run to one
+    partition; both are refused before anything is read."""
+    place(tmp_path / "raw", CT_KEY, STRATUS_GZ)
+    common = ["run", "cloudtrail", "--raw", tmp_path / "raw", "--out", tmp_path / "lake"]
+    done = loglake(*common, "--max-files", "5")
+    assert done.returncode == 2 and "bound a --scheduled run" in done.stderr
+    done = loglake(*common, "--scheduled", "--max-partitions", "-1")
+    assert done.returncode == 2 and "max_partitions must be a whole number >= 0 (0: no bound), got -1" in done.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_global_flags_go_before_every_command_generate_and_bench_too(tmp_path):
+    """`loglake -v generate ...` failed with an AssertionError traceback and `loglake -q bench`
+    with "unrecognized arguments": the two tools parse their own arguments."""
+    done = ok(loglake("-v", "generate", "--out", tmp_path / "raw", "--events", 10000, "--accounts", 1,
+                      "--regions", 1, "--days", 1, "--workers", 1))
+    assert json.loads(done.stdout)["cloudtrail"]["events"] == 10000
+    done = loglake("-q", "bench", "--render", "--scale", "small", "--out", tmp_path / "reports")
+    assert done.returncode == 2 and "no stored results for the small scale" in done.stderr, done.stderr
+
+
+def test_no_aws_credentials_is_a_one_line_error(tmp_path):
+    """An AWS call that fails (here: no credentials anywhere) is exit 1 and one line, not a
+    botocore traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOGLAKE_"))}
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)}
+    done = subprocess.run([LOGLAKE, "addapart", "drain", "--queue", "https://sqs.us-east-1.amazonaws.com/1/q"],
+                          capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("loglake: AWS: ") and "credentials" in line.lower()
+
+
 def test_every_subcommand_has_a_test_here():
     from loglake import cli
 

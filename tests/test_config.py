@@ -441,3 +441,19 @@ def test_the_readme_configuration_section_names_every_section_and_key():
         if name in ("quality", "scheduled", "convert", "aws"):  # sections whose keys it lists
             for key in value:
                 assert f"`{key}`" in section, f"{name}.{key}"
+
+
+def test_a_runs_own_bounds_replace_the_configs_and_zero_lifts_one():
+    """`run --max-files 0` (or the Glue job's `--max_files 0`) used to keep the config's
+    bound: `0 or config` is the config's."""
+    from loglake.config import with_run_bounds
+
+    bounded = config_from_dict({"scheduled": {"max_files": 500, "max_partitions": 20}})
+    assert with_run_bounds(bounded) is bounded
+    lifted = with_run_bounds(bounded, max_files=0)
+    assert (lifted.scheduled.max_files, lifted.scheduled.max_partitions) == (0, 20)
+    from_job = with_run_bounds(bounded, max_partitions="3", max_files="")  # Glue job arguments are strings
+    assert (from_job.scheduled.max_files, from_job.scheduled.max_partitions) == (500, 3)
+    for bad in (-1, "ten", "1.5"):
+        with pytest.raises(ConfigError, match="max_files must be a whole number >= 0"):
+            with_run_bounds(bounded, max_files=bad)

@@ -717,7 +717,7 @@ def test_lookup_load_replaces_an_instance_and_refuses_bad_input(tmp_path, capsys
     no_arn = tmp_path / "no-arn.json"
     no_arn.write_text(json.dumps({"UserSummaryList": [{"Id": "u-1", "Username": "x"}]}))
     assert cli.main(["lookup", "load", "connect-users", str(no_arn), "--out", str(out)]) == 2
-    assert "--instance" in capsys.readouterr().err
+    assert f"{no_arn}: UserSummaryList[0] (u-1): no instance in its Arn; pass --instance" in capsys.readouterr().err
     assert cli.main(["-q", "lookup", "load", "connect-users", str(no_arn), "--out", str(out),
                      "--instance", "i-other"]) == 0
     assert cli.main(["lookup", "load", "connect-users", str(LIST_USERS), "--out", str(out),
@@ -726,7 +726,7 @@ def test_lookup_load_replaces_an_instance_and_refuses_bad_input(tmp_path, capsys
     bad = tmp_path / "bad.json"
     bad.write_text('{"Users": []}')
     assert cli.main(["lookup", "load", "connect-users", str(bad), "--out", str(out)]) == 2
-    assert "UserSummaryList" in capsys.readouterr().err
+    assert f"{bad}: page 0: expected the JSON output of `aws connect list-users`" in capsys.readouterr().err
 
 
 def test_lookup_load_registers_the_glue_table(aws, tmp_path, monkeypatch, capsys):

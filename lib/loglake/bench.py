@@ -1964,9 +1964,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="loglake bench",
         description="Generate realistic raw logs, convert them with loglake, and measure, in one run on the same "
         "data: readready vs raw size, query time and bytes scanned (raw JSON vs readready ORC on Spark), "
-        "ingest speed next to gzip -dc and a naive spark.read.json job, peak memory of the job, and AddAPart "
-        "against a moto server. Writes OUT/results.json, OUT/results-SCALE.json, OUT/RESULTS.md and "
-        "OUT/RESULTS-SCALE.md.",
+        "ingest speed against a hand-written Spark job (the strong peer), a naive spark.read.json job, gzip -dc "
+        "and the measured limit (decompress, parse and encode alone), peak memory, the hourly schedule, and "
+        "AddAPart against a moto server. Writes OUT/results-SCALE.json and OUT/RESULTS-SCALE.md; a medium or large run "
+        "also writes the committed OUT/results.json and OUT/RESULTS.md.",
     )
     parser.add_argument("--scale", choices=[s for s in SCALES if s != "tiny"] + ["tiny"], default="small",
                         help="small: 100k events, a smoke run of ~15 minutes on 2 cores (writes only "

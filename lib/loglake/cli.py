@@ -6,14 +6,16 @@ works. Exit codes: 0 done, 1 the run failed, 2 bad arguments or config.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from loglake import __version__, logs, storage
-from loglake.config import ConfigError, dump_config, load_config
+from loglake.config import ConfigError, dump_config, load_config, with_run_bounds
 from loglake.sources import SOURCES
 
 log = logging.getLogger("loglake.cli")
@@ -72,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "watermark and not in a partition's manifest), add their rows to the partitions, then "
         "compact closed partitions; state and lock under --out/_state/",
     )
-    sched.add_argument("--max-partitions", type=int, default=None, help="at most this many partitions per run")
-    sched.add_argument("--max-files", type=int, default=None, help="at most this many files per run")
+    sched.add_argument("--max-partitions", type=int, default=None, metavar="N",
+                       help="with --scheduled: at most this many partitions per run (default: "
+                       "scheduled.max_partitions; 0: no bound)")
+    sched.add_argument("--max-files", type=int, default=None, metavar="N",
+                       help="with --scheduled: at most this many raw files per run (default: scheduled.max_files; "
+                       "0: no bound)")
     run.add_argument(
         "--catalog", action="store_true",
         help="register the written partitions in the config's Glue database (creates the table if missing)",
@@ -126,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("generate", "write realistic raw CloudTrail and Firehose logs built from the real samples (see --help)"),
-        ("bench", "benchmark readready against raw and the naive Spark job; writes bench/results.json (see --help)"),
+        ("bench", "benchmark readready against raw and the naive and strong Spark jobs; writes "
+                  "bench/results-SCALE.json, and bench/results.json at medium and large (see --help)"),
     ):
         sub.add_parser(name, help=text, add_help=False)  # main() hands these to their own parsers
 
@@ -263,18 +270,29 @@ def build_parser() -> argparse.ArgumentParser:
         "S3 notifications through AddAPart, runs the Glue job script locally and prints what "
         "an analyst would see. `make demo` runs this.",
     )
-    demo.add_argument("--samples", metavar="DIR", help="folder of shared samples (default: ../shared/data/external)")
+    demo.add_argument("--samples", metavar="DIR",
+                      help="folder of shared samples (default: $LOGLAKE_SAMPLES, else ../shared/data/external)")
     demo.add_argument("--workdir", metavar="DIR", default=".demo", help="where the demo writes (default .demo)")
     return parser
 
 
+_GLOBAL_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("generate", "bench"):  # tools with their own argument parsers
+    lead = 0  # the global -v/-q may come before a tool's name too
+    while lead < len(argv) and argv[lead] in _GLOBAL_FLAGS:
+        lead += 1
+    if lead < len(argv) and argv[lead] in ("generate", "bench"):  # tools with their own argument parsers
         import importlib
 
-        logs.setup()
-        return int(importlib.import_module(f"loglake.{argv[0]}").main(argv[1:]) or 0)
+        verbose = any(_GLOBAL_FLAGS[a] == "verbose" for a in argv[:lead])
+        quiet = any(_GLOBAL_FLAGS[a] == "quiet" for a in argv[:lead])
+        if verbose or quiet:  # the tools and their child processes read the level from here
+            os.environ["LOGLAKE_LOG_LEVEL"] = "DEBUG" if verbose else "WARNING"
+        logs.setup(verbose=verbose, quiet=quiet)
+        return int(importlib.import_module(f"loglake.{argv[lead]}").main(argv[lead + 1:]) or 0)
     args = build_parser().parse_args(argv)
     logs.setup(verbose=args.verbose, quiet=args.quiet)
     try:
@@ -285,6 +303,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # selection and argument errors
         print(f"loglake: {exc}", file=sys.stderr)
         return 2
+    except (BotoCoreError, ClientError) as exc:  # no credentials, no endpoint, access denied: the command failed
+        log.debug("AWS call failed", exc_info=True)
+        print(f"loglake: AWS: {exc}", file=sys.stderr)
+        return 1
+
+
+def _existing_lake(uri: str, flag: str) -> str:
+    """A lake root that is not there is an error, not an empty lake: read as empty, a
+    mistyped path would tell a query, an alert run or the contract "nothing found"."""
+    if not storage.exists(uri):
+        found = "holds no objects" if storage.is_s3(uri) else "does not exist"
+        raise ValueError(f"{flag} {uri}: {found}; give the lake root that `loglake run --out` wrote")
+    return uri
 
 
 def _emit(result: dict) -> None:
@@ -299,7 +330,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "quality":
         from loglake import quality
 
-        print(quality.build_docs(storage.local_path(storage.join(args.lake, "_quality")), args.out))
+        lake = _existing_lake(args.lake, "--lake")
+        print(quality.build_docs(storage.local_path(storage.join(lake, "_quality")), args.out))
         return 0
     config = load_config(getattr(args, "config", None))
     storage.configure(config.aws.endpoint_url, config.aws.region)
@@ -316,7 +348,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "contract":
         from loglake import contract
 
-        report = contract.check_lake(args.lake, config)
+        report = contract.check_lake(_existing_lake(args.lake, "--lake"), config)
         _emit(report.as_dict())
         for p in report.problems:
             log.error("%s: %s", p["file"], p["problem"])
@@ -358,10 +390,9 @@ def _run(args: argparse.Namespace, config) -> int:
     selection = planning.Selection.parse(args.date, args.from_date, args.to_date)
     if args.scheduled and not selection.everything:
         raise planning.SelectionError("--scheduled replaces --date/--from-date/--to-date; give one or the other")
-    if args.max_partitions is not None or args.max_files is not None:
-        sc = config.scheduled
-        config = dataclasses.replace(config, scheduled=dataclasses.replace(
-            sc, max_partitions=args.max_partitions or sc.max_partitions, max_files=args.max_files or sc.max_files))
+    if (args.max_partitions is not None or args.max_files is not None) and not args.scheduled:
+        raise ValueError("--max-partitions/--max-files bound a --scheduled run; a selection converts all it selects")
+    config = with_run_bounds(config, args.max_partitions, args.max_files)
     # before Spark starts: checks --raw. A scheduled run takes nothing at or below the
     # watermark (which only moves forward: the one read under the lock is no older).
     newer_than = state.read_watermark(args.out, source.name) if args.scheduled else None
@@ -410,6 +441,7 @@ def _compact(args: argparse.Namespace, config) -> int:
 
     source = get_source(args.source)
     selection = planning.Selection.parse(args.date, args.from_date, args.to_date)
+    _existing_lake(args.out, "--out")
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     paths = compact.select(source, config, args.out, selection, args.closed)
     log.info("%s: %d partitions selected for compaction", source.name, len(paths))
@@ -490,6 +522,7 @@ def _query(args: argparse.Namespace, config) -> int:
         lake = args.lake or config.readready.location
         if not lake:
             raise ValueError("--lake is required (or set readready.location)")
+        _existing_lake(lake, "--lake" if args.lake else "readready.location")
         spark = runtime.local_spark("loglake-query")
         result = query_library.run_query(spark, query.name, params, config, lake, raw_root=args.raw)
         columns = list(result[0].__fields__) if result else []
@@ -511,6 +544,7 @@ def _alerts(args: argparse.Namespace, config) -> int:
     lake = args.lake or config.readready.location
     if not lake:
         raise ValueError("--lake is required (or set readready.location)")
+    _existing_lake(lake, "--lake" if args.lake else "readready.location")
     for name in args.rule or []:
         alert_rules.load_rule(name)  # an unknown rule fails before anything runs
     since = None

@@ -199,6 +199,27 @@ class Config:
         return _to_plain(dataclasses.asdict(self))
 
 
+def with_run_bounds(config: Config, max_partitions: int | str | None = None,
+                    max_files: int | str | None = None) -> Config:
+    """``config`` with one run's bounds (``run --max-partitions/--max-files``, or the Glue
+    job's ``--max_partitions/--max_files``) in place of ``scheduled``'s. None (or an empty
+    job argument) keeps the config's; 0 lifts a bound the config sets."""
+    given = {}
+    for name, value in (("max_partitions", max_partitions), ("max_files", max_files)):
+        if value is None or value == "":
+            continue
+        try:
+            n = int(str(value).strip())
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0 (0: no bound), got {value!r}")
+        given[name] = n
+    if not given:
+        return config
+    return dataclasses.replace(config, scheduled=dataclasses.replace(config.scheduled, **given))
+
+
 # --------------------------------------------------------------------------- loading
 
 

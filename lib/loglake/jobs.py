@@ -15,7 +15,6 @@ partitions from all their raw objects. Optional: ``--summary-json URI``,
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loglake import inbox, logs, planning, runner, runtime, storage
-from loglake.config import load_config
+from loglake.config import load_config, with_run_bounds
 from loglake.sources import get_source
 
 log = logging.getLogger("loglake.jobs")
@@ -37,12 +36,7 @@ def main(source_name: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     selection = planning.Selection.parse(
         args.get("date"), args.get("from_date"), args.get("to_date"), args.get("partitions_since")
     )
-    if args.get("max_partitions") or args.get("max_files"):
-        config = dataclasses.replace(config, scheduled=dataclasses.replace(
-            config.scheduled,
-            max_partitions=int(args.get("max_partitions") or config.scheduled.max_partitions),
-            max_files=int(args.get("max_files") or config.scheduled.max_files),
-        ))
+    config = with_run_bounds(config, args.get("max_partitions"), args.get("max_files"))
     if not config.readready.location:
         raise planning.SelectionError("config: readready.location is empty; the job has nowhere to write")
     source = get_source(source_name)

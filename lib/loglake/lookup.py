@@ -113,7 +113,10 @@ def load_connect_users(path: str, lake_root: str, instance: str | None = None) -
         raise LookupInputError(f"{path}: no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LookupInputError(f"{path}: not JSON: {exc}") from None
-    rows = parse_list_users(doc, instance)
+    try:
+        rows = parse_list_users(doc, instance)
+    except LookupInputError as exc:  # the parser says where in the document; this says which file
+        raise LookupInputError(f"{path}: {exc}") from None
     if not rows:
         raise LookupInputError(f"{path}: UserSummaryList is empty; nothing to load")
     return write_connect_users(rows, lake_root)
