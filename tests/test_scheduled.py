@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -199,6 +200,13 @@ def _rows(out):
     return lake_rows(out / "from_cloudtrail_readready")
 
 
+def _rows_in(folder):
+    """The rows an ORC reader finds in one folder, as Athena reads a partition's location."""
+    import pyarrow.orc as orc
+
+    return [r for f in sorted(Path(folder).glob("*.orc")) for r in orc.read_table(str(f)).to_pylist()]
+
+
 # --------------------------------------------------------------------------- the Glue way, against moto
 
 
@@ -267,6 +275,48 @@ def test_glue_job_without_selection_converts_what_addapart_put_in_the_inbox(spar
     rows = _rows(tmp_path / "lake")
     assert len(rows) == 4 * N and len({r["eventid"] for r in rows}) == 4 * N
     assert not list((tmp_path / "lake" / "_state" / "cloudtrail" / "inbox").glob("*.json"))  # all claimed
+
+
+def test_a_compaction_without_catalog_never_leaves_glue_on_removed_files(spark, aws, tmp_path):
+    """A hand-run `loglake compact` without --catalog on a lake the Glue job keeps: the
+    manifest switched and Glue did not. The next job's retention step used to remove the
+    folder Glue still named, so Athena saw the partition empty until a late object came.
+    Now that job moves Glue first and keeps the replaced files one more retention period
+    (review finding; the reviewer's reproduction, made a test)."""
+    import datetime as dt
+
+    bucket = "trail"
+    config_path, app = _glue_lake(aws, tmp_path, bucket, extra="compaction: {retain_minutes: 0.01}\n")
+    today = dt.datetime.now(dt.UTC)
+
+    def land(name):
+        key = f"AWSLogs/123456789012/CloudTrail/us-east-1/{today:%Y/%m/%d}/{name}.json.gz"
+        aws.s3.put_object(Bucket=bucket, Key=key, Body=distinct(name))
+        notify(app, bucket, key)
+
+    def glue_location():
+        [p] = catalog.list_partitions(aws.glue, "lake", "from_cloudtrail_readready")
+        return storage.local_path(p["StorageDescriptor"]["Location"])
+
+    argv = ["job.py", "--JOB_NAME", "scheduled", "--config", str(config_path)]
+    for name in ("a", "b"):  # today's partition is open: a file per run
+        land(name)
+        assert jobs.main("cloudtrail", argv)["status"] == "published"
+    before = glue_location()
+    assert cli.main(["-q", "compact", "cloudtrail", "--out", f"file://{tmp_path}/lake",
+                     "--config", str(config_path)]) == 0  # no --catalog: Glue still names `before`
+    assert glue_location() == before
+    time.sleep(1.0)  # past the retention (0.6 s here)
+    healed = jobs.main("cloudtrail", argv)
+    after = glue_location()
+    part = os.path.dirname(after.rstrip("/"))
+    assert os.path.basename(after.rstrip("/")) == manifest.load(part).generation != os.path.basename(before.rstrip("/"))
+    assert os.path.isdir(before), "the replaced files stay a retention period after Glue moved"
+    assert healed["compaction"]["files_removed"] == 0
+    assert len(_rows_in(after)) == 2 * N
+    time.sleep(1.0)
+    assert jobs.main("cloudtrail", argv)["compaction"]["files_removed"] == 2
+    assert not os.path.exists(before) and glue_location() == after and len(_rows_in(after)) == 2 * N
 
 
 def test_conditional_put_on_s3_sends_its_conditions(aws):

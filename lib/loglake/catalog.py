@@ -257,6 +257,20 @@ def table_location(glue, database: str, table: str) -> str:
     return glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]["Location"]
 
 
+def partition_locations(glue, database: str, table: str,
+                        values: Iterable[PartitionValues]) -> dict[PartitionValues, str]:
+    """The Glue locations of these partitions (BatchGetPartition, 1,000 a call); partitions
+    Glue does not hold are left out."""
+    wanted = sorted(set(values))
+    out: dict[PartitionValues, str] = {}
+    for i in range(0, len(wanted), 1000):
+        resp = glue.batch_get_partition(DatabaseName=database, TableName=table,
+                                        PartitionsToGet=[{"Values": list(v)} for v in wanted[i:i + 1000]])
+        for p in resp.get("Partitions", []):
+            out[tuple(p["Values"])] = p["StorageDescriptor"]["Location"]
+    return out
+
+
 def list_partitions(glue, database: str, table: str, expression: str | None = None) -> Iterable[dict]:
     paginator = glue.get_paginator("get_partitions")
     kwargs = {"DatabaseName": database, "TableName": table}

@@ -452,7 +452,7 @@ def _compact(args: argparse.Namespace, config) -> int:
                                      retain_minutes=args.retain_minutes, fence=lock.fence)
             summary = {"source": source.name, "status": "done", "selection": selection.describe(),
                        "closed_only": args.closed, **result.as_dict()}
-            summary["files_removed"] += compact.expire_due(source, config, args.out)
+            summary["files_removed"] += compact.expire_due(source, config, args.out, glue=glue)
     except state.LockHeld as exc:
         log.error("%s", exc)
         summary = {"source": source.name, "status": "skipped_locked", "detail": str(exc)}

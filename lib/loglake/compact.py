@@ -312,14 +312,22 @@ def _expire(part: str, now: float | None = None) -> int:
     return n
 
 
-def expire_due(source: Source, config: Config, out_root: str, now: float | None = None) -> int:
-    """Remove superseded files past their retention, for the partitions the index lists."""
+def expire_due(source: Source, config: Config, out_root: str, now: float | None = None, glue=None) -> int:
+    """Remove superseded files past their retention, for the partitions the index lists.
+    With ``glue``, a partition whose Glue location is not its current generation (the
+    manifest switched without --catalog: a hand-run `compact` or rebuild on a catalogued
+    lake) is moved there first and its replaced files kept another retention period:
+    removed at once, they would leave Athena's location for the partition empty."""
     now = time.time() if now is None else now
     index = state.read_index(out_root, source.name)
     due = {p: u for p, u in index["expiring"].items() if u <= now}
     if not due:
         return 0
     table = storage.join(out_root, config.table(source.name, "readready"))
+    if glue is not None:
+        for path in _catalog_behind(glue, source, config, table, list(due)):
+            due.pop(path)
+            index["expiring"][path] = now + config.compaction.retain_minutes * 60
     removed = 0
     for path in sorted(due):
         part = storage.join(table, path)
@@ -333,13 +341,34 @@ def expire_due(source: Source, config: Config, out_root: str, now: float | None 
     return removed
 
 
+def _catalog_behind(glue, source: Source, config: Config, table: str, due: Iterable[str]) -> list[str]:
+    """Partitions among ``due`` whose Glue location is a generation their manifest has
+    replaced; each is moved to its current generation (one BatchUpdatePartition per 100)."""
+    current: dict[tuple[str, ...], tuple[str, str]] = {}
+    for path in due:
+        part = storage.join(table, path)
+        m, _ = manifest.read(part)
+        if m is not None:
+            current[_values(path)] = (path, (storage.join(part, m.generation) if m.generation else part) + "/")
+    glue_table = config.table(source.name, "readready")
+    held = catalog.partition_locations(glue, config.catalog.database, glue_table, current)
+    behind = {v: current[v][1] for v, loc in held.items() if loc.rstrip("/") != current[v][1].rstrip("/")}
+    if not behind:
+        return []
+    publish.register(glue, config.catalog.database, glue_table, behind)
+    for v in sorted(behind):
+        log.warning("%s: Glue pointed at a replaced folder (%s; a compaction or rebuild without --catalog): moved to "
+                    "%s; the replaced files stay compaction.retain_minutes more", current[v][0], held[v], behind[v])
+    return [current[v][0] for v in behind]
+
+
 def scheduled(spark, source: Source, config: Config, out_root: str, *, glue=None,
               fence: Callable[[], None] | None = None, now: float | None = None) -> dict[str, Any]:
     """The scheduled job's part: remove what retention allows, then compact the closed
     partitions the index lists as open, oldest first, at most
     ``compaction.max_partitions_per_run``."""
     now = time.time() if now is None else now
-    removed = expire_due(source, config, out_root, now)
+    removed = expire_due(source, config, out_root, now, glue=glue)
     index = state.read_index(out_root, source.name)
     closed = sorted((p for p in index["open"]
                      if closes_at(source, _values(p), config.compaction.grace_hours) <= now),
