@@ -184,6 +184,7 @@ CALL_SITES = {
     "lib/loglake/catalog.py:PartitionRegistrar._register_chunk": {LAMBDA, JOB},
     "lib/loglake/catalog.py:list_partitions": {JOB},
     "lib/loglake/catalog.py:move_partitions": {JOB},  # compaction / rebuild: the new generation folder
+    "lib/loglake/catalog.py:partition_locations": {JOB},  # retention: Glue must not name a replaced folder
     "lib/loglake/catalog.py:ensure_database": {OPERATOR},  # the stack creates the database
     "lib/loglake/catalog.py:ensure_table": {OPERATOR},  # ... and the tables
     "lib/loglake/catalog.py:table_location": {OPERATOR},

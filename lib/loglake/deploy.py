@@ -311,9 +311,10 @@ def _job_statements() -> list:
     for name in SOURCES:
         statements += _raw_statements(name)
     statements += [
-        # BatchUpdatePartition: a compaction or rebuild moves a partition to its new folder.
+        # BatchUpdatePartition: a compaction or rebuild moves a partition to its new folder;
+        # BatchGetPartition: retention checks Glue names no folder it is about to remove.
         _statement("Catalog", ["glue:GetTable", "glue:GetPartitions", "glue:BatchCreatePartition",
-                               "glue:BatchUpdatePartition"],
+                               "glue:BatchUpdatePartition", "glue:BatchGetPartition"],
                    [_glue_arn("catalog"), _glue_arn("database/${DatabaseName}"),
                     _glue_arn("table/${DatabaseName}/*")]),
         _glue_logs(),
