@@ -1,6 +1,7 @@
 """Scheduled mode: runs with no selection take what changed since the last published run."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -194,6 +195,66 @@ def test_a_run_whose_lock_was_taken_over_does_not_publish(spark, tmp_path, lake,
     assert not (out / "from_cloudtrail_readready").exists()  # fenced before publishing
     assert json.loads((out / "_state" / "cloudtrail" / "lock.json").read_text())["run_id"] == "successor"
     assert state.read_intent(str(out), "cloudtrail") is not None  # for the lock's holder to resume
+
+
+def test_a_run_that_lost_its_lock_leaves_the_successors_intent_staging_and_summary(tmp_path, monkeypatch):
+    """A run (A) whose lock a successor (B) took over, and that then fails (B's start
+    removed A's staged files: unbalanced), used to clear B's intent, delete B's staging
+    folder (the same run id: B resumes A's input) and write the runs summary under B's
+    run id. It now fences right after staging and stops there (review finding; no Spark:
+    staging is faked, the heartbeat off, as when a run stalls past its TTL)."""
+    import dataclasses
+
+    from loglake import convert, publish
+    from loglake.config import Config
+    from loglake.objects import FileTotals
+    from loglake.sources import get_source
+    from loglake.stage import _Staged
+
+    out = str(tmp_path / "lake")
+    config = Config()
+    config = dataclasses.replace(config, scheduled=dataclasses.replace(config.scheduled, lock_ttl_seconds=1))
+    plan = Plan([PlannedFile(f"file://{tmp_path}/raw/{day_key(1, 'a')}",
+                             ("none", "123456789012", "us-east-1", "2024-12-01"), 1.0, 10)])
+    successor = {}
+
+    def stalled_stage(spark, source, config, plan, staging, *args, **kwargs):
+        time.sleep(1.2)  # past the TTL, and no heartbeat extended it
+        successor["lock"] = state.run_lock(out, "cloudtrail", "run-B", 600)
+        successor["lock"].__enter__()
+        successor["intent"] = state.read_intent(out, "cloudtrail")
+        os.makedirs(storage.local_path(staging), exist_ok=True)
+        Path(storage.local_path(staging), "B-staged.orc").write_text("B's")
+        return _Staged(FileTotals(files=1, records_read=5, kept=4), {}, 0, 0)  # unbalanced
+
+    monkeypatch.setattr(convert, "_stage", stalled_stage)
+    monkeypatch.setattr(state, "kept_alive", lambda lock: contextlib.nullcontext())
+    with pytest.raises(state.LockLost):
+        runner.run(None, get_source("cloudtrail"), config, out, lambda: runner.Work(plan, publish.ADD, scheduled={}),
+                   kind=runner.SCHEDULED)
+    run_id = successor["intent"]["run_id"]
+    assert json.loads(Path(out, "_state", "cloudtrail", "lock.json").read_text())["run_id"] == "run-B"
+    assert state.read_intent(out, "cloudtrail")["run_id"] == run_id  # B's to resume
+    assert Path(out, "_staging", run_id, "B-staged.orc").read_text() == "B's"
+    assert not Path(out, "_runs").exists() and not Path(out, "runs").exists()
+    successor["lock"].__exit__(None, None, None)
+
+
+def test_a_live_run_keeps_its_lock_past_the_ttl(tmp_path):
+    """The heartbeat: a run that works longer than the TTL is not taken over; once it has
+    stopped (its heartbeat with it), the next run takes the lock after the TTL."""
+    out = str(tmp_path / "lake")
+    with state.run_lock(out, "cloudtrail", "long-run", ttl_seconds=1) as lock, state.kept_alive(lock):
+        time.sleep(2.2)  # twice the TTL
+        with pytest.raises(state.LockHeld, match="long-run"):
+            with state.run_lock(out, "cloudtrail", "next-run", ttl_seconds=1):
+                pass
+        lock.fence()  # still its own
+    Path(out, "_state", "cloudtrail", "lock.json").write_text(
+        json.dumps({"run_id": "killed", "expires_at": time.time() + 0.3}))  # a run killed with its heartbeat
+    time.sleep(0.5)
+    with state.run_lock(out, "cloudtrail", "next-run", ttl_seconds=1):
+        assert json.loads(Path(out, "_state", "cloudtrail", "lock.json").read_text())["run_id"] == "next-run"
 
 
 def _rows(out):

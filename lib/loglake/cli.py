@@ -447,7 +447,8 @@ def _compact(args: argparse.Namespace, config) -> int:
     log.info("%s: %d partitions selected for compaction", source.name, len(paths))
     spark = runtime.start("loglake-compact", mode="local").spark
     try:
-        with state.run_lock(args.out, source.name, uuid.uuid4().hex, config.scheduled.lock_ttl_seconds) as lock:
+        with state.run_lock(args.out, source.name, uuid.uuid4().hex, config.scheduled.lock_ttl_seconds) as lock, \
+                state.kept_alive(lock):
             result = compact.compact(spark, source, config, args.out, paths, glue=glue,
                                      retain_minutes=args.retain_minutes, fence=lock.fence)
             summary = {"source": source.name, "status": "done", "selection": selection.describe(),

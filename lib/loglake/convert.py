@@ -118,6 +118,8 @@ def convert(
         staged = _stage(spark, source, config, plan, staging, table, run_id, run_date,
                         interim=mode == publish.ADD)
         faults.point("staged")
+        if fence is not None:  # a run that lost its lock writes nothing shared from here: not even its runs row
+            fence()
         summary = _summary(run_id, source, plan, staged, selection, raw, out_table, started)
         if scheduled is not None:
             summary["scheduled"] = scheduled
@@ -148,7 +150,10 @@ def convert(
         if status == "published" and rejected is None:  # their keys are in the published quarantine now
             rejected_keys.release(claimed)
     finally:
-        storage.delete_tree(staging)
+        # A run that lost its lock leaves the staging folder: it is the successor's now (a
+        # resumed run keeps the run id, so the folder too).
+        if _holds(fence):
+            storage.delete_tree(staging)
     summary["duration_s"] = round(time.time() - started, 3)
     storage.write_bytes(
         storage.join(out_root, "_runs", source.name, f"{run_id}.json"), json.dumps(summary, indent=2).encode()
@@ -284,6 +289,19 @@ def _record_run(config: Config, source: Source, summary: dict[str, Any], out_roo
     if glue is not None:
         catalog.PartitionRegistrar(glue, config.catalog.database).register(
             config.catalog.tables.runs, {(source.name, run_date): runs_dir + "/"})
+
+
+def _holds(fence: Callable[[], None] | None) -> bool:
+    """Whether this run still holds its lock; called in a ``finally``, so it never raises
+    (a storage error counts as not holding it: the staging folder is left, not deleted)."""
+    if fence is None:
+        return True
+    try:
+        fence()
+    except Exception as exc:
+        log.warning("not removing this run's staging folder: %s", exc)
+        return False
+    return True
 
 
 def _summary(run_id, source, plan, staged: _Staged, selection, raw, out_table, started) -> dict[str, Any]:

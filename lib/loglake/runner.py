@@ -151,7 +151,8 @@ def run(spark, source: Source, config: Config, out_root: str, plan_work: Callabl
     selection = selection or Selection()
     owner = uuid.uuid4().hex
     try:
-        with state.run_lock(out_root, source.name, owner, config.scheduled.lock_ttl_seconds) as lock:
+        with state.run_lock(out_root, source.name, owner, config.scheduled.lock_ttl_seconds) as lock, \
+                state.kept_alive(lock):
             pending = state.read_intent(out_root, source.name)
             if pending is not None:
                 intent = Intent.from_json(pending)
@@ -201,6 +202,7 @@ def _execute(spark, source: Source, config: Config, out_root: str, intent: Inten
         )
     except RunFailed:
         # Nothing published: the next run plans again (the inbox and key errors are still there).
+        lock.fence()  # unless the intent is another run's now: it took the lock over to resume it
         state.clear_intent(out_root, source.name)
         raise
     if resumed:

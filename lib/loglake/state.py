@@ -14,7 +14,9 @@ record of how far it got travel together (and need no extra service).
   lock was taken over (it outlived its TTL) must not commit: :meth:`Lock.fence`
   rewrites the lock on condition that it is still the version this run wrote, so a
   run that lost it stops with :class:`LockLost` before its next commit step, and a
-  run that still holds it extends its TTL.
+  run that still holds it extends its TTL. While a run works, :func:`kept_alive`
+  fences every quarter TTL from a thread, so only a run that stopped (killed, a Glue
+  timeout) loses its lock to the TTL, however long a live one takes.
 * The **intent** is the input set of the run in progress, written before it converts
   and removed after its last commit step: a run that finds one resumes it (same run
   id, same input, so the same output names) instead of planning anew, so a run
@@ -27,11 +29,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from loglake import storage
+
+log = logging.getLogger("loglake.state")
 
 
 class LockHeld(RuntimeError):
@@ -62,6 +68,7 @@ class Lock:
     def __init__(self, uri: str, owner: str, ttl_seconds: float, tag: str | None):
         self.uri, self.owner, self.ttl, self.tag = uri, owner, ttl_seconds, tag
         self.generation = 0
+        self._mutex = threading.Lock()  # the heartbeat thread and the run both fence
 
     def body(self) -> bytes:
         return json.dumps({"run_id": self.owner, "expires_at": time.time() + self.ttl,
@@ -69,6 +76,10 @@ class Lock:
 
     def fence(self) -> None:
         """Raise LockLost unless this run still holds the lock; extend it if so."""
+        with self._mutex:
+            self._fence()
+
+    def _fence(self) -> None:
         if self.tag is None:  # taken without a version (local O_EXCL): re-read it
             current = storage.read_versioned(self.uri)
             if current is None or json.loads(current[0]).get("run_id") != self.owner:
@@ -78,6 +89,33 @@ class Lock:
             raise LockLost(f"{self.uri} was taken over: run {self.owner} outlived its lock and must not commit")
         found = storage.read_versioned(self.uri)
         self.tag = found[1] if found and json.loads(found[0]).get("run_id") == self.owner else None
+
+
+@contextmanager
+def kept_alive(lock: Lock) -> Iterator[None]:
+    """Extend ``lock`` every quarter of its TTL while the body runs. A Spark stage can
+    take longer than the TTL, and nothing else fences while it does: its lock would be
+    taken over by the next scheduled run, which then resumes the same input beside the
+    live run. A heartbeat that finds the lock lost stops; the run's next fence raises."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lock.ttl / 4):
+            try:
+                lock.fence()
+            except LockLost:
+                log.error("%s: this run lost its lock; it stops at its next commit step", lock.uri)
+                return
+            except Exception as exc:  # a transient storage error: the next beat tries again
+                log.warning("%s: could not extend the lock (%s); trying again", lock.uri, exc)
+
+    thread = threading.Thread(target=beat, name="loglake-lock-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextmanager
