@@ -240,6 +240,30 @@ def test_a_run_that_lost_its_lock_leaves_the_successors_intent_staging_and_summa
     successor["lock"].__exit__(None, None, None)
 
 
+def test_every_file_a_run_adds_to_a_partition_is_in_its_published_files(spark, tmp_path, monkeypatch):
+    """`loglake alerts` reads the rows of the files a run's `runs` row names. A run whose
+    rows for one partition fill more than one file (over MAX_RECORDS_PER_FILE: 2M rows)
+    named only the first, whose manifest entry lists the raw objects (review finding)."""
+    import pyarrow.orc as orc
+
+    from loglake import stage
+
+    config = tmp_path / "c.yaml"
+    config.write_text("scheduled:\n  overlap_seconds: 0\ncompaction:\n  max_partitions_per_run: 0\n")
+    raw, out = tmp_path / "raw", tmp_path / "lake"
+    put(raw, 1, "a", time.time() - 100)
+    monkeypatch.setattr(stage, "MAX_RECORDS_PER_FILE", N // 2 + 1)  # stands in for 2M rows in one run
+    code, summary = run(tmp_path, raw, out)
+    assert code == 0 and summary["written"] == N
+    part = out / "from_cloudtrail_readready" / "org=none" / "account=123456789012" / "region=us-east-1"
+    files = manifest.load(str(part / "dt=2024-12-01")).files
+    assert len(files) == 2 and sum(f.rows for f in files) == N
+    [runs_file] = (out / "runs").rglob("*.orc")
+    published = json.loads(orc.ORCFile(str(runs_file)).read().to_pylist()[0]["published_files"])
+    assert sorted(published) == sorted(f"{part.relative_to(out / 'from_cloudtrail_readready')}/dt=2024-12-01/{f.name}"
+                                       for f in files)
+
+
 def test_a_live_run_keeps_its_lock_past_the_ttl(tmp_path):
     """The heartbeat: a run that works longer than the TTL is not taken over; once it has
     stopped (its heartbeat with it), the next run takes the lock after the TTL."""

@@ -196,8 +196,11 @@ def _publish(source, config, plan, staged: _Staged, staging, out_root, table, ru
     done = list(pool.map(one, sorted(set(raw_of) | set(staged.written))))
     for values, path, part, pairs, before, after, added in done:
         if after is not None:  # this input's files (an earlier attempt's too: its runs row may be missing)
-            mine = set(raw_of.get(values, ()))
-            result.files += [f"{path}/{f.name}" for f in after.files if mode == publish.REPLACE or mine & set(f.raw)]
+            if mode == publish.REPLACE:
+                result.files += [f"{path}/{f.name}" for f in after.files]
+            elif raw_of.get(values):  # every file of the input, not only the first, which lists its raw objects
+                stem = publish.add_stem(raw_of[values]) + "-"
+                result.files += [f"{path}/{f.name}" for f in after.files if f.name.rsplit("/", 1)[-1].startswith(stem)]
         if not added:  # an earlier attempt of this input had committed it, maybe not its
             result.skipped += 1  # index update and catalog registration: those are redone
             if pairs:

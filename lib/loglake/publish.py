@@ -67,12 +67,18 @@ def _entries(names: list[str], staged: list[tuple[str, int]], raw: tuple[str, ..
                                                                                                strict=True)))
 
 
+def add_stem(raw: Iterable[str]) -> str:
+    """How the files :func:`add` makes of ``raw`` are named: ``<stem>-<i>.zlib.orc``. Only
+    the first lists ``raw`` in the manifest, so the name is what finds all of them."""
+    return "i-" + manifest.digest(tuple(sorted(set(raw))))
+
+
 def add(partition: str, staged: list[tuple[str, int]], raw: Iterable[str]) -> tuple[Manifest | None, bool]:
     """Add a run's files (``(staged uri, rows)``) holding the rows of ``raw`` to a
     partition; returns the manifest after, and False when it already held ``raw``
     (committed by an earlier attempt of the same input: nothing added)."""
     raw = tuple(sorted(set(raw)))
-    stem = "i-" + manifest.digest(raw)
+    stem = add_stem(raw)
 
     def change(current: Manifest | None) -> Manifest | None:
         if current is not None and set(raw) <= current.converted:
