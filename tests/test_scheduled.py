@@ -88,6 +88,41 @@ def test_the_watermark_never_moves_backwards():
     assert s.plan.files == [] and s.watermark_after == 50
 
 
+def test_a_bad_key_in_the_overlap_is_quarantined_once():
+    """The overlap lists the newest objects again; a bad key among them used to be
+    quarantined by every run that listed it (review finding)."""
+    from loglake import keys
+
+    def bad(name, mtime):
+        return keys.KeyResult(name, keys.ERROR, "bad_account", ""), mtime
+
+    first = schedule(Plan(plan_of(("d1", 10)).files, rejected=[bad("b1", 8), bad("b2", 12)]), None, overlap=5)
+    assert [k.key for k, _ in first.plan.rejected] == ["b1", "b2"] and first.watermark_after == 7
+    assert first.quarantined_after == {"b1": 8, "b2": 12}  # both lie above the new watermark
+    listed_again = Plan(plan_of(("d1", 10), ("d2", 30)).files, rejected=[bad("b1", 8), bad("b2", 12), bad("b3", 29)])
+    second = schedule(listed_again, first.watermark_after, overlap=5, quarantined=first.quarantined_after)
+    assert [k.key for k, _ in second.plan.rejected] == ["b3"]  # new; b1 and b2 were quarantined
+    assert second.watermark_after == 25 and second.quarantined_after == {"b3": 29}  # b1, b2 now below it
+    only_bad = schedule(Plan([], rejected=[bad("b4", 40)]), None, overlap=5)
+    assert only_bad.watermark_after == 35 and only_bad.quarantined_after == {"b4": 40}
+
+
+def test_a_listing_runs_bad_key_is_quarantined_once_end_to_end(spark, tmp_path, lake):
+    raw, out = lake
+    (tmp_path / "c.yaml").write_text("compaction:\n  max_partitions_per_run: 0\n")  # the default 300 s overlap
+    put(raw, 1, "a", time.time() - 60)
+    bad = place(raw, "AWSLogs/12345/CloudTrail/us-east-1/2024/12/01/bad.json.gz", STRATUS_GZ)  # bad_account
+    os.utime(bad, (time.time() - 30, time.time() - 30))  # within the default 300 s overlap
+    for _ in range(2):
+        code, summary = run(tmp_path, raw, out)
+        assert code == 0
+    assert summary["files_read"] == 0 and summary["quarantined"]["total"] == 0
+    import pyarrow.orc as orc
+
+    reasons = [r["reason"] for f in (out / "quarantine").rglob("*.orc") for r in orc.ORCFile(str(f)).read().to_pylist()]
+    assert reasons == ["bad_account"]
+
+
 # --------------------------------------------------------------------------- end to end, local
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +218,9 @@ class Schedule:
     partitions_changed: int
     partitions_left: int  # changed, but beyond this run's bounds: the next run takes them
     objects_already_converted: int = 0  # above the watermark (the overlap), but a manifest holds them
+    # bad keys quarantined (by this run or an earlier one) that lie above the new
+    # watermark: the next listing sees them again, and must not quarantine them again
+    quarantined_after: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -231,7 +234,8 @@ class Schedule:
 
 
 def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions: int = 0,
-             max_files: int = 0, converted: Callable[[tuple[str, ...]], frozenset[str]] | None = None) -> Schedule:
+             max_files: int = 0, converted: Callable[[tuple[str, ...]], frozenset[str]] | None = None,
+             quarantined: Mapping[str, float] | None = None) -> Schedule:
     """Keep the objects modified after ``watermark`` that no run has converted yet
     (``converted(partition values)``: the raw objects its manifest holds), by partition,
     oldest change first, within the bounds. Older objects of the same partitions are not
@@ -240,7 +244,9 @@ def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions
     The new watermark is never past an object that was not taken: with partitions left
     over it stops just before their oldest change; otherwise it is the newest object
     seen minus ``overlap`` (objects in the overlap are seen again, and skipped because a
-    manifest holds them). It never moves backwards.
+    manifest holds them). It never moves backwards. A bad key is quarantined by the run
+    that first sees it: ``quarantined`` holds those an earlier run quarantined above the
+    watermark (in the overlap), which the listing sees again.
     """
     by_partition: dict[tuple[str, ...], list[PlannedFile]] = {}
     for f in plan.files:
@@ -265,17 +271,21 @@ def schedule(plan: Plan, watermark: float | None, overlap: float, max_partitions
         taken.append(values)
         n_files += size
     left = order[len(taken):]
-    newest = max((f.mtime for f in plan.files), default=None)
+    # bad keys count: this run quarantines every one above the watermark
+    newest = max([f.mtime for f in plan.files] + [m for _, m in plan.rejected], default=None)
     after = None if newest is None else newest - overlap
     if left:
         after = min(after, first_change[left[0]] - 1e-3)
     if watermark is not None:
         after = watermark if after is None else max(after, watermark)
+    quarantined = dict(quarantined or {})
     subset = Plan(
         files=sorted((f for values in taken for f in by_partition[values]), key=lambda f: f.uri),
         skipped_keys=plan.skipped_keys, skipped_samples=plan.skipped_samples,
-        # a bad key is quarantined once, by the run that first sees it
-        rejected=[(k, m) for k, m in plan.rejected if watermark is None or m > watermark],
+        rejected=[(k, m) for k, m in plan.rejected
+                  if (watermark is None or m > watermark) and k.key not in quarantined],
     )
-    return Schedule(subset, watermark, after, len(order), len(left), already)
+    quarantined |= {k.key: m for k, m in subset.rejected}
+    still_seen = {k: m for k, m in quarantined.items() if after is None or m > after}
+    return Schedule(subset, watermark, after, len(order), len(left), already, still_seen)
 

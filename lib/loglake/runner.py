@@ -48,6 +48,7 @@ class Work:
     inbox_files: tuple[str, ...] = ()
     watermark_after: float | None = None
     scheduled: dict[str, Any] | None = None  # the summary's ``scheduled`` block
+    quarantined_after: dict[str, float] | None = None  # kept with the watermark (planning.Schedule)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Intent:
             "run_id": self.run_id, "started": self.started, "kind": self.kind, "selection": self.selection,
             "mode": self.work.mode, "inbox_files": list(self.work.inbox_files),
             "watermark_after": self.work.watermark_after, "scheduled": self.work.scheduled,
+            "quarantined_after": self.work.quarantined_after,
             "files": [[f.uri, list(f.values), f.mtime, f.size] for f in plan.files],
             "skipped_keys": plan.skipped_keys, "skipped_samples": plan.skipped_samples,
             "key_errors": [[k.key, k.reason, k.detail, m] for k, m in plan.rejected],
@@ -79,7 +81,8 @@ class Intent:
 
         plan = Plan([PlannedFile(u, tuple(v), m, s) for u, v, m, s in doc["files"]], dict(doc["skipped_keys"]),
                     list(doc["skipped_samples"]), errors(doc["key_errors"]))
-        work = Work(plan, doc["mode"], tuple(doc["inbox_files"]), doc["watermark_after"], doc["scheduled"])
+        work = Work(plan, doc["mode"], tuple(doc["inbox_files"]), doc["watermark_after"], doc["scheduled"],
+                    doc.get("quarantined_after"))  # absent in an intent written before it existed
         claimed = rejected_keys.Claimed(tuple(doc["rejected_files"]), tuple(errors(doc["rejected"])))
         return cls(doc["run_id"], doc["started"], doc["kind"], doc["selection"], work, claimed)
 
@@ -113,8 +116,10 @@ def from_listing(source: Source, config: Config, out_root: str, listed: Plan) ->
     sc = config.scheduled
     watermark = state.read_watermark(out_root, source.name)
     done = converted_in(out_root, config.table(source.name, "readready"), source.schema.partition_names)
-    sched = schedule(listed, watermark, sc.overlap_seconds, sc.max_partitions, sc.max_files, converted=done)
-    return Work(sched.plan, publish.ADD, watermark_after=sched.watermark_after, scheduled=sched.describe())
+    sched = schedule(listed, watermark, sc.overlap_seconds, sc.max_partitions, sc.max_files, converted=done,
+                     quarantined=state.read_quarantined_keys(out_root, source.name))
+    return Work(sched.plan, publish.ADD, watermark_after=sched.watermark_after, scheduled=sched.describe(),
+                quarantined_after=sched.quarantined_after)
 
 
 def from_inbox(source: Source, config: Config, out_root: str) -> Work:
@@ -226,5 +231,6 @@ def _commit(source: Source, config: Config, out_root: str, intent: Intent, publi
     rejected_keys.release(intent.rejected)
     inbox.release(intent.work.inbox_files)
     if intent.work.watermark_after is not None:
-        state.write_watermark(out_root, source.name, intent.work.watermark_after, intent.run_id)
+        state.write_watermark(out_root, source.name, intent.work.watermark_after, intent.run_id,
+                              quarantined=intent.work.quarantined_after)
     state.clear_intent(out_root, source.name)

@@ -57,8 +57,16 @@ def read_watermark(root: str, source: str) -> float | None:
     return json.loads(found[0])["watermark"] if found else None
 
 
-def write_watermark(root: str, source: str, value: float, run_id: str) -> None:
-    body = {"watermark": value, "run_id": run_id, "written_at": time.time()}
+def read_quarantined_keys(root: str, source: str) -> dict[str, float]:
+    """Bad keys already quarantined that lie above the watermark (key -> LastModified):
+    the overlap lists them again; see planning.schedule."""
+    found = storage.read_versioned(storage.join(_dir(root, source), "watermark.json"))
+    return dict(json.loads(found[0]).get("quarantined_keys") or {}) if found else {}
+
+
+def write_watermark(root: str, source: str, value: float, run_id: str,
+                    quarantined: dict[str, float] | None = None) -> None:
+    body = {"watermark": value, "run_id": run_id, "written_at": time.time(), "quarantined_keys": quarantined or {}}
     storage.write_bytes(storage.join(_dir(root, source), "watermark.json"), json.dumps(body).encode())
 
 
