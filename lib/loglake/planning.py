@@ -136,7 +136,8 @@ class Plan:
         self.rejected.append((result, mtime))
         if len(self.skipped_samples) < MAX_SAMPLES:
             self.skipped_samples.append({"key": result.key, "reason": result.reason, "detail": result.detail})
-            log.warning("quarantining key %s: %s (%s)", result.key, result.reason, result.detail)
+            log.warning("bad key %s: %s (%s); quarantined by the run that first lists it", result.key, result.reason,
+                        result.detail)
 
     def with_rejected(self, results: Iterable[tuple[keys.KeyResult, float]]) -> Plan:
         """This plan plus key errors found elsewhere (AddAPart's, ``rejected_keys``), each
