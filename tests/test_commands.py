@@ -313,6 +313,15 @@ def test_no_aws_credentials_is_a_one_line_error(tmp_path):
     assert line.startswith("loglake: AWS: ") and "credentials" in line.lower()
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`loglake query --list | head -1` printed a BrokenPipeError traceback."""
+    proc = subprocess.Popen([LOGLAKE, "query", "--list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    proc.stdout.close()  # before the child has written a line: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and "Traceback" not in err, err
+
+
 def test_every_subcommand_has_a_test_here():
     from loglake import cli
 

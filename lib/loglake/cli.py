@@ -280,6 +280,15 @@ _GLOBAL_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quie
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `loglake query --list | head`: the reader has what it wanted
+        # Python's advice: point stdout at devnull, so the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     lead = 0  # the global -v/-q may come before a tool's name too
     while lead < len(argv) and argv[lead] in _GLOBAL_FLAGS:
