@@ -299,6 +299,28 @@ def test_every_file_a_run_adds_to_a_partition_is_in_its_published_files(spark, t
                                        for f in files)
 
 
+def test_a_selection_lists_its_objects_under_the_lock(spark, tmp_path, lake, monkeypatch):
+    """A rebuild replaces its partitions with what it listed: listed before the lock, an
+    object a scheduled run added in between was dropped from its partition (review)."""
+    from loglake import planning
+
+    raw, out = lake
+    put(raw, 1, "a", time.time() - 100)
+    real, seen = planning.plan_from_listing, []
+
+    def listing(*args, **kwargs):
+        seen.append((out / "_state" / "cloudtrail" / "lock.json").exists())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_from_listing", listing)
+    assert cli.main(["-q", "run", "cloudtrail", "--raw", str(raw), "--out", str(out), "--date", "2024-12-01",
+                     "--config", str(tmp_path / "c.yaml")]) == 0
+    assert seen == [True]  # once, holding the lock
+    assert cli.main(["-q", "run", "cloudtrail", "--raw", str(tmp_path / "typo"), "--out", str(out),
+                     "--date", "2024-12-01"]) == 2  # --raw still checked before Spark is asked for
+    assert len(_rows(out)) == N
+
+
 def test_a_live_run_keeps_its_lock_past_the_ttl(tmp_path):
     """The heartbeat: a run that works longer than the TTL is not taken over; once it has
     stopped (its heartbeat with it), the next run takes the lock after the TTL."""

@@ -402,10 +402,15 @@ def _run(args: argparse.Namespace, config) -> int:
     if (args.max_partitions is not None or args.max_files is not None) and not args.scheduled:
         raise ValueError("--max-partitions/--max-files bound a --scheduled run; a selection converts all it selects")
     config = with_run_bounds(config, args.max_partitions, args.max_files)
-    # before Spark starts: checks --raw. A scheduled run takes nothing at or below the
-    # watermark (which only moves forward: the one read under the lock is no older).
-    newer_than = state.read_watermark(args.out, source.name) if args.scheduled else None
-    plan = planning.plan_from_listing(source, args.raw, config, selection, newer_than)
+    # Before Spark starts: checks --raw. A scheduled run may list before it takes the lock:
+    # it takes nothing at or below the watermark read under the lock (which only moves
+    # forward) and nothing a manifest holds. A selection lists under the lock: it
+    # replaces its partitions, so an object a scheduled run added to one after a listing
+    # made outside the lock would be dropped from it.
+    planning.check_listing(args.raw, selection)
+    if args.scheduled:
+        watermark = state.read_watermark(args.out, source.name)
+        plan = planning.plan_from_listing(source, args.raw, config, selection, watermark)
     glue = _readready_catalog(args, config, source, args.out) if args.catalog else None
     spark = runtime.start("loglake-run", mode="local").spark
     code = 0
@@ -415,7 +420,10 @@ def _run(args: argparse.Namespace, config) -> int:
                                  lambda: runner.from_listing(source, config, args.out, plan),
                                  kind=runner.SCHEDULED, glue=glue, raw=args.raw, compact=True)
         else:
-            summary = runner.run(spark, source, config, args.out, lambda: runner.rebuild(plan),
+            def listed_under_the_lock() -> runner.Work:
+                return runner.rebuild(planning.plan_from_listing(source, args.raw, config, selection))
+
+            summary = runner.run(spark, source, config, args.out, listed_under_the_lock,
                                  kind=runner.SELECTION, selection=selection, glue=glue, raw=args.raw)
             if summary.get("status") == "skipped_locked":
                 code = 1

@@ -155,6 +155,14 @@ def _day_index(source: Source) -> int:
     return source.schema.partition_names.index("dt")
 
 
+def check_listing(raw_uri: str, selection: Selection) -> None:
+    """What :func:`plan_from_listing` refuses, checked without listing (before Spark starts)."""
+    if selection.partitions_since:
+        raise SelectionError("--partitions-since needs the catalog; use --date or --from-date/--to-date")
+    if not storage.exists(raw_uri):
+        raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
+
+
 def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: Selection,
                       newer_than: float | None = None) -> Plan:
     """Plan by listing every object below a folder or s3:// prefix (recursively).
@@ -163,10 +171,7 @@ def plan_from_listing(source: Source, raw_uri: str, config: Config, selection: S
     neither classified nor counted in ``skipped_keys``, since the run takes none of them;
     by the end of a day of hourly runs over a folder, classifying every key again was
     most of each run's listing."""
-    if selection.partitions_since:
-        raise SelectionError("--partitions-since needs the catalog; use --date or --from-date/--to-date")
-    if not storage.exists(raw_uri):
-        raise SelectionError(f"--raw {raw_uri}: no such folder, file or non-empty prefix")
+    check_listing(raw_uri, selection)
     plan = Plan()
     for obj in storage.list_objects(raw_uri, newer_than):
         plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
