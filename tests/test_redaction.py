@@ -38,6 +38,12 @@ KEY = "cwl/2024/08/01/12/loglake-cwl-1-2024-08-01-12-20-00-redaction"
     ("PGPASSWORD=hunter2 psql -h db -U app", "PGPASSWORD=[REDACTED:pgpassword] psql -h db -U app", 1),
     ("psql 'host=db user=app password=hunter2'", "psql 'host=db user=app password=[REDACTED:password]'", 1),
     ("echo passwd: hunter2", "echo passwd: [REDACTED:password]", 1),
+    # environment variables and config keys with a prefix: `\b` does not fire after `_`
+    ("export DB_PASSWORD=hunter2", "export DB_PASSWORD=[REDACTED:password]", 1),
+    ("docker run -e MYSQL_ROOT_PASSWORD=hunter2 mysql", "docker run -e MYSQL_ROOT_PASSWORD=[REDACTED:password] mysql",
+     1),
+    ("POSTGRES_PASSWORD='hunter2'", "POSTGRES_PASSWORD=[REDACTED:password]", 1),
+    ("MYSQL_PWD=hunter2 mysql -u app", "MYSQL_PWD=[REDACTED:password] mysql -u app", 1),
     ('curl -H "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig" https://api.example.com/v1',
      'curl -H "Authorization: Bearer [REDACTED:bearer_token]" https://api.example.com/v1', 1),
     ("git clone https://bob:ghp_tok3nvalue@github.com/acme/app.git",

@@ -34,8 +34,9 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("aws_access_key_id", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])"),
     ("pgpassword", r"\bPGPASSWORD=(?P<secret>\"[^\"]*\"|'[^']*'|\S+)"),
     ("mysql_password", r"\bmysql(?:dump|admin|sh)?\b[^\n]*?\s-p(?P<secret>[^\s-][^\s]*)"),
+    # after any non-letter, not a word boundary: DB_PASSWORD=, MYSQL_PWD= (review finding)
     ("password",
-     r"(?<!/)(?i:\b(?:password|passwd|passwort|pwd))[\"']?\s*[=:]\s*(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)"),
+     r"(?<![/A-Za-z])(?i:(?:password|passwd|passwort|pwd))[\"']?\s*[=:]\s*(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)"),
     ("bearer_token", r"(?i:\bbearer)\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)"),
     ("basic_auth_url", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:(?P<secret>[^@\s/]+)@"),
 )
