@@ -114,10 +114,10 @@ def from_listing(source: Source, config: Config, out_root: str, listed: Plan) ->
     """Scheduled over a folder or prefix: the listed objects modified after the watermark
     that no manifest holds."""
     sc = config.scheduled
-    watermark = state.read_watermark(out_root, source.name)
+    watermark, quarantined = state.read_watermark_state(out_root, source.name)
     done = converted_in(out_root, config.table(source.name, "readready"), source.schema.partition_names)
     sched = schedule(listed, watermark, sc.overlap_seconds, sc.max_partitions, sc.max_files, converted=done,
-                     quarantined=state.read_quarantined_keys(out_root, source.name))
+                     quarantined=quarantined)
     return Work(sched.plan, publish.ADD, watermark_after=sched.watermark_after, scheduled=sched.describe(),
                 quarantined_after=sched.quarantined_after)
 

@@ -53,15 +53,17 @@ def _dir(root: str, source: str) -> str:
 
 
 def read_watermark(root: str, source: str) -> float | None:
-    found = storage.read_versioned(storage.join(_dir(root, source), "watermark.json"))
-    return json.loads(found[0])["watermark"] if found else None
+    return read_watermark_state(root, source)[0]
 
 
-def read_quarantined_keys(root: str, source: str) -> dict[str, float]:
-    """Bad keys already quarantined that lie above the watermark (key -> LastModified):
-    the overlap lists them again; see planning.schedule."""
+def read_watermark_state(root: str, source: str) -> tuple[float | None, dict[str, float]]:
+    """The watermark, and the bad keys already quarantined that lie above it (key ->
+    LastModified: the overlap lists them again; see planning.schedule), in one read."""
     found = storage.read_versioned(storage.join(_dir(root, source), "watermark.json"))
-    return dict(json.loads(found[0]).get("quarantined_keys") or {}) if found else {}
+    if not found:
+        return None, {}
+    doc = json.loads(found[0])
+    return doc["watermark"], dict(doc.get("quarantined_keys") or {})
 
 
 def write_watermark(root: str, source: str, value: float, run_id: str,
