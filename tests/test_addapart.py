@@ -483,3 +483,27 @@ def test_in_a_shared_bucket_the_source_whose_layout_claims_a_key_gets_it(monkeyp
         assert result.status == keys.SKIPPED and result.reason == keys.OTHER_SERVICE
     assert sources.SOURCES["cloudwatch"] is CLOUDWATCH_SOURCE  # the registry itself is untouched
 
+
+
+def test_the_real_sources_sharing_one_bucket_each_get_their_own_keys():
+    """CloudTrail, Firehose and Bedrock in one bucket, with the real registry: Firehose's
+    YYYY/MM/DD/HH/FILE tail also fits Bedrock's (and VPC flow logs') hourly AWSLogs/ keys,
+    which used to go to CloudWatch, the first of equals, and be lost to its quarantine."""
+    names = ("cloudtrail", "cloudwatch", "bedrock")
+    config = config_from_dict({"sources": {name: {"bucket": BUCKET} for name in names}})
+    bedrock_key = "AWSLogs/123456789012/BedrockModelInvocationLogs/us-east-1/2024/12/01/10/20241201T101010Z_ab.json.gz"
+    source, result = addapart.classify(_ref(bedrock_key), config)
+    assert source.name == "bedrock" and result.partition.values == ("123456789012", "us-east-1", "2024-12-01")
+    source, result = addapart.classify(_ref(bedrock_key.replace("/10/", "/24/")), config)
+    assert source.name == "bedrock" and result.reason == keys.BAD_HOUR
+    source, result = addapart.classify(_ref(ct_key()), config)
+    assert source.name == "cloudtrail" and result.ok
+    firehose_key = "firehose/2024/12/01/10/stream-1-2024-12-01-10-00-00-abc"
+    source, result = addapart.classify(_ref(firehose_key), config)
+    assert source.name == "cloudwatch" and result.partition.values == ("2024-12-01", "10")
+    vpc_key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/12/01/10/123456789012_vpcflowlogs_fl-1_abc.log.gz"
+    source, result = addapart.classify(_ref(vpc_key), config)
+    assert result.status == keys.SKIPPED and result.reason == keys.OTHER_SERVICE
+    # a Firehose prefix that happens to end in AWSLogs/ACCOUNT/NAME/ stays Firehose's
+    source, result = addapart.classify(_ref("AWSLogs/123456789012/firehose/2024/12/01/10/s-1-abc"), config)
+    assert source.name == "cloudwatch" and result.ok

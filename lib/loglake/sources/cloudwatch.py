@@ -106,9 +106,18 @@ def parse_firehose_key(key: str) -> keys.KeyResult:
     The layout is the last five path parts, whatever prefix (or local folder) comes
     before them. Firehose writes gzip objects *without* a .gz suffix, so the name is
     not checked.
+
+    Another AWS service's own layout, ``AWSLogs/ACCOUNT/SERVICE/REGION/YYYY/MM/DD/HH/f``
+    (Bedrock's invocation logs, VPC flow logs), ends in the same five parts: in a bucket
+    shared with those sources it is skipped as ``other_service``, or it would tie with
+    the source whose key it is. A Firehose prefix that itself ends in
+    ``AWSLogs/ACCOUNT/NAME/`` (date folders right below it) is still Firehose's.
     """
     if key.endswith("/"):
         return keys.skip(key, keys.FOLDER_MARKER)
+    service = keys.AWSLOGS_SERVICE_RE.match(key)
+    if service and key[service.end():].count("/") != 4:
+        return keys.skip(key, keys.OTHER_SERVICE, service.group("service"))
     parts = key.split("/")
     if len(parts) < 5 or not _DIGITS.match("/".join(parts[-5:-1])):
         return keys.error(key, keys.NO_LAYOUT_MATCH, "expected [prefix/]YYYY/MM/DD/HH/FILE")
