@@ -427,3 +427,14 @@ def test_a_timestamp_with_no_utc_equivalent_is_bad_not_a_crash():
     result = process_bedrock(gzip.compress(json.dumps(rec).encode()), "f", Config())
     assert [p.reason for p in result.problems] == [bedrock.BAD_TIMESTAMP]
 
+
+
+def test_a_lone_surrogate_escape_in_a_body_is_kept_as_u_fffd():
+    """A prompt cut inside an emoji: JSON escapes the half pair (\\ud83d), which has no
+    UTF-8 form; the body's size check raised UnicodeEncodeError and the run failed."""
+    cut = record(input={"inputBodyJson": {"messages": ["hi \ud83d"]}, "inputTokenCount": 3})
+    result = process_bedrock(lines(cut, record(requestId="req-2")), "f", config())
+    assert not result.problems and balanced(result)
+    first, second = result.rows
+    assert json.loads(first["input_body"]) == {"messages": ["hi \ufffd"]}
+    assert second["requestid"] == "req-2"

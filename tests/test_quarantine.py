@@ -433,3 +433,85 @@ def _unbalanced(summary_fn):
     def wrapped(*args, **kwargs):
         return {**summary_fn(*args, **kwargs), "balanced": False}
     return wrapped
+
+
+# --------------------------------------------------------------------------- lone surrogates
+
+LONE = "curl/8 \ud83d"  # half an emoji: JSON can escape it, UTF-8 (and ORC) cannot hold it
+
+
+def test_a_lone_surrogate_escape_keeps_its_record_and_the_run(spark, tmp_path):
+    """JSON may escape half a UTF-16 pair; the ORC writer cannot encode it, and the whole
+    run failed (no file named). The record is kept, the half pair read as U+FFFD -- on
+    orjson's path, the big-integer path, a salvaged truncated file, and CloudWatch's."""
+    stratus = records_of(STRATUS_GZ)[:6]
+    plain = [dict(r, userAgent=LONE) if i == 1 else r for i, r in enumerate(stratus[:3])]
+    big = [dict(stratus[3], userAgent=LONE, additionalEventData={"n": 10**20})]
+    cut = json.dumps({"Records": [dict(stratus[4], userAgent=LONE), stratus[5]]})
+    raw = tmp_path / "raw"
+    place(raw, DAY + "plain.json.gz", gz_records(plain))
+    place(raw, DAY + "big.json.gz", gz_records(big))
+    place(raw, DAY + "cut.json.gz", gzip.compress(cut[: cut.rindex("{") + 5].encode()))
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 0 and summary["written"] == 5 and summary["balanced"] is True
+    assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}  # the cut record only
+    agents = {r["eventid"]: r["useragent"] for r in readready_rows(tmp_path / "lake")}
+    for record in (plain[1], big[0], stratus[4]):
+        assert agents[record["eventID"]] == "curl/8 \ufffd"
+    assert agents[plain[0]["eventID"]] == plain[0]["userAgent"]
+
+    docs = session_owner_docs()
+    event = docs[0]["logEvents"][0]
+    session = json.loads(event["message"])
+    session["sessionData"] = ["echo \ud83d"]
+    event["message"] = json.dumps(session)  # escaped twice: in the message, then in the document
+    docs[0]["logEvents"].append({"id": "9" * 56, "timestamp": event["timestamp"], "message": "plain \udc00"})
+    cw_raw = tmp_path / "cw"
+    place(cw_raw, "fh/2024/08/01/12/a", samples.build_object(docs))
+    code, summary = run(tmp_path, "cloudwatch", cw_raw, tmp_path / "cw-lake")
+    assert code == 0 and summary["balanced"] is True and not summary["quarantined"]["by_reason"]
+    rows = lake_rows(tmp_path / "cw-lake" / "from_cloudwatch_readready")
+    assert {"echo \ufffd", "plain \ufffd"} <= {r["sessiondata"] or r["message"] for r in rows}
+
+
+def test_json_nested_past_the_parsers_depth_is_malformed_not_a_failed_run(spark, tmp_path):
+    """orjson stops at 1024 levels, Python's decoder at its stack: the RecursionError it
+    raised while salvaging (CloudTrail) or splitting (Firehose) failed the whole run."""
+    deep = "[" * 5000 + "]" * 5000
+    stratus = records_of(STRATUS_GZ)[:3]
+    text = json.dumps({"Records": stratus})
+    nested = json.dumps(stratus[1])[:-1] + f', "requestParameters": {deep}}}'
+    text = text.replace(json.dumps(stratus[1]), nested)
+    raw = tmp_path / "raw"
+    place(raw, DAY + "deep.json.gz", gzip.compress(text.encode()))
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 0 and summary["written"] == 1 and summary["balanced"] is True
+    assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}  # from the deep record on
+
+    docs = session_owner_docs()
+    bad = json.dumps(docs[0])[:-1] + f', "extra": {deep}}}'
+    cw_raw = tmp_path / "cw"
+    place(cw_raw, "fh/2024/08/01/12/a", samples.build_object(docs) + gzip.compress(bad.encode()))
+    code, summary = run(tmp_path, "cloudwatch", cw_raw, tmp_path / "cw-lake")
+    assert code == 0 and summary["balanced"] is True
+    assert summary["written"] == sum(len(d["logEvents"]) for d in docs)
+    assert summary["quarantined"]["by_reason"] == {"malformed_json": 1}
+
+
+def test_an_object_whose_conversion_raises_is_quarantined_by_name_and_the_run_goes_on(spark, tmp_path):
+    """A document no check foresaw (no logEvents, and a logGroup that is a list: unhashable
+    where the source looks it up) raised out of the source and failed every run listing
+    the object; it is now one conversion_failed problem naming the object, and the other
+    objects are published."""
+    docs = session_owner_docs()
+    odd = [{"messageType": "DATA_MESSAGE", "logGroup": ["/aws/ssm/sessionlogs"]}]
+    raw = tmp_path / "raw"
+    place(raw, "fh/2024/08/01/12/good", samples.build_object(docs))
+    place(raw, "fh/2024/08/01/12/odd", samples.build_object(odd))
+    code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
+    assert code == 0 and summary["balanced"] is True
+    assert summary["written"] == sum(len(d["logEvents"]) for d in docs)
+    assert summary["quarantined"]["by_reason"] == {"conversion_failed": 1}
+    [row] = quarantine_rows(tmp_path / "lake")
+    assert row["raw_key"].endswith("fh/2024/08/01/12/odd") and row["reason"] == "conversion_failed"
+    assert row["detail"].startswith("TypeError: unhashable type: 'list'")

@@ -804,3 +804,29 @@ def test_process_file_level_problem(data, reason):
 def test_a_time_with_no_utc_equivalent_in_range_is_none_not_an_overflow(value):
     assert transforms.parse_time(value) is None
 
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (rb'{"a": "x\ud83d"}', {"a": "x\ufffd"}),  # a high half alone
+    (rb'{"\udc00": ["\ud83d\ude00", "\ude00"]}', {"\ufffd": ["\U0001f600", "\ufffd"]}),  # keys; a pair is kept
+    (rb'{"n": 100000000000000000000, "a": "\ud83d"}', {"n": 10**20, "a": "\ufffd"}),  # the big-integer path
+    (rb'{"a": "\\ud83d"}', {"a": "\\ud83d"}),  # an escaped backslash: plain text, not an escape
+])
+def test_loads_reads_a_lone_surrogate_escape_as_u_fffd(text, expected):
+    doc = transforms.loads(text)
+    assert doc == expected
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # encodable
+
+
+def test_loads_still_rejects_malformed_json():
+    with pytest.raises(ValueError):
+        transforms.loads(b'{"a": "\\ud83d')
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # orjson's depth limit
+    b'{"n": 100000000000000000000, "a": ' + b"[" * 50000 + b"]" * 50000 + b"}",  # Python's, on the big-int path
+])
+def test_loads_gives_json_nested_too_deeply_as_a_value_error(text):
+    with pytest.raises(ValueError):
+        transforms.loads(text)

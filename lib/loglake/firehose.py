@@ -21,7 +21,15 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 
-from loglake.transforms import EMPTY_OBJECT, INVALID_UTF8, NOT_GZIP, TRUNCATED_GZIP, Problem
+from loglake.transforms import (
+    EMPTY_OBJECT,
+    INVALID_UTF8,
+    NOT_GZIP,
+    SURROGATE_ESCAPE_TEXT,
+    TRUNCATED_GZIP,
+    Problem,
+    without_lone_surrogates,
+)
 
 MALFORMED_JSON = "malformed_json"
 TRUNCATED_JSON = "truncated_json"
@@ -131,21 +139,24 @@ def iter_documents(
         if pos < len(buf) and not pending:  # text still pending: waiting for `need`
             try:
                 doc, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as exc:
-                if not eof and len(buf) - pos <= max_document_chars:
+            except (json.JSONDecodeError, RecursionError) as exc:
+                too_deep = isinstance(exc, RecursionError)  # nested past Python's stack: more text cannot help
+                if not too_deep and not eof and len(buf) - pos <= max_document_chars:
                     # Maybe just incomplete: read more first, until the text has doubled.
                     need = min(2 * (len(buf) - pos), max_document_chars + 1)
                 elif encoding_problem:
                     yield encoding_problem  # the document runs into the bad byte; nothing after is read
                     return
                 else:
-                    if len(buf) - pos > max_document_chars:
-                        kind = DOCUMENT_TOO_LARGE
+                    if too_deep:
+                        kind, msg = MALFORMED_JSON, "nested deeper than the parser can follow"
+                    elif len(buf) - pos > max_document_chars:
+                        kind, msg = DOCUMENT_TOO_LARGE, exc.msg
                     elif exc.pos >= len(buf) - 1 or exc.msg.startswith("Unterminated"):
-                        kind = TRUNCATED_JSON  # the text ended inside the document
+                        kind, msg = TRUNCATED_JSON, exc.msg  # the text ended inside the document
                     else:
-                        kind = MALFORMED_JSON
-                    yield Problem(kind, f"{exc.msg} (document starts at byte {offset(pos)})", offset=offset(pos),
+                        kind, msg = MALFORMED_JSON, exc.msg
+                    yield Problem(kind, f"{msg} (document starts at byte {offset(pos)})", offset=offset(pos),
                                   payload=buf[pos : pos + PAYLOAD_CHARS])
                     need = 0
                     nxt = buf.find(resync, pos + 1)
@@ -160,6 +171,8 @@ def iter_documents(
                     pos = nxt
                     continue
             else:
+                if SURROGATE_ESCAPE_TEXT.search(buf, pos, end):
+                    doc = without_lone_surrogates(doc)
                 yield offset(pos), doc
                 pos, need = end, 0
                 continue

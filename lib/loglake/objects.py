@@ -8,6 +8,8 @@ import collections
 import dataclasses
 import functools
 import json
+import logging
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +26,10 @@ KIND_EVENT = "event"
 KIND_FILE = "file"
 KIND_PROBLEM = "problem"
 OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
+CONVERSION_FAILED = "conversion_failed"  # the source's conversion raised on this object
 READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
 _END = object()
+log = logging.getLogger(__name__)
 BATCH_ROWS = 4096  # rows per Arrow batch handed to Spark: the rows of several small files (a big file goes whole)
 
 
@@ -106,7 +110,7 @@ def object_rows(source: Source, uri: str, values: tuple[str, ...], config: Confi
     except FileNotFoundError as exc:
         result = FileResult(problems=[Problem(OBJECT_MISSING, str(exc))])
     else:
-        result = source.process_file(data, uri, config)
+        result = _process(source, data, uri, config)
     rows = result.rows
     for row in rows:
         row.update(partition)
@@ -125,6 +129,26 @@ def object_rows(source: Source, uri: str, values: tuple[str, ...], config: Confi
         counts["problems"][p.reason] = counts["problems"].get(p.reason, 0) + 1
         rows.append({**partition, "_kind": KIND_PROBLEM, "_detail": json.dumps({"file": uri, **dataclasses.asdict(p)})})
     return rows, counts
+
+
+def _process(source: Source, data: bytes, uri: str, config: Config) -> FileResult:
+    """``source.process_file``, or, when it raises, the object as one problem naming the
+    exception and where it was raised.
+
+    A source checks what it knows can go wrong; an input nobody foresaw (or a bug) must
+    not fail every run that lists the object -- a scheduled run would meet it again each
+    hour and publish nothing more. The object goes to the quarantine, named, with the
+    rest of the run published; out of memory still fails the task."""
+    try:
+        return source.process_file(data, uri, config)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure is this object's, reported with it
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+        log.warning("%s: conversion failed (%s: %s at %s); quarantined", uri, type(exc).__name__, exc, where)
+        detail = f"{type(exc).__name__}: {str(exc)[:300]} (at {where}); the object's records are not published"
+        return FileResult(problems=[Problem(CONVERSION_FAILED, detail, payload_size=len(data))])
 
 
 def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,

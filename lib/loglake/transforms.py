@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -108,11 +109,48 @@ def has_big_int(raw: bytes) -> bool:
     return False
 
 
+# A \uD800-\uDFFF escape in JSON text (half of a UTF-16 pair, maybe alone), as bytes and as text.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON) with each lone UTF-16 surrogate in its strings, keys
+    included, replaced by U+FFFD.
+
+    JSON may escape half a surrogate pair (``"\\ud83d"``: a truncated emoji, or a value an
+    attacker chose, such as a user agent); Python's parser then holds a code point that
+    has no UTF-8 form, so the ORC writer (and any UTF-8 reader) would fail on it, and with
+    it the whole run. The record is kept with the character every UTF-8 decoder
+    substitutes for what it cannot read."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(REPLACEMENT, value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_lone_surrogates(v) for v in value]
+    return value
+
+
 def loads(raw: bytes) -> Any:
-    """Parse JSON bytes exactly; raises ValueError (JSONDecodeError, UnicodeDecodeError)."""
-    if has_big_int(raw):
-        return json.loads(raw)
-    return orjson.loads(raw)
+    """Parse JSON bytes exactly; raises ValueError (JSONDecodeError, UnicodeDecodeError).
+
+    orjson is exact except for integers beyond 64 bits (it gives floats) and rejects an
+    escaped lone surrogate; both go to Python's parser, whose strings are then made
+    encodable (:func:`without_lone_surrogates`)."""
+    if not has_big_int(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if "surrogate" not in str(exc):
+                raise
+    try:
+        doc = json.loads(raw)
+    except RecursionError as exc:  # orjson's depth limit is a ValueError; keep them alike
+        raise ValueError(f"nested deeper than the parser can follow ({exc})") from None
+    return without_lone_surrogates(doc) if SURROGATE_ESCAPE.search(raw) else doc
 
 
 def text_payload(data: bytes | str, limit: int = 64 << 10) -> str:

@@ -37,6 +37,7 @@ from loglake.transforms import (
     NO_RECORDS,
     RECORD_NOT_OBJECT,
     RECORD_TOO_LARGE,
+    SURROGATE_ESCAPE,
     TRUNCATED_GZIP,
     Problem,
     as_bool,
@@ -46,6 +47,7 @@ from loglake.transforms import (
     loads,
     parse_time,
     text_payload,
+    without_lone_surrogates,
 )
 
 if TYPE_CHECKING:
@@ -281,7 +283,15 @@ _RECORDS_START = re.compile(r'\{\s*"Records"\s*:\s*\[')
 
 def salvage_records(raw: bytes) -> tuple[list[Any], int]:
     """The complete records at the start of a broken ``{"Records": [...`` text, and the
-    byte offset where the first incomplete or malformed one begins."""
+    byte offset where the first incomplete or malformed one begins (their strings made
+    encodable, as :func:`loads` does)."""
+    records, stop = _salvage(raw)
+    if records and SURROGATE_ESCAPE.search(raw, 0, stop):
+        records = [without_lone_surrogates(record) for record in records]
+    return records, stop
+
+
+def _salvage(raw: bytes) -> tuple[list[Any], int]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -298,7 +308,7 @@ def salvage_records(raw: bytes) -> tuple[list[Any], int]:
             start += 1
         try:
             record, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
             return records, len(text[:pos].encode("utf-8"))
         records.append(record)
         pos = end
