@@ -461,6 +461,27 @@ def test_a_compaction_without_catalog_never_leaves_glue_on_removed_files(spark, 
     assert not os.path.exists(before) and glue_location() == after and len(_rows_in(after)) == 2 * N
 
 
+def test_a_catalog_planned_rebuild_keeps_the_rows_of_a_second_trail_glue_cannot_name(spark, aws, tmp_path):
+    """Two trails log the same account, region and day under different prefixes; Glue
+    holds one location per partition (AddAPart registers the first, the second finds it
+    existing). A rebuild planned from the catalog (the Glue job with --date) listed that
+    one folder and replaced the partition with its events alone (review finding)."""
+    bucket = "trail"
+    config_path, app = _glue_lake(aws, tmp_path, bucket)
+    for prefix in ("trail-a", "trail-b"):
+        key = f"{prefix}/{day_key(1, prefix)}"
+        aws.s3.put_object(Bucket=bucket, Key=key, Body=distinct(prefix))
+        notify(app, bucket, key)
+    [raw_part] = catalog.list_partitions(aws.glue, "lake", "from_cloudtrail_raw")
+    assert raw_part["StorageDescriptor"]["Location"].startswith(f"s3://{bucket}/trail-a/")
+    argv = ["job.py", "--JOB_NAME", "lake", "--config", str(config_path)]
+    assert jobs.main("cloudtrail", argv)["written"] == 2 * N
+    rebuilt = jobs.main("cloudtrail", [*argv, "--date", "2024-12-01"])
+    assert rebuilt["status"] == "published" and rebuilt["files_read"] == 2 and rebuilt["written"] == 2 * N
+    rows = _rows(tmp_path / "lake")
+    assert len(rows) == 2 * N and {r["source_file"].split("/")[3] for r in rows} == {"trail-a", "trail-b"}
+
+
 def test_conditional_put_on_s3_sends_its_conditions(aws):
     # The conditions travel as headers (Glue 5.0's botocore has no IfNoneMatch parameter):
     # the server must see them, or a second writer would silently win.

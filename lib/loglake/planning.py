@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loglake import catalog, keys, storage
+from loglake import catalog, keys, manifest, storage
 from loglake.config import Config
 from loglake.sources import Source
 
@@ -204,13 +204,44 @@ def plan_from_catalog(glue, source: Source, config: Config, selection: Selection
         if selection.partitions_since and (created is None or created < selection.partitions_since):
             continue
         base = part["StorageDescriptor"]["Location"]
-        for location in [base, *source.sibling_dirs(base, config)]:
-            if not storage.is_s3(location):
-                location = f"s3://{bucket}/{location.lstrip('/')}"
+        folders = [f if storage.is_s3(f) else f"s3://{bucket}/{f.lstrip('/')}"
+                   for f in [base, *source.sibling_dirs(base, config)]]
+        for location in folders + converted_elsewhere(source, config, values, folders):
             for obj in storage.list_objects(location):
                 plan.add(obj, source.classify_key(obj.key, config), selection, _day_index(source))
     plan.files.sort(key=lambda f: f.uri)
     return plan
+
+
+def converted_elsewhere(source: Source, config: Config, values: tuple[str, ...], folders: list[str]) -> list[str]:
+    """The raw folders, other than ``folders``, that the readready partition ``values``
+    holds rows from (its manifest names every raw object behind its current files).
+
+    A Glue partition has one location, but two trails (or Firehose streams) writing the
+    same account, region and day under different prefixes fill one readready partition:
+    AddAPart registers the first folder it sees and the other's keys find it existing. A
+    rebuild that listed the registered folder alone would replace the partition with that
+    folder's events and drop the rest."""
+    lake = config.readready.location
+    if not lake:
+        return []
+    names = source.schema.partition_names
+    table = storage.join(lake, config.table(source.name, "readready"))
+    current = manifest.load(storage.join(table, catalog.hive_partition_path(names, values).rstrip("/")))
+    if current is None:
+        return []
+    found: set[str] = set()
+    for uri in current.converted:
+        if not storage.is_s3(uri) or any(uri.startswith(f.rstrip("/") + "/") for f in folders):
+            continue
+        bucket, key = storage.split_s3(uri)
+        result = source.classify_key(key, config)
+        if result.ok and result.partition.values == values:
+            found.add(f"s3://{bucket}/{result.partition.raw_dir}")
+    if found:
+        log.info("partition %s: also listing %d raw folder(s) its rows came from besides the catalog's: %s",
+                 "/".join(values), len(found), ", ".join(sorted(found)))
+    return sorted(found)
 
 
 @dataclass(frozen=True)
