@@ -12,4 +12,4 @@ _app = AddAPart(load_config())
 
 
 def handler(event, context):
-    return handle_lambda_event(event, _app)
+    return handle_lambda_event(event, _app, context)

@@ -418,6 +418,49 @@ def test_new_objects_go_to_their_sources_inbox_for_the_next_scheduled_run(aws, t
     assert out.failed_message_ids == [] and out.inbox_objects == 0
 
 
+def test_the_inbox_is_written_before_glue_is_asked_and_a_lambda_near_its_end_does_not_retry(aws, tmp_path):
+    """A Glue that throttles or hangs until the function times out used to cost the batch
+    its inbox file, written after registration: the scheduled run never saw the objects.
+    The hand-off comes first, and with the Lambda's context no retry starts within
+    LAMBDA_RESERVE_S of its end, so the batch still answers which messages failed."""
+    from types import SimpleNamespace
+
+    from loglake import inbox
+
+    lake = f"file://{tmp_path}/lake"
+    config = lake_config(lake)
+    glue = fresh_glue(aws.endpoint)
+    setup_catalog(glue, config)
+    seen_at_glue = []
+
+    def throttled_after_looking(body, n):
+        seen_at_glue.append(len(list((tmp_path / "lake" / "_state" / "cloudtrail" / "inbox").glob("*"))))
+        return throttle()
+
+    faults = GlueFaults(glue, throttled_after_looking)
+    app = AddAPart(config, registrar=registrar(glue, config))
+    event = {"Records": [{"messageId": "m1", "body": s3_body([ct_key(name="a"), ct_key(name="b")])}]}
+    roomy = SimpleNamespace(get_remaining_time_in_millis=lambda: 60_000)
+    assert addapart.handle_lambda_event(event, app, roomy) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    tried = faults.calls
+    assert tried >= 6 and seen_at_glue[0] == 1  # retried; the inbox file was there before Glue
+    files, objects, _ = inbox.claim(lake, "cloudtrail")
+    assert sorted(o.uri for o in objects) == [f"s3://{BUCKET}/{ct_key(name=n)}" for n in "ab"]
+    inbox.release(files)
+    # SQS delivers it again to a function near its end: handed over, and Glue not tried
+    ending = SimpleNamespace(get_remaining_time_in_millis=lambda: addapart.LAMBDA_RESERVE_S * 1000 - 1)
+    assert addapart.handle_lambda_event(event, app, ending) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert faults.calls == tried and len(inbox.claim(lake, "cloudtrail")[1]) == 2
+
+
+def test_addapart_waits_for_glue_at_most_a_fraction_of_the_lambda_timeout():
+    from loglake.deploy import LAMBDA_TIMEOUT_S
+
+    glue = AddAPart(make_config()).registrar.glue
+    assert glue.meta.config.read_timeout == glue.meta.config.connect_timeout == addapart.GLUE_TIMEOUT_S
+    assert addapart.GLUE_TIMEOUT_S + 1 < addapart.LAMBDA_RESERVE_S < LAMBDA_TIMEOUT_S / 2
+
+
 def test_backfill_of_one_source_classifies_keys_against_that_source_only(aws):
     config = config_from_dict({"sources": {"cloudtrail": {"bucket": BUCKET}, "cloudwatch": {"bucket": BUCKET}},
                                "catalog": {"database": "lake"}})

@@ -31,6 +31,11 @@ from loglake.sources import SOURCES, Source
 log = logging.getLogger("loglake.addapart")
 
 UNKNOWN_BUCKET = "unknown_bucket"
+# Glue calls wait at most this to connect and to answer (botocore's default is 60 s, the
+# whole Lambda timeout); the last retry starts LAMBDA_RESERVE_S before the function's
+# end, so even a call that then times out leaves time to answer the batch.
+GLUE_TIMEOUT_S = 10
+LAMBDA_RESERVE_S = 15
 
 
 @dataclass(frozen=True)
@@ -109,13 +114,21 @@ class AddAPart:
         self.config = config
         if registrar is None:
             # The registrar retries with its own bounded backoff; botocore must not retry too.
-            glue = glue or storage.client("glue", config.aws.endpoint_url, config.aws.region, max_attempts=1)
+            glue = glue or storage.client("glue", config.aws.endpoint_url, config.aws.region, max_attempts=1,
+                                          timeout=GLUE_TIMEOUT_S)
             registrar = PartitionRegistrar(glue, config.catalog.database)
         self.registrar = registrar
 
-    def process(self, messages: Sequence[Message], only: Source | None = None) -> BatchOutcome:
-        """Register the partitions a batch needs; ``only``: classify keys against that
-        source alone (backfill of one source), not every source routed to the bucket."""
+    def process(self, messages: Sequence[Message], only: Source | None = None,
+                deadline: float | None = None) -> BatchOutcome:
+        """Hand a batch's new objects and bad keys to their sources' next runs, then
+        register the partitions it needs; ``only``: classify keys against that source
+        alone (backfill of one source), not every source routed to the bucket;
+        ``deadline`` (``time.monotonic()``): no Glue retry after it.
+
+        The hand-off files come first: they are what the scheduled runs convert, and a
+        Glue that hangs or throttles until the function times out must not keep the
+        objects from them (the messages are retried either way; a repeat is harmless)."""
         out = BatchOutcome(messages=len(messages))
         # (table, partition values) -> location, and which messages need each partition.
         wanted: dict[str, dict[tuple, str]] = {}
@@ -152,7 +165,8 @@ class AddAPart:
                 part = result.partition
                 wanted.setdefault(table, {})[part.values] = f"s3://{obj.bucket}/{part.raw_dir}"
                 needed_by.setdefault((table, part.values), set()).add(msg.id)
-        failed_ids: set[str] = set()
+        failed_ids = self._hand_over(rejected, out) | self._to_inbox(arrived, out)
+        self.registrar.deadline = deadline
         for table, partitions in sorted(wanted.items()):
             out.partitions += len(partitions)
             result = self.registrar.register(table, partitions)
@@ -164,8 +178,6 @@ class AddAPart:
                 ids = needed_by[(table, values)]
                 failed_ids |= ids
                 _log("partition_failed", table=table, values=list(values), reason=reason, messages=len(ids))
-        failed_ids |= self._hand_over(rejected, out)
-        failed_ids |= self._to_inbox(arrived, out)
         out.failed_message_ids += [m.id for m in messages if m.id in failed_ids]
         _log("batch", **{k: v for k, v in out.as_dict().items() if k != "failed_message_ids"},
              failed_messages=len(out.failed_message_ids))
@@ -218,10 +230,15 @@ def _log(event: str, **fields) -> None:
     log.info(json.dumps({"event": event, **fields}, default=str, sort_keys=True))
 
 
-def handle_lambda_event(event: dict, app: AddAPart) -> dict:
-    """Lambda SQS event -> partial batch response."""
+def handle_lambda_event(event: dict, app: AddAPart, context: Any = None) -> dict:
+    """Lambda SQS event -> partial batch response. With the Lambda ``context``, Glue is
+    not retried past ``LAMBDA_RESERVE_S`` before the function's timeout, so the batch
+    always answers which messages failed."""
     messages = [Message(r["messageId"], r.get("body", "")) for r in event.get("Records", [])]
-    return app.process(messages).lambda_response()
+    deadline = None
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - LAMBDA_RESERVE_S
+    return app.process(messages, deadline=deadline).lambda_response()
 
 
 # --------------------------------------------------------------------------- outside Lambda

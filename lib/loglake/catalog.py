@@ -85,6 +85,7 @@ class PartitionRegistrar:
         base_delay: float = 0.1,
         max_delay: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.glue = glue
         self.database = database
@@ -92,6 +93,12 @@ class PartitionRegistrar:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.sleep = sleep
+        self.clock = clock
+        # ``clock()`` time after which nothing is retried (None: no limit). AddAPart sets
+        # it per batch from the Lambda's remaining time: a retry the function would be
+        # killed in the middle of loses the batch's answer, and SQS then redelivers
+        # every message, done or not.
+        self.deadline: float | None = None
         self.known: set[tuple[str, PartitionValues]] = set()
         self._descriptors: dict[str, dict] = {}
 
@@ -109,10 +116,17 @@ class PartitionRegistrar:
             try:
                 return fn()
             except (ClientError, BotoCoreError) as exc:
-                if not _retryable(exc) or attempt == self.max_attempts - 1:
+                if not _retryable(exc) or not self._may_retry(attempt):
                     raise
                 self._backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _may_retry(self, attempt: int) -> bool:
+        """Another attempt is allowed, and its backoff ends before the deadline."""
+        if attempt >= self.max_attempts - 1:
+            return False
+        delay = min(self.max_delay, self.base_delay * (2**attempt))
+        return self.deadline is None or self.clock() + delay < self.deadline
 
     def _backoff(self, attempt: int) -> None:
         delay = min(self.max_delay, self.base_delay * (2**attempt))
@@ -139,7 +153,11 @@ class PartitionRegistrar:
             return result
         items = sorted(todo.items())
         for i in range(0, len(items), BATCH_LIMIT):
-            result.merge(self._register_chunk(table, sd, dict(items[i : i + BATCH_LIMIT])))
+            chunk = dict(items[i : i + BATCH_LIMIT])
+            if self.deadline is not None and self.clock() >= self.deadline:
+                result.failed.update({v: "not tried: the batch's time ran out" for v in chunk})
+                continue
+            result.merge(self._register_chunk(table, sd, chunk))
         return result
 
     def _register_chunk(self, table: str, sd: dict, chunk: dict[PartitionValues, str]) -> RegisterResult:
@@ -154,7 +172,7 @@ class PartitionRegistrar:
                 )
             except (ClientError, BotoCoreError) as exc:
                 code = _error_code(exc)
-                if _retryable(exc) and attempt < self.max_attempts - 1:
+                if _retryable(exc) and self._may_retry(attempt):
                     result.retries += 1
                     self._backoff(attempt)
                     continue
@@ -168,7 +186,7 @@ class PartitionRegistrar:
                     result.created.add(values)
                 elif detail.get("ErrorCode") == "AlreadyExistsException":
                     result.existed.add(values)
-                elif detail.get("ErrorCode") in RETRYABLE and attempt < self.max_attempts - 1:
+                elif detail.get("ErrorCode") in RETRYABLE and self._may_retry(attempt):
                     retry[values] = pending[values]
                 else:
                     result.failed[values] = f"{detail.get('ErrorCode')}: {detail.get('ErrorMessage', '')}"[:300]

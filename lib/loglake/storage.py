@@ -55,11 +55,14 @@ def join(base: str, *parts: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def client(service: str, endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 8):
+def client(service: str, endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 8,
+           timeout: float | None = None):
     """A boto3 client, one per process and settings (clients are thread-safe, sessions are not).
 
     ``max_attempts`` is botocore's own retry budget; callers that retry with their own
     bounded loop (the partition registrar) pass 1 so retries do not multiply.
+    ``timeout``: seconds to connect and to wait for an answer (botocore: 60 each), for a
+    caller with less time than that (AddAPart runs in a 60 s Lambda).
     """
     import boto3
     from botocore.config import Config as BotoConfig
@@ -68,7 +71,8 @@ def client(service: str, endpoint_url: str | None = None, region: str | None = N
         service,
         endpoint_url=endpoint_url or None,
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=32),
+        config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=32,
+                          **({"connect_timeout": timeout, "read_timeout": timeout} if timeout else {})),
     )
 
 
