@@ -5,6 +5,7 @@ wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY); the lines are what people type in a s
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -155,3 +156,100 @@ def test_the_published_row_as_a_user_runs_the_job(tmp_path):
     assert KEY_ID not in row["message"] and SECRET not in row["message"]
     ok = subprocess.run([LOGLAKE, "contract", "--lake", str(out)], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+
+
+def test_an_end_line_without_its_begin_takes_only_the_key_lines_above_it():
+    """The rest of a key cut across records is base64 lines up to the END line; a command
+    or its output above them is not the key, and an END inside a command is no key at all."""
+    assert redact.redact("some text\n-----END RSA PRIVATE KEY-----\nls -la") == (
+        "some text\n[REDACTED:private_key]\nls -la", 1)
+    assert redact.redact("sh-4.2$ tail -2 id_rsa\nQyNTUxOQAAACDx\nabc=\n-----END OPENSSH PRIVATE KEY-----\n$ exit") == (
+        "sh-4.2$ tail -2 id_rsa\n[REDACTED:private_key]\n$ exit", 1)
+    grep = "sh-4.2$ grep -c -- '-----END RSA PRIVATE KEY-----' id_rsa\n1"
+    assert redact.redact(grep) == (grep, 0)
+    # a key pasted into a heredoc, an encrypted key's headers, CRLF lines: still the key's lines
+    assert redact.redact("> QyNTUxOQAAACDx\n> -----END OPENSSH PRIVATE KEY-----\n> EOF") == (
+        "[REDACTED:private_key]\n> EOF", 1)
+    assert redact.redact("Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17F5316E2BAC89\n\nMIIEpA==\r\n"
+                         "-----END RSA PRIVATE KEY-----\r\n$ ls") == ("[REDACTED:private_key]\r\n$ ls", 1)
+
+
+def test_a_password_prompt_is_not_followed_into_the_next_line():
+    """mysql -p and su prompt for a password that the terminal does not echo: what follows
+    the prompt is the program's next output, and stays."""
+    for text in ["mysql -h db -p\nEnter password: \nmysql> show databases;",
+                 "sh-4.2$ su -\nPassword: \nroot@ip-10-0-0-12:~# id"]:
+        assert redact.redact(text) == (text, 0)
+    assert redact.redact("password:\thunter2") == ("password:\t[REDACTED:password]", 1)
+
+
+def _record(lines: list[str], session: str = "ana-0a1b2c3d4e5f6g7h8i9j0k1l2m", second: int = 16) -> dict:
+    return {"eventVersion": "1.0", "eventTime": f"2024-08-01T12:19:{second:02d}Z", "awsRegion": "us-east-1",
+            "target": {"id": "i-0123456789abcdef0"}, "userIdentity": {"arn": f"arn:aws:iam::{OWNER}:user/ana"},
+            "runAsUser": "ssm-user", "sessionId": session, "sessionData": lines}
+
+
+QUOTED = ['sh-4.2$ mysql --password="my secret pw" -h db.internal', 'sh-4.2$ PGPASSWORD="s3cr3t pass" psql -h db',
+          "psql (15.4)"]
+QUOTED_REDACTED = ["sh-4.2$ mysql --password=[REDACTED:password] -h db.internal",
+                   "sh-4.2$ PGPASSWORD=[REDACTED:pgpassword] psql -h db", "psql (15.4)"]
+
+
+def test_a_quoted_secret_leaves_the_message_as_it_leaves_sessiondata():
+    """The message is the record's JSON, where quotes are escaped (\\"my secret pw\\"): it is
+    redacted in its decoded lines, so nothing sessiondata hides is left in it, and it is the
+    delivered record, in its layout, but for the secrets."""
+    record = _record(QUOTED)
+    [row] = process_cloudwatch(samples.build_object(samples.session_log_documents([record], OWNER)), "s3://b/k",
+                               config_from_dict({})).rows
+    assert row["sessiondata"].split("\n") == QUOTED_REDACTED and row["redactions"] == 2
+    assert "secret pw" not in row["message"] and "cr3t pass" not in row["message"]
+    assert row["message"] == json.dumps({**record, "sessionData": QUOTED_REDACTED})
+
+
+def test_quoted_secrets_in_quarantine_payloads_are_redacted_whole():
+    """A payload is the record's JSON again, or the text of a broken document, where the
+    quotes are escaped twice (the message is JSON inside JSON)."""
+    data = samples.build_object(samples.session_log_documents([_record(QUOTED)], OWNER))
+    [problem] = process_cloudwatch(data, "s3://b/k", config_from_dict({"quality": {"max_record_bytes": 200}})).problems
+    assert problem.reason == "record_too_large"
+    assert "secret pw" not in problem.payload and "cr3t pass" not in problem.payload
+    assert json.loads(json.loads(problem.payload)["message"])["sessionData"] == QUOTED_REDACTED
+
+    text = json.dumps(samples.session_log_documents([_record(QUOTED)], OWNER)[0])
+    cut = gzip.compress(text[: text.index("psql (15.4)")].encode())  # a document that ends too soon
+    [problem] = process_cloudwatch(cut, "s3://b/k", config_from_dict({})).problems
+    assert problem.reason == "truncated_json" and "--password=" in problem.payload
+    assert "secret pw" not in problem.payload and "cr3t pass" not in problem.payload
+
+
+BODY = [f"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW{i:02d}" for i in range(6)]
+
+
+def test_a_private_key_printed_across_records_is_redacted_in_each():
+    """`cat id_ed25519` printed in three records of a session (the middle one all base64,
+    nothing in it says key) with another session's record delivered in between: the
+    session's open key carries from one of its records to the next, and no further than
+    the key's lines."""
+    a = [_record(["sh-4.2$ cat ~/.ssh/id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----", BODY[0]], second=1),
+         _record(BODY[1:4], second=2),
+         _record([*BODY[4:], "-----END OPENSSH PRIVATE KEY-----", "sh-4.2$ head -2 id_rsa"], second=3),
+         _record(["-----BEGIN RSA PRIVATE KEY-----", "MIIEpAIBAAKCAQEA7"], second=4),  # head: no END
+         _record(["sh-4.2$ ls", "notes.txt"], second=5),
+         _record(["Documents", "sh-4.2$ exit"], second=6)]
+    other = _record(["QUJDREVGRw==", "sh-4.2$ exit"], session="bob-0a1b2c3d4e5f6g7h8i9j0k1l2m", second=2)
+    doc_a, doc_b = samples.session_log_documents([*a, other], OWNER)
+    first, rest = {**doc_a, "logEvents": doc_a["logEvents"][:1]}, {**doc_a, "logEvents": doc_a["logEvents"][1:]}
+    rows = process_cloudwatch(samples.build_object([first, doc_b, rest]), "s3://b/k", config_from_dict({})).rows
+    assert [(row["sessiondata"], row["redactions"]) for row in rows] == [
+        ("sh-4.2$ cat ~/.ssh/id_ed25519\n[REDACTED:private_key]", 1),
+        ("QUJDREVGRw==\nsh-4.2$ exit", 0),  # another session: not inside the key
+        ("[REDACTED:private_key]", 1),
+        ("[REDACTED:private_key]\nsh-4.2$ head -2 id_rsa", 1),
+        ("[REDACTED:private_key]", 1),
+        ("sh-4.2$ ls\nnotes.txt", 0),  # the key ended where its lines did
+        ("Documents\nsh-4.2$ exit", 0),
+    ]
+    for row in rows:
+        assert not any(line[:20] in row["message"] for line in BODY)
+        assert json.loads(row["message"])["sessionData"] == row["sessiondata"].split("\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import firehose, keys
 from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
-from loglake.redact import RedactionConfig, redact
+from loglake.redact import RedactionConfig, redact, redact_continued
 from loglake.schema import Column, TableSchema, column
 from loglake.sources.base import FileResult, Source, SourceConfig, row_bytes, with_payload
 from loglake.transforms import (
@@ -187,29 +188,128 @@ def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem |
     }, None
 
 
-def redact_session_row(row: dict[str, Any], redaction: RedactionConfig) -> dict[str, Any]:
+def redact_session_row(row: dict[str, Any], redaction: RedactionConfig, key_open: bool = False) -> bool:
     """A session log group's row with the secrets in ``message`` and ``sessiondata``
     replaced (:mod:`loglake.redact`), and ``redactions`` set: the count in the session
     text (sessiondata for a session record, else the plain message; the message of a
-    record holds the same secrets again, as JSON)."""
+    record holds the same secrets again, as JSON).
+
+    ``key_open``: the session's record before this one ended inside a private key; the
+    value returned says whether this one does (:func:`loglake.redact.redact_continued`).
+    """
     if not redaction.enabled:
-        return row
-    message, in_message = redact(row.get("message"), redaction.patterns)
-    row["message"] = message
-    if row.get("sessiondata") is not None:
-        row["sessiondata"], row["redactions"] = redact(row["sessiondata"], redaction.patterns)
-    else:
-        row["redactions"] = in_message
-    return row
+        return False
+    if row.get("sessiondata") is None:
+        row["message"], row["redactions"], key_open = redact_continued(row.get("message"), redaction.patterns, key_open)
+        return key_open
+    text, count, key_open = redact_continued(row["sessiondata"], redaction.patterns, key_open)
+    row["sessiondata"], row["redactions"] = text, count
+    row["message"] = _redacted_record(row["message"], text if count else None, redaction.patterns)
+    return key_open
+
+
+def _redacted_record(message: str, lines: str | None, patterns: tuple[str, ...]) -> str:
+    """A session record's message with the secrets of its decoded strings replaced.
+
+    Redacting the JSON text itself misses what its escapes hide (``--password=\\"my
+    secret\\"`` keeps "my secret") and may leave it no longer JSON, so the record is
+    decoded, its sessionData becomes ``lines`` (the row's redacted sessiondata, split
+    again: a key across lines is replaced as one, the lines it took become one), every
+    other string is redacted on its own, and the record is written again in the layout it
+    came in. A record with nothing to replace keeps its text as delivered.
+    """
+    try:
+        rec = loads(message.encode("utf-8"))
+    except ValueError:  # parse_session_record decoded the same text: not reached
+        return redact(message, patterns)[0] or message
+    changed = lines is not None
+    if changed:
+        rec["sessionData"] = lines.split("\n")
+    rest = {k: v for k, v in rec.items() if k != "sessionData"}
+    if redact("\n".join(_strings(rest)), patterns)[1]:  # one pass over the rest, nearly always clean
+        rest, more = _redacted_json(rest, patterns)
+        changed = changed or more
+        rec = {k: rec["sessionData"] if k == "sessionData" else rest[k] for k in rec}
+    return _json_like(rec, message) if changed else message
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [s for item in items for s in _strings(item)]
+
+
+def _redacted_json(value: Any, patterns: tuple[str, ...], key_open: list[bool] | None = None) -> tuple[Any, bool]:
+    """A decoded JSON value with the secrets of its strings replaced, and whether any was.
+
+    A string that is itself a JSON document (a log event's message) is decoded and written
+    again; a list of one-line strings (sessionData) is redacted as the lines of one text, as
+    the row's sessiondata is, so that a key across them is found; ``key_open`` carries an
+    open key from one string to the next, in document order.
+    """
+    state = [False] if key_open is None else key_open
+    if isinstance(value, str):
+        if value.lstrip()[:1] in ("{", "["):
+            try:
+                doc = loads(value.encode("utf-8"))
+            except ValueError:
+                doc = None
+            if isinstance(doc, (dict, list)):
+                doc, changed = _redacted_json(doc, patterns, state)
+                return (_json_like(doc, value), True) if changed else (value, False)
+        text, count, state[0] = redact_continued(value, patterns, state[0])
+        return (text, True) if count else (value, False)
+    if isinstance(value, list):
+        if value and all(isinstance(v, str) and "\n" not in v for v in value):
+            text, count, state[0] = redact_continued("\n".join(value), patterns, state[0])
+            return (text.split("\n"), True) if count else (value, False)
+        pairs = [_redacted_json(v, patterns, state) for v in value]
+        return [v for v, _ in pairs], any(c for _, c in pairs)
+    if isinstance(value, dict):
+        pairs = {k: _redacted_json(v, patterns, state) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    return value, False
+
+
+_FIRST_KEY = re.compile(r'\s*\{\s*"(?:[^"\\]|\\.)*"(\s*):(\s*)')
+_INDENT = re.compile(r"\n([ \t]+)\S")
+
+
+def _json_like(value: Any, original: str) -> str:
+    """``value`` as JSON text laid out as ``original`` was (indented, spaced or compact;
+    ASCII only or not), so that a rewritten record differs from the delivered one only
+    where a secret was."""
+    ascii_only = original.isascii()
+    if "\n" in original.strip():  # JSON strings hold no raw newline: it is indented
+        indent = _INDENT.search(original)
+        return json.dumps(value, ensure_ascii=ascii_only, indent=indent.group(1) if indent else 2)
+    first = _FIRST_KEY.match(original)
+    spaced = first is not None and first.group(2) != ""
+    return json.dumps(value, ensure_ascii=ascii_only, separators=(", ", ": ") if spaced else (",", ":"))
 
 
 def _redactor(redaction: RedactionConfig) -> Callable[[str], str] | None:
     """A text with its secrets replaced (None with redaction off): ``with_payload``'s
     ``clean``, which redacts a record's whole text before it is cut, and
-    :func:`redact_payload`'s."""
+    :func:`redact_payload`'s. A payload that is JSON (a record's) is redacted in its
+    decoded strings, for the reason :func:`_redacted_record` gives; any other text as it is."""
     if not redaction.enabled:
         return None
-    return lambda text: redact(text, redaction.patterns)[0]
+    patterns = redaction.patterns
+
+    def clean(text: str) -> str:
+        if text.lstrip()[:1] in ("{", "["):
+            try:
+                doc = loads(text.encode("utf-8"))
+            except ValueError:
+                pass
+            else:
+                doc, changed = _redacted_json(doc, patterns)
+                return _json_like(doc, text) if changed else text
+        return redact(text, patterns)[0] or text
+
+    return clean
 
 
 def redact_payload(problem: Problem, clean: Callable[[str], str] | None) -> Problem:
@@ -261,6 +361,11 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
     clean = _redactor(redaction)
     allowed = config.filters.log_groups
     limit = config.quality.max_payload_bytes
+    # Sessions whose last record so far ended inside a private key (BEGIN, no END yet): a
+    # session's records arrive in order, in one log stream, so the next one in this object
+    # starts with the key's rest. A record in the next object is not known to; only the
+    # key lines above its END line are found there.
+    open_keys: set[tuple] = set()
     stream = firehose.GzipChunks(data)
     for item in firehose.iter_documents(stream, resync='{"messageType"'):
         if isinstance(item, Problem):  # its document's log group is unknown: it may be a session's
@@ -284,6 +389,7 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
             out.filtered["log_groups"] = out.filtered.get("log_groups", 0) + len(events)
             continue
         session_group = group in sessions
+        log_stream = (doc.get("owner"), group, doc.get("logStream"))
         for i, event in enumerate(events):
             row, problem = flatten_log_event(doc, event, session_group, i)
             if problem is None and row_bytes(row) > config.quality.max_record_bytes:
@@ -293,8 +399,12 @@ def process_cloudwatch(data: bytes, source_file: str, config: Config) -> FileRes
                 out.problems.append(dataclasses.replace(
                     with_payload(problem, event, limit, clean=clean if session_group else None), offset=offset))
                 continue
-            if session_group:
-                redact_session_row(row, redaction)
+            if session_group:  # a key printed across a session's records: see open_keys
+                session = (*log_stream, row.get("sessionid"))
+                if redact_session_row(row, redaction, session in open_keys):
+                    open_keys.add(session)
+                else:
+                    open_keys.discard(session)
             row["source_file"] = source_file
             out.rows.append(row)
     if stream.problem:  # the raw object's text: whatever log groups it held
