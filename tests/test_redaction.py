@@ -31,6 +31,10 @@ KEY = "cwl/2024/08/01/12/loglake-cwl-1-2024-08-01-12-20-00-redaction"
     (f"aws configure set aws_access_key_id {KEY_ID}",
      "aws configure set aws_access_key_id [REDACTED:aws_access_key_id]", 1),
     (f"aws_secret_access_key = {SECRET}", "aws_secret_access_key = [REDACTED:aws_secret_access_key]", 1),
+    # what an interactive `aws configure` echoes as the user types (helper review finding)
+    (f"AWS Secret Access Key [None]: {SECRET}", "AWS Secret Access Key [None]: [REDACTED:aws_secret_access_key]", 1),
+    (f"AWS Secret Access Key [****************EKEY]: {SECRET}",
+     "AWS Secret Access Key [****************EKEY]: [REDACTED:aws_secret_access_key]", 1),
     (f"export AWS_SECRET_ACCESS_KEY={SECRET}", "export AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_access_key]", 1),
     (f'{{"AccessKeyId": "{KEY_ID}", "SecretAccessKey": "{SECRET}"}}',
      '{"AccessKeyId": "[REDACTED:aws_access_key_id]", "SecretAccessKey": "[REDACTED:aws_secret_access_key]"}', 2),

@@ -31,7 +31,8 @@ from functools import lru_cache
 # taken whole, so that neither its rest nor the text's JSON is left broken.
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("aws_secret_access_key",
-     r"(?i:aws_secret_access_key|secret_access_key|secretaccesskey)[\"']?\s*[=:]?\s*[\"']?"
+     r"(?i:aws_secret_access_key|secret_access_key|secretaccesskey|secret access key(?:[ \t]*\[[^\]\n]*\])?)"
+     r"[\"']?\s*[=:]?\s*[\"']?"
      r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"),
     ("aws_access_key_id", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])"),
     ("pgpassword", r"\bPGPASSWORD=(?P<secret>\\*\"[^\"\n]*\"|'[^'\n]*'|\S+)"),
