@@ -93,6 +93,54 @@ def test_truncated_gzip_keeps_the_documents_before_the_break():
     assert stream.problem.reason == "truncated_gzip" and stream.problem.offset > docs[-1][0]
 
 
+def test_a_corrupt_gzip_member_costs_only_its_own_documents():
+    """Firehose writes a gzip member per record: damage inside one used to end the object
+    there, and every later member's documents were lost to readready."""
+    originals = originals_of_derived_object()
+    members = [gzip.compress(json.dumps(doc).encode()) for doc in originals]
+    broken = bytearray(members[1])
+    middle = len(broken) // 2
+    broken[middle : middle + 8] = b"\xff" * 8  # inside the deflate data
+    data = members[0] + bytes(broken) + members[2] + members[3]
+    stream = firehose.GzipChunks(data, chunk=64)
+    got = list(firehose.iter_documents(stream, resync='{"messageType"'))
+    docs = [doc for item in got if not isinstance(item, Problem) for doc in [item[1]]]
+    assert docs[0] == originals[0] and docs[-2:] == originals[2:]
+    assert originals[1] not in docs
+    assert stream.problem.reason == "truncated_gzip" and stream.skipped_members == 1
+    assert f"read on from the next gzip member, at byte {len(members[0]) + len(broken)}" in stream.problem.detail
+
+
+def test_many_gzip_members_are_read_in_linear_time(monkeypatch):
+    """zlib's leftovers are copies of the input it was given: handing it the object's rest
+    at each member (and each output chunk) copied the object once per member. The input
+    zlib is given, counted through a stand-in, must stay within the object plus a bounded
+    piece per member."""
+    import os
+    import zlib
+
+    members = [gzip.compress(json.dumps({"messageType": "DATA_MESSAGE", "logEvents": [
+        {"id": str(i), "timestamp": 1, "message": os.urandom(1500).hex()}]}).encode()) for i in range(300)]
+    data = b"".join(members)
+    fed = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self, **kw):
+            self.d = real(**kw)
+
+        def decompress(self, piece, limit):
+            fed.append(len(piece))
+            return self.d.decompress(piece, limit)
+
+        def __getattr__(self, name):
+            return getattr(self.d, name)
+
+    monkeypatch.setattr(firehose.zlib, "decompressobj", Counting)
+    assert len(documents(data)) == 300
+    assert sum(fed) < len(data) + len(members) * firehose.GzipChunks.IN_PIECE < len(data) * 10
+
+
 def test_invalid_utf8_is_a_problem():
     got = documents(gzip.compress(b'{"a": "x"}{"b": "\xff\xfe"}'))
     assert got[0] == (0, {"a": "x"}) and got[1].reason == "invalid_utf8"

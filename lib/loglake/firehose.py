@@ -16,6 +16,7 @@ after a malformed document the splitter resynchronises on the next document star
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import re
 import zlib
@@ -36,6 +37,7 @@ TRUNCATED_JSON = "truncated_json"
 DOCUMENT_TOO_LARGE = "document_too_large"
 
 CHUNK = 1 << 16
+_MAGIC = b"\x1f\x8b\x08"  # a gzip member's header: magic and deflate
 # CloudWatch Logs caps a subscription delivery at about 1 MiB compressed; far above that
 # a "document" is garbage without an end, and holding it would break the memory bound.
 MAX_DOCUMENT_CHARS = 32 << 20
@@ -46,47 +48,77 @@ PAYLOAD_CHARS = 64 << 10  # text of a broken document kept for the quarantine
 class GzipChunks:
     """Decompressed chunks of every gzip member in ``data``.
 
-    After iteration, ``problem`` says why the stream ended early (or is None), and
-    ``produced`` how many decompressed bytes came out before that.
+    After iteration, ``problem`` says why the stream ended early or where it was broken
+    (or is None), and ``produced`` how many decompressed bytes came out.
+
+    Firehose writes one gzip member per record, thousands to an object. Input goes to
+    zlib in pieces of ``IN_PIECE`` bytes: what zlib hands back unused (``unused_data``,
+    ``unconsumed_tail``) is a copy of the input it was given, so giving it the rest of
+    the object each time copied the object once per member and once per output chunk,
+    quadratic in its size (0.24 s for 4 MB of 3,000 members, ten times the inflating).
+
+    A corrupt member costs only itself: reading goes on from the next gzip header after
+    it. Its text up to the damage has been produced, so the splitter reports that
+    document as broken and finds the next one.
     """
+
+    IN_PIECE = 1 << 13
 
     def __init__(self, data: bytes, chunk: int = CHUNK):
         self.data = data
         self.chunk = chunk
         self.problem: Problem | None = None
         self.produced = 0
+        self.skipped_members = 0  # corrupt members read past
 
     def __iter__(self) -> Iterator[bytes]:
-        if not self.data:
+        data = self.data
+        if not data:
             self.problem = Problem(EMPTY_OBJECT, "object has 0 bytes", offset=0)
             return
-        if self.data[:2] != b"\x1f\x8b":
-            self.problem = Problem(NOT_GZIP, f"starts with {self.data[:4]!r}, not the gzip magic 1f8b", offset=0)
+        if data[:2] != _MAGIC[:2]:
+            self.problem = Problem(NOT_GZIP, f"starts with {data[:4]!r}, not the gzip magic 1f8b", offset=0)
             return
-        rest = self.data
-        while rest:
-            d = zlib.decompressobj(wbits=31)
-            tail = rest
+        view, size, at = memoryview(data), len(data), 0
+        while at < size:
+            member, d = at, zlib.decompressobj(wbits=31)
             try:
-                while tail:
-                    out = d.decompress(tail, self.chunk)
-                    tail = d.unconsumed_tail
+                while not d.eof:
+                    if d.unconsumed_tail:
+                        piece = d.unconsumed_tail
+                    elif at < size:
+                        piece = view[at : at + self.IN_PIECE]
+                        at += len(piece)
+                    else:
+                        break
+                    out = d.decompress(piece, self.chunk)
                     if out:
                         self.produced += len(out)
                         yield out
-                    if d.eof:
-                        break
             except zlib.error as exc:
-                self.problem = Problem(TRUNCATED_GZIP, f"corrupt gzip data: {exc}", offset=self.produced)
-                return
+                at = data.find(_MAGIC, member + 1)
+                self._broken(f"corrupt gzip data at byte {member}: {exc}", at)
+                if at < 0:
+                    return
+                continue
             if not d.eof:
-                self.problem = Problem(TRUNCATED_GZIP, "gzip stream ends early", offset=self.produced)
+                self._broken("gzip stream ends early", -1)
                 return
-            rest = d.unused_data
-            if rest and rest[:2] != b"\x1f\x8b":
-                if rest.strip(b"\x00"):
-                    self.problem = Problem(TRUNCATED_GZIP, "bytes after the last gzip member", offset=self.produced)
+            at -= len(d.unused_data)  # where this member ended (unconsumed_tail holds it too at eof)
+            if at < size and data[at : at + 2] != _MAGIC[:2]:
+                if data[at:].strip(b"\x00"):
+                    self._broken("bytes after the last gzip member", -1)
                 return
+
+    def _broken(self, detail: str, next_member: int) -> None:
+        """Note a break (the first one is the problem; later ones are counted in it)."""
+        if next_member >= 0:
+            self.skipped_members += 1
+            detail += f"; read on from the next gzip member, at byte {next_member}"
+        if self.problem is None:
+            self.problem = Problem(TRUNCATED_GZIP, detail, offset=self.produced)
+        elif len(self.problem.detail) < 1000:
+            self.problem = dataclasses.replace(self.problem, detail=f"{self.problem.detail}; then {detail}")
 
 
 def iter_documents(
