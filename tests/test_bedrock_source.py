@@ -438,3 +438,26 @@ def test_a_lone_surrogate_escape_in_a_body_is_kept_as_u_fffd():
     first, second = result.rows
     assert json.loads(first["input_body"]) == {"messages": ["hi \ufffd"]}
     assert second["requestid"] == "req-2"
+
+
+def test_a_negative_token_count_is_kept_aside_not_a_gate_failure():
+    """A negative count failed the gate's token-count rule, and so the whole run."""
+    row = one_row(record(input={"inputTokenCount": -3}, output={"outputTokenCount": 5}))
+    assert row["input_token_count"] is None and row["output_token_count"] == 5
+    assert json.loads(row["additional_fields"]) == {"input": {"inputTokenCount": -3}}
+
+
+def test_an_invocation_after_its_files_delivery_day_is_quarantined_by_object_rows():
+    """The gate's delivery rule needs the partition's day, which only the key gives: an
+    invocation later than dt + 48 h is one quarantined record, not a failed run."""
+    from loglake import objects
+
+    data = lines(record(requestId="on-time"), record(requestId="late", timestamp="2025-03-13T00:00:01Z"))
+    rows, counts = objects.object_rows(SOURCE, "s3://b/" + KEY, (ACCOUNT, "us-east-1", "2025-03-11"), Config(),
+                                       fetch=lambda: data)
+    events = [r for r in rows if r["_kind"] == objects.KIND_EVENT]
+    assert [r["requestid"] for r in events] == ["on-time"]
+    assert counts["records_read"] == 2 and counts["kept"] == 1 and counts["quarantined_records"] == 1
+    assert counts["problems"] == {"event_after_delivery": 1}
+    [problem] = [json.loads(r["_detail"]) for r in rows if r["_kind"] == objects.KIND_PROBLEM]
+    assert '"requestid":"late"' in problem["payload"] and problem["file"] == "s3://b/" + KEY

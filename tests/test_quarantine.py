@@ -211,6 +211,17 @@ def _loses_an_event(lost, table, key):
     return kept.filter(pc.not_equal(kept["eventid"], lost))
 
 
+def _mangles_a_column(column, table, key):
+    """A dedup with a bug: it also overwrites ``column`` of every row (shipped by value)."""
+    import pyarrow as pa
+
+    from loglake.orcwrite import first_of_each_key
+
+    kept = first_of_each_key(table, key)
+    i = kept.schema.get_field_index(column)
+    return kept.set_column(i, column, pa.array(["moon"] * kept.num_rows, kept.schema.field(i).type))
+
+
 def test_an_object_changed_before_its_problems_are_gathered_fails_the_run(spark, tmp_path, monkeypatch):
     """A run's one pass counts each object's problems; their quarantine rows come from
     converting the objects with problems again. An object that changed in between (here
@@ -371,6 +382,9 @@ def test_firehose_fixture_objects_are_balanced(spark, tmp_path):
     assert code == 0 and summary["balanced"] and summary["quarantined"]["total"] == 0
 
 
+# Not spilled: the bug is injected in the dedup, which a spilled partition runs on its sort
+# index alone; its rows are tallied for the gate as in one pass.
+@pytest.mark.parametrize("stage_path", ["one pass", "by spark"], indirect=True)
 def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_path, monkeypatch, capsys, stage_path):
     monkeypatch.setenv("LOGLAKE__AWS__ENDPOINT_URL", aws.endpoint)
     raw = tmp_path / "raw"
@@ -380,13 +394,32 @@ def test_failed_quality_gate_publishes_and_registers_nothing(spark, aws, tmp_pat
     before = readready_rows(out)
     parts_before = aws.glue.get_partitions(DatabaseName="loglake", TableName="from_cloudtrail_readready")["Partitions"]
 
-    # A record the record checks accept but the gate rejects: not an AWS event source.
-    odd = [dict(r, eventID=r["eventID"] + "-x", eventSource="NOT A SOURCE") for r in records_of(STRATUS_GZ)[:3]]
+    # A bug between conversion and the files that gives rows the gate rejects (awsregion
+    # not a region); bad input no longer reaches the gate (the record checks quarantine it).
+    import functools
+
+    from pyspark import cloudpickle
+    from pyspark.sql import functions as F
+
+    from loglake import onepass
+
+    if stage_path == "by spark":
+        original = stage.write_readready
+        monkeypatch.setattr(stage, "write_readready",
+                            lambda rows, *a: original(rows.withColumn("awsregion", F.lit("moon")), *a))
+    else:
+        monkeypatch.setattr(onepass, "first_of_each_key", functools.partial(_mangles_a_column, "awsregion"))
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    odd = [dict(r, eventID=r["eventID"] + "-x") for r in records_of(STRATUS_GZ)[:3]]
     place(raw, DAY.replace("2024/12/01", "2024/12/02") + "b.json.gz", gz_records(odd))
     capsys.readouterr()
-    code, summary = run(tmp_path, "cloudtrail", raw, out, "--catalog")
+    try:
+        code, summary = run(tmp_path, "cloudtrail", raw, out, "--catalog")
+    finally:
+        if stage_path != "by spark":
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert code == 1 and summary["status"] == "rejected_quality" and summary["balanced"] is True
-    assert any("eventsource" in f and "match_regex" in f for f in summary["quality"]["failed"])
+    assert any("awsregion" in f and "match_regex" in f for f in summary["quality"]["failed"])
     assert "failed the data-quality gate" in capsys.readouterr().err
     assert readready_rows(out) == before  # the previous good data is untouched
     parts = aws.glue.get_partitions(DatabaseName="loglake", TableName="from_cloudtrail_readready")["Partitions"]
@@ -515,3 +548,51 @@ def test_an_object_whose_conversion_raises_is_quarantined_by_name_and_the_run_go
     [row] = quarantine_rows(tmp_path / "lake")
     assert row["raw_key"].endswith("fh/2024/08/01/12/odd") and row["reason"] == "conversion_failed"
     assert row["detail"].startswith("TypeError: unhashable type: 'list'")
+
+
+# --------------------------------------------------------------------------- the gate's rules, per record
+
+
+def test_a_record_breaking_a_gate_rule_is_quarantined_not_the_whole_run(spark, tmp_path):
+    """Each of these records failed the quality gate, and so the whole run -- and every
+    scheduled run after it, meeting the same object again. Each is now one quarantined
+    record with the rule as its reason, and the others are published."""
+    stratus = records_of(STRATUS_GZ)
+    good = stratus[:3]
+    future = dict(stratus[3], eventTime="2099-01-01T00:00:00Z")  # past dt 2024-12-01 + 48 h
+    source = dict(stratus[4], eventSource="Not A Service")
+    region = dict(stratus[5], awsRegion="moon")
+    session = dict(stratus[6], eventSource="ssm.amazonaws.com", eventName="StartSession",
+                   responseElements={"streamUrl": "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/x"},
+                   requestParameters={"target": "i-0123456789abcdef0"})
+    session.pop("errorCode", None)
+    raw = tmp_path / "raw"
+    place(raw, DAY + "mixed.json.gz", gz_records([*good, future, source, region, session]))
+    code, summary = run(tmp_path, "cloudtrail", raw, tmp_path / "lake")
+    assert code == 0 and summary["status"] == "published" and summary["balanced"] is True
+    assert summary["written"] == 3
+    assert summary["quarantined"]["by_reason"] == {
+        "event_after_delivery": 1, "bad_event_source": 1, "bad_aws_region": 1, "missing_session_id": 1}
+    rows = {r["reason"]: r for r in quarantine_rows(tmp_path / "lake")}
+    assert '"eventid":"' + future["eventID"] in rows["event_after_delivery"]["payload"]
+    assert rows["bad_event_source"]["record_index"] == 4 and "Not A Service" in rows["bad_event_source"]["payload"]
+    assert {r["eventid"] for r in readready_rows(tmp_path / "lake")} == {r["eventID"] for r in good}
+
+
+def test_a_cloudwatch_event_breaking_a_gate_rule_is_quarantined_not_the_whole_run(spark, tmp_path):
+    """A document owner that is no account id, and a session record naming no target,
+    failed the gate (and the run); now each event is one quarantined record."""
+    docs = session_owner_docs()
+    odd_owner = dict(docs[0], owner="not-an-account", logStream=docs[0]["logStream"] + "-x")
+    event = docs[1]["logEvents"][0]
+    session = json.loads(event["message"])
+    del session["target"]
+    no_target = dict(docs[1], logEvents=[dict(event, id="7" * 56, message=json.dumps(session))])
+    raw = tmp_path / "raw"
+    place(raw, "fh/2024/08/01/12/a", samples.build_object([*docs, odd_owner, no_target]))
+    code, summary = run(tmp_path, "cloudwatch", raw, tmp_path / "lake")
+    assert code == 0 and summary["status"] == "published" and summary["balanced"] is True
+    assert summary["written"] == sum(len(d["logEvents"]) for d in docs)
+    assert summary["quarantined"]["by_reason"] == {"bad_owner": len(odd_owner["logEvents"]), "bad_session_record": 1}
+    details = {r["reason"]: r["detail"] for r in quarantine_rows(tmp_path / "lake")}
+    assert "no target.id" in details["bad_session_record"] and "not-an-account" in details["bad_owner"]

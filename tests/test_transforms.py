@@ -830,3 +830,15 @@ def test_loads_still_rejects_malformed_json():
 def test_loads_gives_json_nested_too_deeply_as_a_value_error(text):
     with pytest.raises(ValueError):
         transforms.loads(text)
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_invalid_utf8_keeps_the_records_before_the_bad_byte(big):
+    """On both parsers' paths (orjson's; Python's, taken for a 20-digit integer), the
+    complete records before an invalid byte are kept, as for any other break."""
+    first = dict(STRATUS[0], additionalEventData={"n": 10**20}) if big else STRATUS[0]
+    text = json.dumps({"Records": [first, STRATUS[1], {**STRATUS[2], "userAgent": "Gr\u00fc\u00dfe"}]},
+                      ensure_ascii=False)
+    records, problem = decode_cloudtrail(gzip.compress(text.encode("latin-1")))
+    assert records == [first, STRATUS[1]] and problem.reason == transforms.INVALID_UTF8
+    assert "Gr" in problem.payload and problem.index == 2

@@ -558,6 +558,18 @@ def key_partition_shapes() -> list[Check]:
     ]
 
 
+def delivery_deadline(day: str | None):
+    """The latest eventtime a file delivered on ``day`` (YYYY-MM-DD) can hold, as an aware
+    UTC datetime (the gate's :data:`DELIVERY_DEADLINE`); None for a day that is no date."""
+    import datetime as dt
+
+    try:
+        midnight = dt.datetime.strptime(day or "", "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return midnight + dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)
+
+
 def with_delivery_deadline(df):
     """``df`` with :data:`DELIVERY_DEADLINE` (Spark)."""
     from pyspark.sql import functions as F

@@ -18,8 +18,10 @@ from typing import Any
 import pyarrow as pa
 
 from loglake import storage
+from loglake.checks import DELIVERY_DEADLINE, delivery_deadline
 from loglake.config import Config
 from loglake.sources import FileResult, Source
+from loglake.sources.base import with_payload
 from loglake.transforms import Problem
 
 KIND_EVENT = "event"
@@ -27,6 +29,7 @@ KIND_FILE = "file"
 KIND_PROBLEM = "problem"
 OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
 CONVERSION_FAILED = "conversion_failed"  # the source's conversion raised on this object
+EVENT_AFTER_DELIVERY = "event_after_delivery"  # eventtime past its partition's delivery day + 48 h
 READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
 _END = object()
 log = logging.getLogger(__name__)
@@ -111,6 +114,8 @@ def object_rows(source: Source, uri: str, values: tuple[str, ...], config: Confi
         result = FileResult(problems=[Problem(OBJECT_MISSING, str(exc))])
     else:
         result = _process(source, data, uri, config)
+        if DELIVERY_DEADLINE in source.derived_columns and result.rows:
+            _set_aside_late(result, partition.get("dt"), config.quality.max_payload_bytes)
     rows = result.rows
     for row in rows:
         row.update(partition)
@@ -129,6 +134,29 @@ def object_rows(source: Source, uri: str, values: tuple[str, ...], config: Confi
         counts["problems"][p.reason] = counts["problems"].get(p.reason, 0) + 1
         rows.append({**partition, "_kind": KIND_PROBLEM, "_detail": json.dumps({"file": uri, **dataclasses.asdict(p)})})
     return rows, counts
+
+
+def _set_aside_late(result: FileResult, day: str | None, limit: int) -> None:
+    """Move the rows whose eventtime is past their partition's delivery deadline (the
+    gate's rule, :func:`checks.delivered_by_deadline`) from ``result.rows`` to its problems.
+
+    The rule needs the partition's day, which the key gives and the source's conversion
+    does not see. A record breaking it (a file copied into the wrong day's folder, a
+    clock or unit gone wrong) failed the whole run, and every scheduled run after it
+    that met the object again; it is one quarantined record instead."""
+    deadline = delivery_deadline(day)
+    if deadline is None:
+        return
+    kept = []
+    for row in result.rows:
+        when = row.get("eventtime")
+        if when is not None and when > deadline:
+            problem = Problem(EVENT_AFTER_DELIVERY, f"eventtime {when.isoformat()} is after {day} + 48 h, "
+                              "the latest a file delivered that day can hold")
+            result.problems.append(with_payload(problem, row, limit))
+        else:
+            kept.append(row)
+    result.rows = kept
 
 
 def _process(source: Source, data: bytes, uri: str, config: Config) -> FileResult:

@@ -168,11 +168,11 @@ READREADY_COLUMNS: tuple[Column, ...] = (
     Column("errorcode", "string", "errorCode of a failed invocation, else null"),
     Column("inference_region", "string", "inferenceRegion: where a cross-region profile ran it"),
     Column("input_content_type", "string", "input.inputContentType"),
-    Column("input_token_count", "bigint", "input.inputTokenCount (null unless an integer)"),
-    Column("cache_read_input_token_count", "bigint", "input.cacheReadInputTokenCount (null unless an integer)"),
-    Column("cache_write_input_token_count", "bigint", "input.cacheWriteInputTokenCount (null unless an integer)"),
+    Column("input_token_count", "bigint", "input.inputTokenCount (null unless an integer >= 0)"),
+    Column("cache_read_input_token_count", "bigint", "input.cacheReadInputTokenCount (null unless an integer >= 0)"),
+    Column("cache_write_input_token_count", "bigint", "input.cacheWriteInputTokenCount (null unless an integer >= 0)"),
     Column("output_content_type", "string", "output.outputContentType"),
-    Column("output_token_count", "bigint", "output.outputTokenCount (null unless an integer)"),
+    Column("output_token_count", "bigint", "output.outputTokenCount (null unless an integer >= 0)"),
     Column("input_body", "string", "JSON of input.inputBodyJson; null when over sources.bedrock.max_body_bytes"),
     Column("input_body_s3_path", "string", "input.inputBodyS3Path: where Bedrock put a body it moved out"),
     Column("output_body", "string", "JSON of output.outputBodyJson; null when over sources.bedrock.max_body_bytes"),
@@ -242,12 +242,13 @@ _OUTPUT = {
     "outputBodyS3Path": ("output_body_s3_path", "text"),
     "outputTokenCount": ("output_token_count", "count"),
 }
-_BIGINT_MIN, _BIGINT_MAX = -(1 << 63), (1 << 63) - 1
+_BIGINT_MAX = (1 << 63) - 1
 
 
 def _count(value: Any) -> int | None:
-    """A token count: a JSON integer that fits a bigint, else None."""
-    if type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX:
+    """A token count: a JSON integer from 0 that fits a bigint, else None (the value is
+    then kept aside; a negative count would fail the quality gate, and the whole run)."""
+    if type(value) is int and 0 <= value <= _BIGINT_MAX:
         return value
     return None
 
@@ -288,7 +289,7 @@ def _section_fields(part: Any, fields: dict[str, tuple[str, str]], row: dict[str
         elif kind == "count":
             row[column] = _count(value)
             if value is not None and row[column] is None:
-                rest[src] = value  # not an integer: kept, in additional_fields
+                rest[src] = value  # not a count: kept, in additional_fields
         else:
             text = transforms.as_json(value)
             if text is not None and len(text.encode("utf-8")) > max_body_bytes:
@@ -426,8 +427,9 @@ def quality_checks(expect_rows: bool = True) -> list[Check]:
                 column_B=ZERO,
                 or_equal=True,
                 ignore_row_if="either_value_is_missing",
-                notes=f"{column} >= 0 ({ZERO} is 0): a token count is never negative; a negative one"
-                " means a mis-mapped field. Null (absent, or not an integer) is not checked.",
+                notes=f"{column} >= 0 ({ZERO} is 0): a token count is never negative; the conversion"
+                " keeps a negative one aside (null here, the value in additional_fields), so one"
+                " here means a mis-mapped field. Null is not checked.",
             )
             for column in TOKEN_COUNTS
         ),

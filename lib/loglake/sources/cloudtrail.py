@@ -261,8 +261,8 @@ def decode_cloudtrail(data: bytes) -> tuple[list[Any], Problem | None]:
     if problem is None:
         try:
             doc = loads(raw)
-        except UnicodeDecodeError as exc:
-            return [], Problem(INVALID_UTF8, str(exc)[:300], offset=exc.start, payload=text_payload(raw[exc.start :]))
+        except UnicodeDecodeError as exc:  # Python's parser (a big integer): the records before the byte are kept
+            problem = Problem(INVALID_UTF8, str(exc)[:300])
         except ValueError as exc:
             reason = INVALID_UTF8 if "utf-8" in str(exc).lower() else MALFORMED_JSON
             problem = Problem(reason, str(exc)[:300])
@@ -477,12 +477,32 @@ def _flatten_identity(identity: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- filters
 
 
+BAD_EVENT_SOURCE = "bad_event_source"
+BAD_AWS_REGION = "bad_aws_region"
+MISSING_SESSION_ID = "missing_session_id"
+EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"  # the gate's (Great Expectations) form
+_EVENT_SOURCE = re.compile(EVENT_SOURCE_RE.replace("\\z", "\\Z"))
+
+
 def check_cloudtrail_row(row: dict[str, Any], index: int) -> Problem | None:
-    """After flattening: every published event says which API call it is."""
-    if not (row.get("eventsource") and str(row["eventsource"]).strip()):
+    """After flattening: every published event says which API call it is, and passes the
+    quality gate's rules on single values (:func:`quality_checks`). A record that broke
+    one would fail the whole run (and every scheduled run after it, which meets the same
+    object again); here it goes to the quarantine with the rule as its reason, and the
+    gate is left to find bugs."""
+    source = row.get("eventsource")
+    if not (source and source.strip()):
         return Problem(MISSING_EVENT_NAME, "record has no eventSource", index)
-    if not (row.get("eventname") and str(row["eventname"]).strip()):
+    if not (row.get("eventname") and row["eventname"].strip()):
         return Problem(MISSING_EVENT_NAME, "record has no eventName", index)
+    if not _EVENT_SOURCE.match(source):
+        return Problem(BAD_EVENT_SOURCE, f"eventSource {source[:80]!r} is not a service endpoint", index)
+    region = row.get("awsregion")
+    if region is not None and not shapes.REGION_RE.match(region):
+        return Problem(BAD_AWS_REGION, f"awsRegion {region[:80]!r} does not look like a region", index)
+    if (row["sessionid"] is None and row["eventname"] == "StartSession" and source == "ssm.amazonaws.com"
+            and row["errorcode"] is None and row["responseelements"] is not None):
+        return Problem(MISSING_SESSION_ID, "a successful StartSession without responseElements.sessionId", index)
     return None
 
 
@@ -558,7 +578,6 @@ DEDUP_KEY = ("eventid",)
 # file delivered on dt can hold. Events are delivered after they happen, within hours;
 # one later than the end of its delivery day plus one day of slack (dt + 48 h) cannot
 # have been delivered that day.
-EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"
 
 
 def quality_checks(expect_rows: bool = True) -> list[Check]:

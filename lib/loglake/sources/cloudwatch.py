@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loglake import firehose, keys
+from loglake import firehose, keys, shapes
 from loglake.checks import ACCOUNT_RE, DATE_RE, HOUR_RE, Check, Equals, Null, check, column_set, row_count
 from loglake.redact import RedactionConfig, redact, redact_continued
 from loglake.schema import Column, TableSchema, column
@@ -47,6 +47,7 @@ class CloudWatchConfig(SourceConfig):
 # --------------------------------------------------------------------------- CloudWatch Logs
 
 CONTROL_MESSAGE = "CONTROL_MESSAGE"
+BAD_OWNER = "bad_owner"  # a document whose owner is no account id: its events are quarantined
 
 
 # --------------------------------------------------------------------------- tables' columns
@@ -176,6 +177,8 @@ def parse_session_record(message: str) -> tuple[dict[str, Any] | None, Problem |
     if not isinstance(lines, list):
         return None, Problem(BAD_SESSION_RECORD, "session record has no sessionData array")
     target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
+    if as_text(target.get("id")) is None:  # the gate's rule: every session row names its target
+        return None, Problem(BAD_SESSION_RECORD, "session record has no target.id")
     identity = rec.get("userIdentity") if isinstance(rec.get("userIdentity"), dict) else {}
     return {
         "sessionid": rec["sessionId"],
@@ -329,8 +332,11 @@ def flatten_log_event(doc: dict, event: Any, session_group: bool, index: int) ->
     when = _epoch_ms(event.get("timestamp"))
     if when is None:
         return None, Problem(BAD_LOG_EVENT, f"log event timestamp {event.get('timestamp')!r} is not epoch ms", index)
+    owner = as_text(doc.get("owner"))
+    if owner is not None and not shapes.ACCOUNT_RE.match(owner):  # the gate's rule, per record
+        return None, Problem(BAD_OWNER, f"document owner {owner[:40]!r} is not a 12-digit account", index)
     row: dict[str, Any] = {
-        "owner": as_text(doc.get("owner")),
+        "owner": owner,
         "loggroup": as_text(doc.get("logGroup")),
         "logstream": as_text(doc.get("logStream")),
         "subscriptionfilters": as_json(doc.get("subscriptionFilters")),
