@@ -18,6 +18,7 @@ other raises ``ValueError`` when evaluated, rather than being judged wrongly.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -558,13 +559,17 @@ def key_partition_shapes() -> list[Check]:
     ]
 
 
+@functools.lru_cache(maxsize=1024)
 def delivery_deadline(day: str | None):
     """The latest eventtime a file delivered on ``day`` (YYYY-MM-DD) can hold, as an aware
-    UTC datetime (the gate's :data:`DELIVERY_DEADLINE`); None for a day that is no date."""
+    UTC datetime (the gate's :data:`DELIVERY_DEADLINE`); None for a day that is no date.
+    Asked once per object, for a handful of days: cached."""
     import datetime as dt
 
+    if not day or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", day):
+        return None
     try:
-        midnight = dt.datetime.strptime(day or "", "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        midnight = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.UTC)
     except ValueError:
         return None
     return midnight + dt.timedelta(seconds=DELIVERY_SLACK_SECONDS)

@@ -484,6 +484,14 @@ EVENT_SOURCE_RE = r"^[a-z0-9.-]+\.amazonaws\.com\z"  # the gate's (Great Expecta
 _EVENT_SOURCE = re.compile(EVENT_SOURCE_RE.replace("\\z", "\\Z"))
 
 
+_GOOD_VALUES: set[str] = set()  # event sources and regions that passed their shape check
+
+
+def _remember(value: str) -> None:
+    if len(_GOOD_VALUES) < 100_000:  # bounded, whatever a file holds
+        _GOOD_VALUES.add(value)
+
+
 def check_cloudtrail_row(row: dict[str, Any], index: int) -> Problem | None:
     """After flattening: every published event says which API call it is, and passes the
     quality gate's rules on single values (:func:`quality_checks`). A record that broke
@@ -495,11 +503,15 @@ def check_cloudtrail_row(row: dict[str, Any], index: int) -> Problem | None:
         return Problem(MISSING_EVENT_NAME, "record has no eventSource", index)
     if not (row.get("eventname") and row["eventname"].strip()):
         return Problem(MISSING_EVENT_NAME, "record has no eventName", index)
-    if not _EVENT_SOURCE.match(source):
-        return Problem(BAD_EVENT_SOURCE, f"eventSource {source[:80]!r} is not a service endpoint", index)
+    if source not in _GOOD_VALUES:  # a few hundred services and regions: a set, not a regex per record
+        if not _EVENT_SOURCE.match(source):
+            return Problem(BAD_EVENT_SOURCE, f"eventSource {source[:80]!r} is not a service endpoint", index)
+        _remember(source)
     region = row.get("awsregion")
-    if region is not None and not shapes.REGION_RE.match(region):
-        return Problem(BAD_AWS_REGION, f"awsRegion {region[:80]!r} does not look like a region", index)
+    if region is not None and region not in _GOOD_VALUES:
+        if not shapes.REGION_RE.match(region):
+            return Problem(BAD_AWS_REGION, f"awsRegion {region[:80]!r} does not look like a region", index)
+        _remember(region)
     if (row["sessionid"] is None and row["eventname"] == "StartSession" and source == "ssm.amazonaws.com"
             and row["errorcode"] is None and row["responseelements"] is not None):
         return Problem(MISSING_SESSION_ID, "a successful StartSession without responseElements.sessionId", index)
