@@ -179,7 +179,8 @@ CALL_SITES = {
     "lib/loglake/storage.py:copy_object": {JOB},  # staged files into generation folders, quarantine files
     "lib/loglake/storage.py:read_versioned": {JOB, ALERTS},  # watermark, lock, intent, index, manifests
     "lib/loglake/storage.py:put_conditional": {JOB},  # the lock and the manifests (If-None-Match / If-Match)
-    "lib/loglake/storage.py:delete": {JOB},  # the lock, claimed inbox files, the intent
+    "lib/loglake/storage.py:delete": {JOB},  # claimed inbox files, the intent
+    "lib/loglake/storage.py:delete_conditional": {JOB},  # releasing the lock (If-Match: only our own version)
     "lib/loglake/catalog.py:PartitionRegistrar.storage_descriptor": {LAMBDA, JOB},
     "lib/loglake/catalog.py:PartitionRegistrar._register_chunk": {LAMBDA, JOB},
     "lib/loglake/catalog.py:list_partitions": {JOB},

@@ -517,6 +517,35 @@ def test_lock_and_watermark_on_s3_use_conditional_writes(aws):
     assert state.read_watermark(root, "cloudtrail") == 123.5
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_releasing_a_lock_never_deletes_the_lock_of_a_run_that_took_it_over(request, tmp_path, monkeypatch, where):
+    """Release read the lock, saw its own run id, then deleted: a run that took the lock
+    over between the two (this one outlived its TTL) lost it, and a third could start
+    beside it. The delete is now conditional on the version read."""
+    if where == "s3":
+        aws = request.getfixturevalue("aws")
+        aws.s3.create_bucket(Bucket="lake")
+        root = "s3://lake/readready"
+    else:
+        root = f"file://{tmp_path}/lake"
+    real = storage.read_versioned
+    with state.run_lock(root, "cloudtrail", "run-a", ttl_seconds=600) as lock:
+        ours = real(lock.uri)
+        successor = json.dumps({"run_id": "run-b", "expires_at": time.time() + 600, "generation": 2}).encode()
+
+        def read_then_taken_over(uri):  # the release's read, and the successor's put right after it
+            monkeypatch.setattr(storage, "read_versioned", real)
+            assert storage.put_conditional(uri, successor, expect=ours[1])
+            return ours
+
+        monkeypatch.setattr(storage, "read_versioned", read_then_taken_over)
+    held = storage.read_versioned(lock.uri)
+    assert held is not None and json.loads(held[0])["run_id"] == "run-b"
+    with pytest.raises(state.LockHeld, match="run-b"):
+        with state.run_lock(root, "cloudtrail", "run-c", ttl_seconds=600):
+            pass
+
+
 def test_a_scheduled_run_over_a_folder_counts_the_skipped_keys_of_new_objects_only(spark, tmp_path, lake):
     """Objects at or below the watermark are neither taken nor classified again: a
     digest file skipped by the first run is not counted by every run after it (with no

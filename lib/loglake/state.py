@@ -151,10 +151,10 @@ def run_lock(root: str, source: str, run_id: str, ttl_seconds: int) -> Iterator[
             raise LockHeld(f"another run took {uri} first")
     try:
         yield lock
-    finally:
+    finally:  # only our own version: a run that took the lock over in between keeps it
         current = storage.read_versioned(uri)
         if current is not None and json.loads(current[0])["run_id"] == run_id:
-            storage.delete(uri)
+            storage.delete_conditional(uri, current[1])
 
 
 # --------------------------------------------------------------------------- intent

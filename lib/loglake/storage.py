@@ -268,7 +268,7 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
     return data, hashlib.sha256(data).hexdigest()
 
 
-_condition = threading.local()  # the conditional headers of the put_object this thread is making
+_condition = threading.local()  # the conditional headers of the put or delete this thread is making
 _CONDITION_HANDLER = "loglake-conditional-put"
 
 
@@ -328,6 +328,43 @@ def put_conditional(uri: str, data: bytes, expect: str | None) -> bool:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def delete_conditional(uri: str, expect: str) -> bool:
+    """Delete only if the object is still at version ``expect``; False when it changed
+    (or is gone). S3 conditional deletes (If-Match) make this atomic, as for writes."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        s3 = _s3()
+        # a unique id of its own: botocore keeps one handler per id, whatever the event
+        s3.meta.events.register("before-sign.s3.DeleteObject", _condition_headers,
+                                unique_id=_CONDITION_HANDLER + "-delete")
+        _condition.headers = {"If-Match": expect}
+        try:
+            s3.delete_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
+                                                            "NoSuchKey", "404"):
+                return False
+            raise
+        finally:
+            _condition.headers = None
+    import fcntl
+
+    path = local_path(uri)
+    try:
+        with open(path + ".cas", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            current = read_versioned(uri)
+            if current is None or current[1] != expect:
+                return False
+            os.remove(path)
+            return True
+    except FileNotFoundError:
+        return False
 
 
 def delete(uri: str) -> None:
