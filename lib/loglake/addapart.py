@@ -31,10 +31,11 @@ from loglake.sources import SOURCES, Source
 log = logging.getLogger("loglake.addapart")
 
 UNKNOWN_BUCKET = "unknown_bucket"
-# Glue calls wait at most this to connect and to answer (botocore's default is 60 s, the
-# whole Lambda timeout); the last retry starts LAMBDA_RESERVE_S before the function's
-# end, so even a call that then times out leaves time to answer the batch.
-GLUE_TIMEOUT_S = 10
+# Glue calls wait at most this to connect and as long again to answer (botocore's
+# default is 60 s each, the whole Lambda timeout); no retry starts within
+# LAMBDA_RESERVE_S of the function's end, more than both waits, so even a call that then
+# times out leaves time to answer the batch.
+GLUE_TIMEOUT_S = 5
 LAMBDA_RESERVE_S = 15
 
 

@@ -110,17 +110,19 @@ def parse_firehose_key(key: str) -> keys.KeyResult:
     not checked.
 
     Another AWS service's own layout, ``AWSLogs/ACCOUNT/SERVICE/REGION/YYYY/MM/DD/HH/f``
-    (Bedrock's invocation logs, VPC flow logs), ends in the same five parts: in a bucket
-    shared with those sources it is skipped as ``other_service``, or it would tie with
-    the source whose key it is. A Firehose prefix that itself ends in
+    (Bedrock's invocation logs), ends in the same five parts: in a bucket shared with
+    those sources it is skipped as ``other_service``, or it would tie with the source
+    whose key it is. Only that shape is: a region folder right above the date folders,
+    below ``AWSLogs/ACCOUNT/SERVICE/``. A Firehose prefix such as ``AWSLogs/ACCOUNT/`` or
     ``AWSLogs/ACCOUNT/NAME/`` (date folders right below it) is still Firehose's.
     """
     if key.endswith("/"):
         return keys.skip(key, keys.FOLDER_MARKER)
-    service = keys.AWSLOGS_SERVICE_RE.match(key)
-    if service and key[service.end():].count("/") != 4:
-        return keys.skip(key, keys.OTHER_SERVICE, service.group("service"))
     parts = key.split("/")
+    service = keys.AWSLOGS_SERVICE_RE.match(key)
+    if service and len(parts) >= 6 and shapes.REGION_RE.match(parts[-6]) \
+            and service.end() == len("/".join(parts[:-6])) + 1:
+        return keys.skip(key, keys.OTHER_SERVICE, service.group("service"))
     if len(parts) < 5 or not _DIGITS.match("/".join(parts[-5:-1])):
         return keys.error(key, keys.NO_LAYOUT_MATCH, "expected [prefix/]YYYY/MM/DD/HH/FILE")
     y, mo, d, h, name = parts[-5:]
