@@ -111,6 +111,41 @@ def test_a_corrupt_gzip_member_costs_only_its_own_documents():
     assert f"read on from the next gzip member, at byte {len(members[0]) + len(broken)}" in stream.problem.detail
 
 
+def test_bytes_that_are_no_gzip_member_cost_only_themselves():
+    """A damaged member header (or stray bytes) between members ended the object there:
+    every later member was lost (review finding). Zero padding at the end stays harmless."""
+    originals = originals_of_derived_object()
+    members = [gzip.compress(json.dumps(doc).encode()) for doc in originals]
+    damaged = b"\x00\x00" + members[1][2:]  # its magic gone
+    stream = firehose.GzipChunks(members[0] + damaged + members[2] + members[3] + b"\x00" * 64)
+    docs = [item[1] for item in firehose.iter_documents(stream) if not isinstance(item, Problem)]
+    assert docs == [originals[0], originals[2], originals[3]]
+    assert stream.problem.reason == "truncated_gzip" and "no gzip member" in stream.problem.detail
+
+
+def test_a_deep_document_converts_alike_whatever_the_callers_stack(monkeypatch):
+    """Python's JSON parser counts nesting against the recursion limit, so a document
+    near it parsed in a task's first pass and failed in the deeper re-conversion that
+    builds quarantine rows (or the other way): the run could not balance (review finding)."""
+    from loglake import objects
+
+    def doc(i, extra=""):
+        d = {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/app", "logStream": "s",
+             "subscriptionFilters": ["f"], "logEvents": [{"id": str(i), "timestamp": 1722513600000, "message": "m"}]}
+        return (json.dumps(d)[:-1] + extra + "}").encode()
+
+    deep = "[" * 980 + "]" * 980
+    data = b"".join(gzip.compress(doc(i, f', "y": {deep}' if i == 1 else "")) for i in range(3))
+
+    def at_depth(k, fn):
+        return fn() if k == 0 else at_depth(k - 1, fn)
+
+    counts = [at_depth(k, lambda: objects.object_rows(CLOUDWATCH_SOURCE, "s3://b/k", ("2024-08-01", "12"),
+                                                      Config(), fetch=lambda: data))[1] for k in (0, 40, 200)]
+    assert counts[0]["records_read"] == 3 and counts[0]["problems"] == {}
+    assert counts[1] == counts[0] and counts[2] == counts[0]
+
+
 def test_many_gzip_members_are_read_in_linear_time(monkeypatch):
     """zlib's leftovers are copies of the input it was given: handing it the object's rest
     at each member (and each output chunk) copied the object once per member. The input

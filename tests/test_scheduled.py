@@ -482,6 +482,27 @@ def test_a_catalog_planned_rebuild_keeps_the_rows_of_a_second_trail_glue_cannot_
     assert len(rows) == 2 * N and {r["source_file"].split("/")[3] for r in rows} == {"trail-a", "trail-b"}
 
 
+def test_a_second_trails_insight_folder_is_listed_with_its_cloudtrail_folder(tmp_path):
+    """The manifest names the second trail's objects; with include_insights its
+    CloudTrail-Insight/ folder beside them is a raw folder of the partition too (review finding)."""
+    from loglake import planning
+    from loglake.config import config_from_dict
+    from loglake.sources import get_source
+
+    source = get_source("cloudtrail")
+    config = config_from_dict({"readready": {"location": f"file://{tmp_path}/lake"},
+                               "sources": {"cloudtrail": {"include_insights": True}}})
+    values = ("none", "123456789012", "us-east-1", "2024-05-01")
+    day = "AWSLogs/123456789012/{}/us-east-1/2024/05/01/"
+    b_trail = "s3://raw/trailB/" + day.format("CloudTrail") + "123456789012_CloudTrail_us-east-1_x.json.gz"
+    part = storage.join(f"file://{tmp_path}/lake", "from_cloudtrail_readready",
+                        catalog.hive_partition_path(list(source.schema.partition_names), values).rstrip("/"))
+    manifest.commit(part, lambda _: manifest.Manifest("g1", (manifest.DataFile("g1/f.orc", 5, (b_trail,)),)))
+    a = "s3://raw/trailA/" + day.format("CloudTrail")
+    extra = planning.converted_elsewhere(source, config, values, [a, *source.sibling_dirs(a, config)])
+    assert extra == ["s3://raw/trailB/" + day.format("CloudTrail-Insight"), "s3://raw/trailB/" + day.format("CloudTrail")]
+
+
 def test_conditional_put_on_s3_sends_its_conditions(aws):
     # The conditions travel as headers (Glue 5.0's botocore has no IfNoneMatch parameter):
     # the server must see them, or a second writer would silently win.

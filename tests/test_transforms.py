@@ -842,3 +842,16 @@ def test_invalid_utf8_keeps_the_records_before_the_bad_byte(big):
     records, problem = decode_cloudtrail(gzip.compress(text.encode("latin-1")))
     assert records == [first, STRATUS[1]] and problem.reason == transforms.INVALID_UTF8
     assert "Gr" in problem.payload and problem.index == 2
+
+
+def test_lone_surrogates_are_replaced_however_deep_the_document():
+    """The walk was a recursion: a document the parser accepts (deep, with a lone
+    surrogate) exhausted the stack there and the whole object failed (review finding)."""
+    deep: list = ["x\ud83d"]
+    for _ in range(5000):
+        deep = [deep]
+    doc = transforms.without_lone_surrogates({"k\udc00": deep, "n": 1})
+    inner = doc["k\ufffd"]
+    for _ in range(5000):
+        inner = inner[0]
+    assert inner == ["x\ufffd"] and doc["n"] == 1

@@ -106,9 +106,14 @@ class GzipChunks:
                 return
             at -= len(d.unused_data)  # where this member ended (unconsumed_tail holds it too at eof)
             if at < size and data[at : at + 2] != _MAGIC[:2]:
-                if data[at:].strip(b"\x00"):
-                    self._broken("bytes after the last gzip member", -1)
-                return
+                if not data[at:].strip(b"\x00"):  # zero padding
+                    return
+                nxt = data.find(_MAGIC, at + 1)
+                self._broken(f"bytes that are no gzip member at byte {at}" if nxt >= 0
+                             else "bytes after the last gzip member", nxt)
+                if nxt < 0:
+                    return
+                at = nxt
 
     def _broken(self, detail: str, next_member: int) -> None:
         """Note a break (the first one is the problem; later ones are counted in it)."""

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import json
 import logging
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ KIND_FILE = "file"
 KIND_PROBLEM = "problem"
 OBJECT_MISSING = "object_missing"  # listed, then gone before it was read (NoSuchKey)
 CONVERSION_FAILED = "conversion_failed"  # the source's conversion raised on this object
+CONVERSION_STACK = 1500  # frames a conversion may use above its caller (see _process)
 EVENT_AFTER_DELIVERY = "event_after_delivery"  # eventtime past its partition's delivery day + 48 h
 READ_AHEAD = 16  # raw objects read ahead per task (S3 GETs are latency-bound); bytes: convert.read_ahead_bytes
 _END = object()
@@ -166,7 +168,15 @@ def _process(source: Source, data: bytes, uri: str, config: Config) -> FileResul
     A source checks what it knows can go wrong; an input nobody foresaw (or a bug) must
     not fail every run that lists the object -- a scheduled run would meet it again each
     hour and publish nothing more. The object goes to the quarantine, named, with the
-    rest of the run published; out of memory still fails the task."""
+    rest of the run published; out of memory still fails the task.
+
+    The conversion gets ``CONVERSION_STACK`` frames above its caller, whatever the
+    caller's depth: Python's JSON parser counts nesting against the recursion limit, so
+    a deep document parsed in a task's first pass and again in the re-conversion that
+    builds quarantine rows (another stack) could be fine once and broken once, and the
+    run would not balance."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + CONVERSION_STACK)
     try:
         return source.process_file(data, uri, config)
     except MemoryError:
@@ -177,6 +187,15 @@ def _process(source: Source, data: bytes, uri: str, config: Config) -> FileResul
         log.warning("%s: conversion failed (%s: %s at %s); quarantined", uri, type(exc).__name__, exc, where)
         detail = f"{type(exc).__name__}: {str(exc)[:300]} (at {where}); the object's records are not published"
         return FileResult(problems=[Problem(CONVERSION_FAILED, detail, payload_size=len(data))])
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _stack_depth() -> int:
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
 
 
 def convert_rows(source: Source, uri: str, values: tuple[str, ...], config: Config,

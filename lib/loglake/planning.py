@@ -237,11 +237,12 @@ def converted_elsewhere(source: Source, config: Config, values: tuple[str, ...],
         bucket, key = storage.split_s3(uri)
         result = source.classify_key(key, config)
         if result.ok and result.partition.values == values:
-            found.add(f"s3://{bucket}/{result.partition.raw_dir}")
+            folder = f"s3://{bucket}/{result.partition.raw_dir}"
+            found.update([folder, *source.sibling_dirs(folder, config)])  # CloudTrail-Insight/ beside it
     if found:
         log.info("partition %s: also listing %d raw folder(s) its rows came from besides the catalog's: %s",
                  "/".join(values), len(found), ", ".join(sorted(found)))
-    return sorted(found)
+    return sorted(found - set(folders))
 
 
 @dataclass(frozen=True)

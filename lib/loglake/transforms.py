@@ -118,20 +118,40 @@ REPLACEMENT = "\ufffd"
 
 def without_lone_surrogates(value: Any) -> Any:
     """``value`` (parsed JSON) with each lone UTF-16 surrogate in its strings, keys
-    included, replaced by U+FFFD.
+    included, replaced by U+FFFD; lists and objects are changed in place.
 
     JSON may escape half a surrogate pair (``"\\ud83d"``: a truncated emoji, or a value an
     attacker chose, such as a user agent); Python's parser then holds a code point that
     has no UTF-8 form, so the ORC writer (and any UTF-8 reader) would fail on it, and with
     it the whole run. The record is kept with the character every UTF-8 decoder
-    substitutes for what it cannot read."""
+    substitutes for what it cannot read. The walk is a loop, not a recursion: a document
+    as deep as the parser accepts must not exhaust the stack here."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub(REPLACEMENT, value) if _LONE_SURROGATE.search(value) else value
-    if isinstance(value, dict):
-        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_lone_surrogates(v) for v in value]
+        return _fixed(value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _fixed(item)
+                elif isinstance(item, (list, dict)):
+                    stack.append(node[i])
+        elif isinstance(node, dict):
+            if any(_LONE_SURROGATE.search(k) for k in node):
+                items = list(node.items())
+                node.clear()
+                node.update((_fixed(k), v) for k, v in items)
+            for k, item in node.items():
+                if isinstance(item, str):
+                    node[k] = _fixed(item)
+                elif isinstance(item, (list, dict)):
+                    stack.append(item)
     return value
+
+
+def _fixed(text: str) -> str:
+    return _LONE_SURROGATE.sub(REPLACEMENT, text) if _LONE_SURROGATE.search(text) else text
 
 
 def loads(raw: bytes) -> Any:
