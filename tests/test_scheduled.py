@@ -500,7 +500,8 @@ def test_a_second_trails_insight_folder_is_listed_with_its_cloudtrail_folder(tmp
     manifest.commit(part, lambda _: manifest.Manifest("g1", (manifest.DataFile("g1/f.orc", 5, (b_trail,)),)))
     a = "s3://raw/trailA/" + day.format("CloudTrail")
     extra = planning.converted_elsewhere(source, config, values, [a, *source.sibling_dirs(a, config)])
-    assert extra == ["s3://raw/trailB/" + day.format("CloudTrail-Insight"), "s3://raw/trailB/" + day.format("CloudTrail")]
+    b = "s3://raw/trailB/"
+    assert extra == [b + day.format("CloudTrail-Insight"), b + day.format("CloudTrail")]
 
 
 def test_conditional_put_on_s3_sends_its_conditions(aws):
